@@ -1,0 +1,267 @@
+// Python bindings of dicube's native core: HTJ2K codec (OpenJPH) and CRC-32C.
+// Thin by design: argument checking and convenience live in dicube/codecs/jph.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <thread>
+
+#include <ojph_version.h>
+
+#include "codestream.hpp"
+#include "crc32c.hpp"
+#include "errors.hpp"
+#include "jph_codec.hpp"
+#include "parallel.hpp"
+
+namespace py = pybind11;
+using namespace dicube;
+
+namespace {
+
+SampleType sample_type(const py::dtype& dt) {
+  char kind = dt.kind();
+  auto size = dt.itemsize();
+  if (kind == 'u' && size == 1) return SampleType::U8;
+  if (kind == 'i' && size == 1) return SampleType::I8;
+  if (kind == 'u' && size == 2) return SampleType::U16;
+  if (kind == 'i' && size == 2) return SampleType::I16;
+  if (kind == 'u' && size == 4) return SampleType::U32;
+  if (kind == 'i' && size == 4) return SampleType::I32;
+  throw CodecFailure("unsupported sample type " + std::string(py::str(dt)) +
+                     " (use uint8, int8, uint16, int16, uint32 or int32)");
+}
+
+// View of an array of images: `lead` leading axes (0 for one image, 1 for a batch),
+// then rows, cols and an optional samples axis. Must be C-contiguous and native-endian.
+ImageView image_view(const py::array& a, int lead, bool writable, size_t& count) {
+  if (!(a.flags() & py::array::c_style)) throw CodecFailure("array must be C-contiguous");
+  if (writable && !a.writeable()) throw CodecFailure("output array is read-only");
+  if (a.dtype().byteorder() == '>') throw CodecFailure("big-endian arrays are not supported");
+  int nd = static_cast<int>(a.ndim()) - lead;
+  if (nd != 2 && nd != 3) throw CodecFailure("expected images of shape (rows, cols) or (rows, cols, samples)");
+  ImageView v;
+  v.data = const_cast<void*>(a.data());
+  v.type = sample_type(a.dtype());
+  v.rows = static_cast<uint32_t>(a.shape(lead));
+  v.cols = static_cast<uint32_t>(a.shape(lead + 1));
+  v.comps = nd == 3 ? static_cast<uint32_t>(a.shape(lead + 2)) : 1;
+  count = lead ? static_cast<size_t>(a.shape(0)) : 1;
+  return v;
+}
+
+ImageView frame(const ImageView& v, size_t i) {
+  ImageView f = v;
+  f.data = static_cast<char*>(v.data) + i * v.rows * v.cols * v.comps * sample_bytes(v.type);
+  return f;
+}
+
+unsigned resolve_threads(int n) {
+  if (n > 0) return static_cast<unsigned>(n);
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? hw : 1;
+}
+
+EncodeOptions encode_options(uint32_t bits_stored, uint32_t levels, uint32_t bw, uint32_t bh,
+                             const std::string& progression, bool color_transform, bool tlm, bool checksum) {
+  EncodeOptions o;
+  o.bits_stored = bits_stored;
+  o.levels = levels;
+  o.block_width = bw;
+  o.block_height = bh;
+  o.progression = progression;
+  o.color_transform = color_transform;
+  o.tlm = tlm;
+  o.checksum = checksum;
+  return o;
+}
+
+struct Span {
+  const uint8_t* data;
+  size_t size;
+};
+
+Span span_of(const py::buffer_info& b) {
+  return Span{static_cast<const uint8_t*>(b.ptr), static_cast<size_t>(b.size * b.itemsize)};
+}
+
+void decode_spans(const std::vector<Span>& spans, const py::array& out, const DecodeOptions& opt, int threads) {
+  size_t count;
+  ImageView v = image_view(out, 1, true, count);
+  if (count != spans.size())
+    throw CodecFailure("output holds " + std::to_string(count) + " frames, " + std::to_string(spans.size()) +
+                       " codestreams given");
+  py::gil_scoped_release release;
+  parallel_for(spans.size(), resolve_threads(threads), [&](size_t i) {
+    try {
+      decode_image(spans[i].data, spans[i].size, frame(v, i), opt);
+    } catch (const CodecFailure& e) {
+      throw CodecFailure("frame " + std::to_string(i) + ": " + e.what());
+    }
+  });
+}
+
+py::dict header_dict(const HeaderInfo& h) {
+  static const char* orders[] = {"LRCP", "RLCP", "RPCL", "PCRL", "CPRL"};
+  py::dict d;
+  d["rows"] = h.height;
+  d["columns"] = h.width;
+  d["components"] = h.components.size();
+  d["bits_stored"] = h.components[0].bit_depth;
+  d["signed"] = h.components[0].is_signed;
+  d["uniform_components"] = std::all_of(h.components.begin(), h.components.end(), [&](const ComponentInfo& c) {
+    return c.bit_depth == h.components[0].bit_depth && c.is_signed == h.components[0].is_signed &&
+           c.dx == 1 && c.dy == 1;
+  });
+  d["tiles"] = h.num_tiles;
+  d["levels"] = h.levels;
+  d["block_size"] = py::make_tuple(h.block_width, h.block_height);
+  d["block_style"] = h.block_style;
+  d["progression"] = orders[h.progression];
+  d["layers"] = h.layers;
+  d["color_transform"] = h.color_transform;
+  d["reversible"] = h.reversible;
+  d["high_throughput"] = h.has_cap && (h.rsiz & 0x4000) != 0;
+  d["tlm"] = h.has_tlm;
+  d["tlm_tile_parts"] = h.tlm_tile_parts;
+  d["checksum"] = h.has_checksum ? py::object(py::int_(h.checksum)) : py::object(py::none());
+  d["header_length"] = h.header_length;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "dicube's native core: lossless HTJ2K through OpenJPH, CRC-32C.";
+  install_openjph_handlers();
+
+  static py::object codec_error = py::module_::import("dicube.exceptions").attr("CodecError");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const CodecFailure& e) {
+      PyErr_SetObject(codec_error.ptr(), py::str(e.what()).ptr());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetObject(codec_error.ptr(), py::str("out of memory while coding an image").ptr());
+    }
+  });
+
+  m.attr("openjph_version") = DICUBE_OJPH_VERSION;
+#ifdef DICUBE_OJPH_HAS_TLM
+  m.attr("has_tlm") = true;
+#else
+  m.attr("has_tlm") = false;
+#endif
+  m.attr("max_bits_stored") = max_bits_stored();
+
+  m.def(
+      "encode",
+      [](const py::array& image, uint32_t bits_stored, uint32_t levels, uint32_t bw, uint32_t bh,
+         const std::string& progression, bool color_transform, bool tlm, bool checksum) {
+        size_t count;
+        ImageView v = image_view(image, 0, false, count);
+        EncodeOptions o = encode_options(bits_stored, levels, bw, bh, progression, color_transform, tlm, checksum);
+        std::string out;
+        {
+          py::gil_scoped_release release;
+          out = encode_image(v, o);
+        }
+        return py::bytes(out);
+      },
+      py::arg("image"), py::arg("bits_stored"), py::arg("levels"), py::arg("block_width"),
+      py::arg("block_height"), py::arg("progression"), py::arg("color_transform"), py::arg("tlm"),
+      py::arg("checksum"));
+
+  m.def(
+      "encode_batch",
+      [](const py::array& volume, uint32_t bits_stored, uint32_t levels, uint32_t bw, uint32_t bh,
+         const std::string& progression, bool color_transform, bool tlm, bool checksum, int threads) {
+        size_t count;
+        ImageView v = image_view(volume, 1, false, count);
+        EncodeOptions o = encode_options(bits_stored, levels, bw, bh, progression, color_transform, tlm, checksum);
+        std::vector<std::string> out(count);
+        {
+          py::gil_scoped_release release;
+          parallel_for(count, resolve_threads(threads), [&](size_t i) {
+            try {
+              out[i] = encode_image(frame(v, i), o);
+            } catch (const CodecFailure& e) {
+              throw CodecFailure("frame " + std::to_string(i) + ": " + e.what());
+            }
+          });
+        }
+        py::list result(count);
+        for (size_t i = 0; i < count; ++i) result[i] = py::bytes(out[i]);
+        return result;
+      },
+      py::arg("volume"), py::arg("bits_stored"), py::arg("levels"), py::arg("block_width"),
+      py::arg("block_height"), py::arg("progression"), py::arg("color_transform"), py::arg("tlm"),
+      py::arg("checksum"), py::arg("num_threads"));
+
+  m.def(
+      "header",
+      [](const py::buffer& data) {
+        py::buffer_info b = data.request();
+        Span s = span_of(b);
+        return header_dict(parse_main_header(s.data, s.size));
+      },
+      py::arg("data"), "Main-header facts of a codestream (raises CodecError when malformed).");
+
+  m.def(
+      "reduced_size",
+      [](const py::buffer& data, uint32_t skip) {
+        py::buffer_info b = data.request();
+        Span s = span_of(b);
+        uint32_t rows, cols;
+        reduced_size(parse_main_header(s.data, s.size), skip, rows, cols);
+        return py::make_tuple(rows, cols);
+      },
+      py::arg("data"), py::arg("skip_levels"));
+
+  m.def(
+      "decode_batch",
+      [](const py::sequence& codestreams, const py::array& out, uint32_t skip, bool verify, bool resilient,
+         int threads) {
+        std::vector<py::buffer_info> infos;
+        infos.reserve(codestreams.size());
+        for (auto item : codestreams) infos.push_back(py::reinterpret_borrow<py::buffer>(item).request());
+        std::vector<Span> spans;
+        for (auto& b : infos) spans.push_back(span_of(b));
+        DecodeOptions o{skip, verify, resilient};
+        decode_spans(spans, out, o, threads);
+      },
+      py::arg("codestreams"), py::arg("out"), py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"),
+      py::arg("num_threads"));
+
+  m.def(
+      "decode_regions",
+      [](const py::buffer& buffer, const py::array_t<uint64_t, py::array::c_style>& offsets,
+         const py::array_t<uint64_t, py::array::c_style>& lengths, const py::array& out, uint32_t skip,
+         bool verify, bool resilient, int threads) {
+        py::buffer_info b = buffer.request();
+        Span whole = span_of(b);
+        if (offsets.size() != lengths.size()) throw CodecFailure("offsets and lengths differ in count");
+        std::vector<Span> spans;
+        for (py::ssize_t i = 0; i < offsets.size(); ++i) {
+          uint64_t off = offsets.at(i), len = lengths.at(i);
+          if (off > whole.size || len > whole.size - off)
+            throw CodecFailure("frame " + std::to_string(i) + " lies outside the buffer");
+          spans.push_back(Span{whole.data + off, static_cast<size_t>(len)});
+        }
+        DecodeOptions o{skip, verify, resilient};
+        decode_spans(spans, out, o, threads);
+      },
+      py::arg("buffer"), py::arg("offsets"), py::arg("lengths"), py::arg("out"), py::arg("skip_levels"),
+      py::arg("verify"), py::arg("resilient"), py::arg("num_threads"),
+      "Decode codestreams stored at byte ranges of one buffer into out (frames, rows, cols[, samples]).");
+
+  m.def(
+      "crc32c",
+      [](const py::buffer& data, uint32_t crc) {
+        py::buffer_info b = data.request();
+        Span s = span_of(b);
+        py::gil_scoped_release release;
+        return crc32c(s.data, s.size, crc);
+      },
+      py::arg("data"), py::arg("crc") = 0, "CRC-32C of a bytes-like object, continuing from crc.");
+}

@@ -1,0 +1,1 @@
+"""Pixel codecs used by dicube files."""

@@ -1,0 +1,101 @@
+"""Decoding HTJ2K codestreams into numpy arrays."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ...exceptions import CodecError
+from ._info import read_header
+from ._native import native
+from ._options import thread_count
+
+
+def _check_out(out: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise CodecError("out must be a numpy array")
+    if out.shape != shape or out.dtype != dtype:
+        raise CodecError(f"out has shape {out.shape} and dtype {out.dtype}; decoding needs {shape} {dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise CodecError("out must be a writeable C-contiguous array")
+    return out
+
+
+def _frame_layout(first, reduce: int):
+    info = read_header(first)
+    rows, cols = native.reduced_size(first, reduce) if reduce else (info.rows, info.columns)
+    shape = (rows, cols) if info.components == 1 else (rows, cols, info.components)
+    return shape, info.dtype
+
+
+def imdecode_jph(
+    data,
+    *,
+    reduce: int = 0,
+    out: Optional[np.ndarray] = None,
+    verify: bool = True,
+    resilient: bool = False,
+) -> np.ndarray:
+    """Decode one codestream (bytes-like) into (rows, columns) or (rows, columns, samples).
+
+    The dtype follows the codestream's precision and sign (uint8/int8, uint16/int16,
+    uint32/int32). ``reduce`` skips that many finest wavelet levels (a 2**reduce smaller
+    image, decoded faster). ``verify`` checks dicube's embedded checksum when present.
+    ``resilient`` asks OpenJPH to decode past corrupt data instead of failing.
+    Raises :class:`CodecError` on any malformed, truncated or corrupt input.
+    """
+    shape, dtype = _frame_layout(data, reduce)
+    if out is None:
+        out = np.empty(shape, dtype)
+    else:
+        _check_out(out, shape, dtype)
+    native.decode_batch([data], out[np.newaxis], reduce, verify, resilient, 1)
+    return out
+
+
+def decode_batch(
+    codestreams: Sequence,
+    out: Optional[np.ndarray] = None,
+    *,
+    reduce: int = 0,
+    num_threads: Optional[int] = None,
+    verify: bool = True,
+    resilient: bool = False,
+) -> np.ndarray:
+    """Decode codestreams of equal size and type into one (frames, rows, columns[, samples]) array.
+
+    ``out`` (optional) is a preallocated array to decode into, which saves the cost of
+    fresh memory. Frames are decoded on ``num_threads`` C++ threads (default: all cores)
+    with the GIL released.
+    """
+    codestreams = list(codestreams)
+    if not codestreams:
+        raise CodecError("no codestreams to decode")
+    shape, dtype = _frame_layout(codestreams[0], reduce)
+    full = (len(codestreams),) + shape
+    out = np.empty(full, dtype) if out is None else _check_out(out, full, dtype)
+    native.decode_batch(codestreams, out, reduce, verify, resilient, thread_count(num_threads))
+    return out
+
+
+def decode_regions(
+    buffer,
+    offsets,
+    lengths,
+    out: np.ndarray,
+    *,
+    reduce: int = 0,
+    num_threads: Optional[int] = None,
+    verify: bool = True,
+) -> np.ndarray:
+    """Decode codestreams lying at byte ``offsets``/``lengths`` of one buffer into ``out``.
+
+    For containers that hold many frames in one file: no per-frame Python objects.
+    ``out`` must already have the frames' shape and dtype (checked per frame in C++).
+    """
+    offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
+    lengths = np.ascontiguousarray(lengths, dtype=np.uint64)
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise CodecError("out must be a writeable C-contiguous array")
+    native.decode_regions(buffer, offsets, lengths, out, reduce, verify, False, thread_count(num_threads))
+    return out

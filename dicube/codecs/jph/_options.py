@@ -1,0 +1,44 @@
+"""Codec settings shared by the encoders, and dtype helpers."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32"))
+
+# Measured on CT (see docs/codec.md): 5 levels, 64x64 blocks is the best lossless ratio;
+# more levels gain nothing, other block shapes lose up to 1%.
+DEFAULT_LEVELS = 5
+DEFAULT_BLOCK = (64, 64)
+# DICOM's HTJ2K-with-RPCL-options syntax wants the lowest resolution at most 64 pixels.
+MAX_BASE_RESOLUTION = 64
+
+
+def check_dtype(dtype) -> np.dtype:
+    from ...exceptions import CodecError
+
+    dt = np.dtype(dtype)
+    if dt.newbyteorder("=") not in SUPPORTED_DTYPES:
+        raise CodecError(f"unsupported sample type {dt} (use uint8, int8, uint16, int16, uint32 or int32)")
+    return dt.newbyteorder("=")
+
+
+def levels_for(rows: int, columns: int, levels: int | None) -> int:
+    """Decomposition levels: the requested number, or enough for a base resolution <= 64."""
+    if levels is not None:
+        return int(levels)
+    n = DEFAULT_LEVELS
+    while max(rows, columns) > MAX_BASE_RESOLUTION << n and n < 32:
+        n += 1
+    return n
+
+
+def thread_count(num_threads: int | None) -> int:
+    """None or 0 means all cores this process may use."""
+    if num_threads:
+        return max(1, int(num_threads))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1

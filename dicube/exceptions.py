@@ -1,0 +1,67 @@
+"""Exceptions raised by dicube.
+
+Every error carries a message naming the file (when there is one) and the problem.
+All derive from :class:`DicomCubeError`, so ``except DicomCubeError`` catches any of them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class DicomCubeError(Exception):
+    """Base class of all dicube errors.
+
+    ``path`` is the file or folder concerned (or ``None``); it is prefixed to the message.
+    """
+
+    def __init__(self, message: str, path: Optional[PathLike] = None):
+        self.path = os.fspath(path) if path is not None else None
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class InvalidCubeFileError(DicomCubeError):
+    """A file is not a readable dicube file: wrong magic, unknown version, truncated, bad layout."""
+
+
+class CorruptFileError(InvalidCubeFileError):
+    """A dicube file's checksum does not match: its bytes changed after it was written."""
+
+
+class CodecError(DicomCubeError):
+    """Encoding or decoding pixel data failed (bad codestream, unsupported image, value range)."""
+
+
+class MetaDataError(DicomCubeError):
+    """Metadata is missing, malformed, or cannot be represented."""
+
+
+class DataConsistencyError(DicomCubeError):
+    """Pixels, metadata and geometry do not agree (e.g. frame count vs slice count)."""
+
+
+class DicomReadError(DicomCubeError):
+    """A DICOM file or folder cannot be read as a series."""
+
+
+class MultipleSeriesError(DicomReadError):
+    """A folder holds several series and none was chosen; ``series`` lists them."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, series=None):
+        super().__init__(message, path)
+        self.series = list(series or [])
+
+
+__all__ = [
+    "DicomCubeError",
+    "InvalidCubeFileError",
+    "CorruptFileError",
+    "CodecError",
+    "MetaDataError",
+    "DataConsistencyError",
+    "DicomReadError",
+    "MultipleSeriesError",
+]
