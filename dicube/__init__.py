@@ -10,3 +10,28 @@ from .exceptions import (  # noqa: F401
     InvalidCubeFileError,
     MetaDataError,
 )
+
+# --- DICOM reading / metadata / QC (issue 3); imported lazily to keep `import dicube` fast
+_DICOM_EXPORTS = {
+    "load_from_dicom_folder": "dicube.dicom.dicom_io",
+    "discover_series": "dicube.dicom.dicom_io",
+    "get_dicom_status": "dicube.dicom.dicom_status",
+    "check_series": "dicube.dicom.dicom_status",
+    "DicomStatus": "dicube.dicom.dicom_status",
+    "QCReport": "dicube.dicom.dicom_status",
+    "DicomMeta": "dicube.dicom.dicom_meta",
+    "CommonTags": "dicube.dicom.dicom_tags",
+    "DicomCubeImage": "dicube.core.image",
+    "PixelDataHeader": "dicube.core.pixel_header",
+}
+
+
+def __getattr__(name):
+    module = _DICOM_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicube' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

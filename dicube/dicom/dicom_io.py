@@ -1,0 +1,418 @@
+"""Reading DICOM series: discovery, parallel parsing, slice ordering, pixel stacking.
+
+Every file is read and parsed once (header and pixels in the same pass, in threads);
+pixels are written straight into one preallocated volume, which is then put in slice
+order in place.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from ..exceptions import DataConsistencyError, DicomReadError, MultipleSeriesError
+from . import geometry
+from .dicom_meta import DicomMeta
+from .file_parser import NotDicomError, ParsedFile, decode_pixels, frame_count, parse_bytes
+
+__all__ = ["SeriesInfo", "DiscoveryResult", "discover_series", "read_dicom_series",
+           "load_from_dicom_folder", "list_files"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+SERIES_UID, SERIES_DESC, MODALITY = "0020000E", "0008103E", "00080060"
+ROWS, COLS = "00280010", "00280011"
+#: tags tried, in order, to separate several volumes sharing the same positions
+VOLUME_SPLIT_TAGS = {
+    "EchoNumbers": "00180086", "EchoTime": "00180081", "DiffusionBValue": "00189087",
+    "TemporalPositionIdentifier": "00200100", "TriggerTime": "00181060",
+    "AcquisitionNumber": "00200012", "ImageType": "00080008", "AcquisitionTime": "00080032",
+    "ContentTime": "00080033",
+}
+
+
+@dataclass
+class SeriesInfo:
+    """One series (or one volume of a split series) found in a folder."""
+
+    key: str                     # unique id: the SeriesInstanceUID, or "<uid>#<n>" when split
+    series_uid: str
+    description: str
+    modality: str
+    files: list[str]
+    rows: Optional[int] = None
+    columns: Optional[int] = None
+    orientation: Optional[list[float]] = None
+    split_by: Optional[str] = None  # why this series was split off (tag keyword or "geometry")
+    has_pixels: bool = True
+
+    @property
+    def num_files(self) -> int:
+        return len(self.files)
+
+    def summary(self) -> dict:
+        return {"key": self.key, "series_uid": self.series_uid, "count": self.num_files,
+                "description": self.description, "modality": self.modality,
+                "rows": self.rows, "columns": self.columns, "split_by": self.split_by}
+
+
+@dataclass
+class DiscoveryResult:
+    """Series found by :func:`discover_series`; non-DICOM files are counted, not read."""
+
+    series: list[SeriesInfo]
+    non_dicom: list[str] = field(default_factory=list)
+
+    @property
+    def num_non_dicom(self) -> int:
+        return len(self.non_dicom)
+
+    def __iter__(self):
+        return iter(self.series)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __getitem__(self, i: int) -> SeriesInfo:
+        return self.series[i]
+
+
+def list_files(folder: PathLike, recursive: bool = True) -> list[str]:
+    """Regular files under ``folder`` (or ``[folder]`` if it is a file), sorted."""
+    folder = os.fspath(folder)
+    if os.path.isfile(folder):
+        return [folder]
+    if not os.path.isdir(folder):
+        raise DicomReadError("no such file or folder", folder)
+    out = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            out.extend(os.path.join(root, f) for f in files)
+    else:
+        with os.scandir(folder) as it:
+            out = [e.path for e in it if e.is_file()]
+    return sorted(out)
+
+
+def _threads(num_threads: Optional[int]) -> int:
+    return max(1, num_threads or min(8, (os.cpu_count() or 2) * 2))
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _parse_header(path: str) -> Optional[ParsedFile]:
+    try:
+        pf, _ = parse_bytes(path, _read(path))
+    except (NotDicomError, OSError):
+        return None
+    return pf
+
+
+def _series_uid(pf: ParsedFile) -> str:
+    v = pf.value(SERIES_UID, "")
+    return str(v).rstrip("\x00 ") if isinstance(v, str) else ""
+
+
+def _is_image(pf: ParsedFile) -> bool:
+    sop = pf.value("00020002", "")
+    return pf.pixel_tag is not None or (sop != DICOMDIR_CLASS and ROWS in pf.header)
+
+
+def _group_series(parsed: list[ParsedFile]) -> list[tuple[SeriesInfo, list[ParsedFile]]]:
+    """Group files by SeriesInstanceUID, split by geometry (rows/columns, orientation)
+    and by volume when several volumes share the same slice positions."""
+    by_key: dict = defaultdict(list)
+    for pf in parsed:
+        iop = geometry.orientation(pf.header)
+        ori = None if iop is None else tuple(np.round(iop, 3).tolist())
+        by_key[(_series_uid(pf), pf.value(ROWS), pf.value(COLS), ori)].append(pf)
+    by_uid: dict = defaultdict(list)
+    for (uid, rows, cols, ori), pfs in by_key.items():
+        by_uid[uid].append(((rows, cols, ori), pfs))
+    result = []
+    for uid in sorted(by_uid):
+        parts = []
+        geo_split = len(by_uid[uid]) > 1
+        for (rows, cols, ori), pfs in sorted(by_uid[uid], key=lambda p: -len(p[1])):
+            for reason, vol in _split_volumes(pfs):
+                parts.append((rows, cols, ori, reason or ("geometry" if geo_split else None), vol))
+        for n, (rows, cols, ori, reason, pfs) in enumerate(parts):
+            first = pfs[0]
+            info = SeriesInfo(
+                key=uid if len(parts) == 1 else f"{uid}#{n + 1}",
+                series_uid=uid,
+                description=str(first.value(SERIES_DESC, "") or ""),
+                modality=str(first.value(MODALITY, "") or ""),
+                files=[pf.path for pf in pfs], rows=rows, columns=cols,
+                orientation=list(ori) if ori else None, split_by=reason,
+                has_pixels=any(pf.pixel_tag for pf in pfs))
+            result.append((info, pfs))
+    return result
+
+
+def _split_volumes(pfs: list[ParsedFile]) -> list[tuple[Optional[str], list[ParsedFile]]]:
+    """Split files holding k volumes at the same positions (multi-echo, diffusion...)."""
+    pos = [geometry.position(pf.header) for pf in pfs]
+    if len(pfs) < 2 or any(p is None for p in pos):
+        return [(None, pfs)]
+    keys = [tuple(np.round(p, 3).tolist()) for p in pos]
+    counts = Counter(keys)
+    k = next(iter(counts.values()))
+    if k < 2 or any(c != k for c in counts.values()):
+        return [(None, pfs)]
+    for name, tag in VOLUME_SPLIT_TAGS.items():
+        groups: dict = defaultdict(list)
+        for pf in pfs:
+            groups[json.dumps(pf.header.get(tag), sort_keys=True)].append(pf)
+        if len(groups) == k and all(len({tuple(np.round(geometry.position(p.header), 3))
+                                         for p in g}) == len(g) == len(counts)
+                                    for g in groups.values()):
+            return [(name, g) for _, g in sorted(groups.items())]
+    return [(None, pfs)]
+
+
+def discover_series(folder: PathLike, recursive: bool = True,
+                    num_threads: Optional[int] = None) -> DiscoveryResult:
+    """List the series in a folder tree (headers parsed once, in parallel threads).
+
+    Series are keyed by SeriesInstanceUID and split when geometry differs or when several
+    volumes share the same positions; non-DICOM files are skipped and counted.
+    """
+    files = list_files(folder, recursive)
+    with ThreadPoolExecutor(_threads(num_threads)) as ex:
+        parsed = list(ex.map(_parse_header, files))
+    non_dicom = [f for f, pf in zip(files, parsed) if pf is None]
+    images = [pf for pf in parsed if pf is not None and _is_image(pf)]
+    return DiscoveryResult([info for info, _ in _group_series(images)], non_dicom)
+
+
+def _select(groups: list, series_uid: Optional[str], folder: str):
+    candidates = [g for g in groups if g[0].has_pixels] or groups
+    if series_uid is not None:
+        chosen = [g for g in groups if g[0].key == series_uid] or \
+                 [g for g in groups if g[0].series_uid == series_uid]
+        if not chosen:
+            raise DicomReadError(f"series {series_uid} not found; found: "
+                                 + ", ".join(g[0].key for g in groups), folder)
+        candidates = chosen
+    if len(candidates) > 1:
+        listing = "; ".join(f"{g[0].key} ({g[0].num_files} files, {g[0].description!r})"
+                            for g in candidates)
+        raise MultipleSeriesError(f"{len(candidates)} series found, pick one with "
+                                  f"series_uid=: {listing}", folder,
+                                  series=[g[0].summary() for g in candidates])
+    return candidates[0]
+
+
+def _permute_in_place(vol: np.ndarray, perm: list[int]) -> None:
+    """Reorder ``vol`` so that new[k] = old[perm[k]], with one slice of extra memory."""
+    done = [False] * len(perm)
+    for start in range(len(perm)):
+        if done[start] or perm[start] == start:
+            done[start] = True
+            continue
+        tmp = vol[start].copy()
+        k = start
+        while True:
+            done[k] = True
+            src = perm[k]
+            if src == start:
+                vol[k] = tmp
+                break
+            vol[k] = vol[src]
+            k = src
+
+
+@dataclass
+class _Item:
+    pf: ParsedFile
+    slot: int = -1                       # slice of the shared volume holding its pixels
+    array: Optional[np.ndarray] = None   # pixels kept separately (shape/dtype differ)
+
+
+def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
+                      num_threads: Optional[int] = None, recursive: bool = True
+                      ) -> tuple[np.ndarray, DicomMeta, list[int]]:
+    """Read one series: (volume in slice order, DicomMeta in slice order, frames per file).
+
+    Raises DicomReadError (nothing readable), MultipleSeriesError (several series and no
+    ``series_uid``) or DataConsistencyError (slices that cannot be stacked).
+    """
+    folder_s = os.fspath(folder)
+    files = list_files(folder_s, recursive)
+    if not files:
+        raise DicomReadError("folder is empty", folder_s)
+
+    def wanted(pf: ParsedFile) -> bool:
+        if pf.pixel_tag is None or not _is_image(pf):
+            return False
+        return series_uid is None or _series_uid(pf) == series_uid.split("#")[0]
+
+    items: list[Optional[_Item]] = [None] * len(files)
+    state: dict = {}
+
+    def work(i: int) -> None:
+        try:
+            buf = _read(files[i])
+            pf, ds = parse_bytes(files[i], buf)
+        except (NotDicomError, OSError):
+            return
+        item = _Item(pf)
+        items[i] = item
+        if not wanted(pf):
+            return
+        try:
+            arr = decode_pixels(pf, buf, ds)
+        except Exception as exc:  # decoder failures of any plugin
+            raise DicomReadError(f"cannot decode pixel data: {exc}", files[i]) from exc
+        vol = state.get("vol")
+        if vol is not None and arr.shape[0] == 1 and arr.shape[1:] == vol.shape[1:] \
+                and arr.dtype == vol.dtype:
+            vol[i] = arr[0]
+            item.slot = i
+        else:
+            item.array = arr if arr.flags.owndata else arr.copy()
+
+    # parse files until one yields pixels: it fixes the volume's slice shape and dtype
+    start = 0
+    while start < len(files):
+        work(start)
+        it = items[start]
+        start += 1
+        if it is not None and it.array is not None:
+            if it.array.shape[0] == 1:
+                state["vol"] = np.empty((len(files),) + it.array.shape[1:], it.array.dtype)
+                state["vol"][start - 1] = it.array[0]
+                it.slot, it.array = start - 1, None
+            break
+    if start < len(files):
+        with ThreadPoolExecutor(_threads(num_threads)) as ex:
+            list(ex.map(work, range(start, len(files))))
+
+    parsed = [it for it in items if it is not None and _is_image(it.pf)]
+    if not parsed:
+        raise DicomReadError(f"no DICOM image found ({len(files)} files)", folder_s)
+    by_path = {it.pf.path: it for it in parsed}
+    groups = _group_series([it.pf for it in parsed])
+    info, pfs = _select(groups, series_uid, folder_s)
+    if not info.has_pixels:
+        raise DicomReadError(f"series {info.key} has no pixel data", folder_s)
+    pfs = [pf for pf in pfs if pf.pixel_tag is not None]
+    order = geometry.sort_order([pf.header for pf in pfs])
+    chosen = [by_path[pfs[k].path] for k in order]
+
+    volume = _assemble(state.get("vol"), chosen, len(files), folder_s)
+    frames = [frame_count(it.pf) for it in chosen]
+    root = folder_s if os.path.isdir(folder_s) else os.path.dirname(folder_s)
+    names = [os.path.relpath(it.pf.path, root) for it in chosen]
+    slice_info = []
+    for it in chosen:
+        d = {"pixel_tag": it.pf.pixel_tag, "pixel_vr": it.pf.pixel_vr}
+        if it.pf.preamble:
+            import base64
+            d["preamble"] = base64.b64encode(it.pf.preamble).decode("ascii")
+        slice_info.append(d)
+    meta = DicomMeta.from_json_headers([it.pf.header for it in chosen], names, slice_info)
+    return volume, meta, frames
+
+
+def _assemble(vol: Optional[np.ndarray], chosen: list[_Item], n_files: int,
+              folder: str) -> np.ndarray:
+    if vol is not None and all(it.slot >= 0 for it in chosen):
+        perm = [it.slot for it in chosen]
+        if len(perm) == n_files:
+            _permute_in_place(vol, perm)
+            return vol
+        return vol[perm]
+    arrays = [vol[it.slot][np.newaxis] if it.slot >= 0 else it.array for it in chosen]
+    shapes = Counter(a.shape[1:] for a in arrays)
+    dtypes = Counter(str(a.dtype) for a in arrays)
+    if len(shapes) > 1 or len(dtypes) > 1:
+        common_shape, common_dtype = shapes.most_common(1)[0][0], dtypes.most_common(1)[0][0]
+        odd = [i for i, a in enumerate(arrays)
+               if a.shape[1:] != common_shape or str(a.dtype) != common_dtype]
+        raise DataConsistencyError(
+            f"slices cannot be stacked: shapes {dict(shapes)}, dtypes {dict(dtypes)}; "
+            f"differing slices (sorted index): {odd[:20]}", folder)
+    return np.concatenate(arrays, axis=0)
+
+
+def load_from_dicom_folder(folder: PathLike, *, series_uid: Optional[str] = None,
+                           num_threads: Optional[int] = None, recursive: bool = True):
+    """Load a DICOM series (folder, or a single/multi-frame file) as a DicomCubeImage.
+
+    ``raw_image`` holds the stored values (dtype of pydicom's ``pixel_array``), shape
+    (slices, rows, columns) (``(..., 3)`` for color), slices sorted along the slice
+    normal (InstanceNumber as fallback); multi-frame files keep their frame order.
+    ``space`` follows spacetransformer's (x, y, z) = (columns, rows, slices) convention
+    (see :mod:`dicube.dicom.geometry`). ``series_uid`` picks a series (or a split part,
+    by its ``SeriesInfo.key``) when the folder holds several.
+    """
+    from ..core.image import DicomCubeImage
+
+    volume, meta, frames = read_dicom_series(folder, series_uid=series_uid,
+                                             num_threads=num_threads, recursive=recursive)
+    return DicomCubeImage(volume, pixel_header_from_meta(meta, volume),
+                          meta, space_from_meta(meta, volume.shape, frames))
+
+
+def pixel_header_from_meta(meta: DicomMeta, volume: np.ndarray):
+    """PixelDataHeader (rescale per slice when it varies, window, dtype) for a volume."""
+    from ..core.pixel_header import PixelDataHeader
+
+    def per_slice(tag: str, default: float):
+        if meta.is_shared(tag):
+            v = meta.get_shared_value(tag)
+            return float(v[0] if isinstance(v, list) else v) if v not in (None, "") else default
+        vals = meta.get_values(tag)
+        if all(v in (None, "") for v in vals):
+            return default
+        out = [float((v[0] if isinstance(v, list) else v)) if v not in (None, "") else default
+               for v in vals]
+        return out if len(out) == volume.shape[0] else out[0]
+
+    def first(tag: str) -> Optional[float]:
+        v = meta.get_values(tag)[0] if len(meta) else None
+        v = v[0] if isinstance(v, list) and v else v
+        return float(v) if isinstance(v, (int, float)) else None
+
+    dt = str(volume.dtype)
+    return PixelDataHeader(
+        RescaleSlope=per_slice("00281053", 1.0), RescaleIntercept=per_slice("00281052", 0.0),
+        OriginalPixelDtype=dt, PixelDtype=dt,
+        WindowCenter=first("00281050"), WindowWidth=first("00281051"))
+
+
+def space_from_meta(meta: DicomMeta, shape: tuple, frames: Optional[list[int]] = None):
+    """spacetransformer Space of a volume described by ``meta`` (see geometry module)."""
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    if len(meta) == 1 and nz > 1:  # enhanced multi-frame
+        pos, iop, spacing = geometry.frame_geometry(meta.slice_json(0), nz)
+    else:
+        h0 = meta.slice_json(0)
+        iop = geometry.orientation(h0)
+        spacing = geometry.floats(h0.get(geometry.PIXEL_SPACING), 2)
+        p = meta.get_array("00200032")
+        pos = p if p.ndim == 2 and p.shape[1] == 3 and np.all(np.isfinite(p)) else None
+        if pos is not None and len(pos) != nz:
+            pos = None
+    step = None
+    h0 = meta.slice_json(0)
+    for tag in (geometry.BETWEEN, geometry.THICKNESS):
+        v = geometry.floats(h0.get(tag))
+        if v is not None and v.size:
+            step = float(v[0])
+            break
+    try:
+        return geometry.build_space((nz, ny, nx), pos, iop, spacing, step)
+    except Exception:  # invalid geometry: identity space rather than failing the load
+        return geometry.build_space((nz, ny, nx), None, None, spacing, step)

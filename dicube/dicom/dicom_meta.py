@@ -1,0 +1,276 @@
+"""DicomMeta: every data element of every slice of a series, shared values stored once.
+
+Internally each slice is DICOM JSON (see :mod:`dicube.dicom.dicom_json`), split into
+``shared`` (identical on all slices) and ``per_slice`` (one entry per slice, ``None``
+where absent). File meta information (group 0002) is kept in the same structure; pixel
+data is not. ``index(i)`` rebuilds the complete pydicom Dataset of slice ``i``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from ..exceptions import MetaDataError
+from .dicom_json import json_to_dataset, json_value_to_python
+from .dicom_tags import TagLike, tag_key, to_tag
+from .merge_utils import merge_slice, split_shared
+
+__all__ = ["DicomMeta"]
+
+FORMAT = "dicube-meta"
+FORMAT_VERSION = 1
+
+
+class DicomMeta:
+    """Metadata of a series: shared and per-slice DICOM JSON elements.
+
+    Tags may be given as :class:`~dicube.dicom.CommonTags` members, keywords
+    (``"PatientName"``), ints, ``(group, element)`` tuples or ``"GGGGEEEE"`` strings.
+    """
+
+    def __init__(self, shared: dict, per_slice: dict, num_slices: int,
+                 filenames: Optional[list[Optional[str]]] = None,
+                 slice_info: Optional[list[dict]] = None):
+        self._shared = shared
+        self._per_slice = per_slice
+        self._n = int(num_slices)
+        for key, values in per_slice.items():
+            if len(values) != self._n:
+                raise MetaDataError(f"tag {key}: {len(values)} values for {self._n} slices")
+        self.filenames: list[Optional[str]] = list(filenames) if filenames else [None] * self._n
+        #: per-slice extras needed to rebuild files (pixel data tag/VR, preamble, ...)
+        self.slice_info: list[dict] = list(slice_info) if slice_info else [{} for _ in range(self._n)]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_json_headers(cls, headers: list[dict], filenames=None, slice_info=None) -> "DicomMeta":
+        """Build from one DICOM JSON dict per slice (group 0002 included)."""
+        shared, per_slice = split_shared(headers)
+        return cls(shared, per_slice, len(headers), filenames, slice_info)
+
+    @classmethod
+    def from_datasets(cls, datasets: Iterable[Dataset], filenames=None) -> "DicomMeta":
+        """Build from pydicom datasets (their ``file_meta`` included when present)."""
+        from .dicom_json import PIXEL_TAGS, dataset_to_json, element_from_value
+
+        headers, info = [], []
+        for ds in datasets:
+            h = {}
+            fm = getattr(ds, "file_meta", None)
+            if fm is not None:
+                for elem in fm:
+                    h[f"{elem.tag:08X}"] = element_from_value(elem, ["iso8859"])
+            h.update(dataset_to_json(ds))
+            headers.append(h)
+            pix = next((t for t in PIXEL_TAGS if t in ds), None)
+            info.append({"pixel_tag": f"{pix:08X}", "pixel_vr": str(ds[pix].VR)} if pix else {})
+        return cls.from_json_headers(headers, filenames, info)
+
+    # ------------------------------------------------------------------ basic access
+    @property
+    def num_slices(self) -> int:
+        """Number of slices (files) described."""
+        return self._n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def shared(self) -> dict:
+        """Shared DICOM JSON elements (read-only view by convention)."""
+        return self._shared
+
+    @property
+    def per_slice(self) -> dict:
+        """Per-slice DICOM JSON elements: tag -> list (``None`` = absent on that slice)."""
+        return self._per_slice
+
+    def keys(self) -> list[str]:
+        """All tag keys ("GGGGEEEE"), ascending."""
+        return sorted(set(self._shared) | set(self._per_slice))
+
+    def __contains__(self, tag: TagLike) -> bool:
+        key = tag_key(tag)
+        return key in self._shared or key in self._per_slice
+
+    def is_shared(self, tag: TagLike) -> bool:
+        """True if the element is present with the same value on every slice."""
+        return tag_key(tag) in self._shared
+
+    def get_vr(self, tag: TagLike) -> Optional[str]:
+        """VR of the element (first slice having it), or ``None`` if absent."""
+        key = tag_key(tag)
+        if key in self._shared:
+            return self._shared[key]["vr"]
+        for e in self._per_slice.get(key, []):
+            if e is not None:
+                return e["vr"]
+        return None
+
+    def presence(self, tag: TagLike) -> list[bool]:
+        """Whether each slice has the element (absent differs from empty)."""
+        key = tag_key(tag)
+        if key in self._shared:
+            return [True] * self._n
+        values = self._per_slice.get(key)
+        return [False] * self._n if values is None else [v is not None for v in values]
+
+    def get_element(self, tag: TagLike, index: int) -> Optional[dict]:
+        """The DICOM JSON element of slice ``index`` (``None`` if absent)."""
+        key = tag_key(tag)
+        if key in self._shared:
+            return self._shared[key]
+        values = self._per_slice.get(key)
+        return None if values is None else values[index]
+
+    def get_shared_value(self, tag: TagLike, default: Any = None) -> Any:
+        """The value of a shared element (see :func:`json_value_to_python`); ``default``
+        when the element is absent or differs between slices (check :meth:`is_shared`)."""
+        elem = self._shared.get(tag_key(tag))
+        return default if elem is None else json_value_to_python(elem)
+
+    def get_values(self, tag: TagLike, missing: Any = None) -> list:
+        """One value per slice, in slice order; ``missing`` where the element is absent."""
+        key = tag_key(tag)
+        if key in self._shared:
+            v = json_value_to_python(self._shared[key])
+            return [v] * self._n
+        values = self._per_slice.get(key)
+        if values is None:
+            return [missing] * self._n
+        return [missing if e is None else json_value_to_python(e) for e in values]
+
+    def get_array(self, tag: TagLike, dtype=np.float64) -> np.ndarray:
+        """Numeric per-slice values as an array: (N,) for one value per slice, (N, k)
+        for k values (e.g. (N, 3) ImagePositionPatient). Absent/empty/non-numeric -> NaN."""
+        vals = self.get_values(tag)
+        width = max((len(v) if isinstance(v, list) else 1 for v in vals if v is not None),
+                    default=1)
+        out = np.full((self._n, width), np.nan, dtype=dtype)
+        for i, v in enumerate(vals):
+            seq = v if isinstance(v, list) else [v]
+            for j, x in enumerate(seq[:width]):
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    out[i, j] = x
+        return out[:, 0] if width == 1 else out
+
+    # ------------------------------------------------------------------ datasets
+    def slice_json(self, index: int) -> dict:
+        """Complete DICOM JSON of slice ``index`` (group 0002 included)."""
+        if not -self._n <= index < self._n:
+            raise IndexError(f"slice {index} out of range ({self._n} slices)")
+        return merge_slice(self._shared, self._per_slice, index % self._n)
+
+    def index(self, index: int) -> Dataset:
+        """The pydicom Dataset of slice ``index``, equal element for element to the file it
+        came from (pixel data aside). ``ds.file_meta`` holds its file meta information,
+        ``ds.preamble`` its preamble when one was kept."""
+        data = self.slice_json(index)
+        meta = {k: v for k, v in data.items() if k.startswith("0002")}
+        body = {k: v for k, v in data.items() if not k.startswith("0002")}
+        ds = json_to_dataset(body)
+        ds.file_meta = FileMetaDataset(json_to_dataset(meta))
+        pre = self.slice_info[index].get("preamble")
+        if pre:
+            import base64
+            ds.preamble = base64.b64decode(pre)
+        return ds
+
+    def file_meta(self, index: int) -> FileMetaDataset:
+        """File meta information (group 0002) of slice ``index``."""
+        data = self.slice_json(index)
+        return FileMetaDataset(json_to_dataset({k: v for k, v in data.items()
+                                                if k.startswith("0002")}))
+
+    def subset(self, indices: Iterable[int]) -> "DicomMeta":
+        """A new DicomMeta with the given slices, in the given order."""
+        idx = list(indices)
+        headers = [self.slice_json(i) for i in idx]
+        return DicomMeta.from_json_headers(headers, [self.filenames[i] for i in idx],
+                                           [self.slice_info[i] for i in idx])
+
+    # ------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "num_slices": self._n,
+            "shared": self._shared,
+            "per_slice": self._per_slice,
+            "filenames": self.filenames,
+            "slice_info": self.slice_info,
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON string; :meth:`from_json` restores an identical DicomMeta."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DicomMeta":
+        if d.get("format") != FORMAT:
+            raise MetaDataError("not a dicube metadata document")
+        if d.get("version", 0) > FORMAT_VERSION:
+            raise MetaDataError(f"metadata version {d.get('version')} is newer than supported")
+        return cls(d["shared"], d["per_slice"], d["num_slices"], d.get("filenames"),
+                   d.get("slice_info"))
+
+    @classmethod
+    def from_json(cls, s: str | bytes) -> "DicomMeta":
+        try:
+            return cls.from_dict(json.loads(s))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MetaDataError(f"invalid metadata JSON: {exc}") from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DicomMeta):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    # ------------------------------------------------------------------ display
+    def display(self, max_width: int = 60, show: bool = True) -> str:
+        """A readable table of all top-level elements (shared values once, per-slice
+        values summarised). Printed when ``show``; always returned."""
+        from pydicom.datadict import keyword_for_tag
+
+        lines = [f"DicomMeta: {self._n} slices, {len(self._shared)} shared, "
+                 f"{len(self._per_slice)} per-slice elements",
+                 f"{'Tag':<11} {'Keyword':<32} {'VR':<3} {'Kind':<9} Value"]
+        for key in self.keys():
+            tag = to_tag(key)
+            kw = keyword_for_tag(tag) or ("Private" if tag.is_private else "")
+            if key in self._shared:
+                e = self._shared[key]
+                kind, text = "shared", _short(e, max_width)
+            else:
+                vals = self._per_slice[key]
+                e = next(v for v in vals if v is not None)
+                absent = sum(v is None for v in vals)
+                distinct = len({json.dumps(v, sort_keys=True) for v in vals if v is not None})
+                kind = "per-slice"
+                text = f"{distinct} distinct" + (f", absent on {absent}" if absent else "")
+                text += f"; first: {_short(e, max_width - len(text) - 9)}"
+            lines.append(f"({key[:4]},{key[4:]}) {kw[:32]:<32} {e['vr']:<3} {kind:<9} {text}")
+        out = "\n".join(lines)
+        if show:
+            print(out)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"DicomMeta(num_slices={self._n}, shared={len(self._shared)}, "
+                f"per_slice={len(self._per_slice)})")
+
+
+def _short(elem: dict, width: int) -> str:
+    width = max(width, 10)
+    if "InlineBinary" in elem:
+        n = len(elem["InlineBinary"]) * 3 // 4
+        return f"<{n} bytes>"
+    if elem["vr"] == "SQ":
+        return f"<{len(elem.get('Value', []))} items>"
+    v = json_value_to_python(elem)
+    s = repr(v) if not isinstance(v, str) else v
+    return s if len(s) <= width else s[:width - 3] + "..."

@@ -1,0 +1,295 @@
+"""Parse one DICOM file into DICOM JSON plus the location of its pixel data, in one pass.
+
+Files in explicit VR little endian (native or encapsulated) are walked directly over their
+bytes, which is several times faster than building pydicom elements. Any other encoding
+(implicit VR, big endian, deflated, no preamble) is read by pydicom and converted from
+its values. Both paths produce the same JSON (see :mod:`dicube.dicom.dicom_json`).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from .dicom_json import (
+    PIXEL_TAGS,
+    dataset_to_json,
+    element_from_raw,
+    element_from_value,
+    encodings_for,
+    single_codec,
+)
+
+__all__ = ["ParsedFile", "parse_file", "parse_bytes", "decode_pixels", "frame_count", "NotDicomError"]
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR",
+                      b"UT", b"SV", b"UV"})
+UNDEFINED = 0xFFFFFFFF
+_HH = struct.Struct("<HH")
+_H = struct.Struct("<H")
+_I = struct.Struct("<I")
+
+
+class NotDicomError(Exception):
+    """The file is not a DICOM file."""
+
+
+class _Fallback(Exception):
+    """The fast walker met something only pydicom handles; parse with pydicom instead."""
+
+
+@dataclass
+class ParsedFile:
+    """One parsed DICOM file: its header as DICOM JSON and where its pixels are."""
+
+    path: str
+    header: dict                      # DICOM JSON, group 0002 first, pixel data excluded
+    transfer_syntax: str
+    preamble: Optional[bytes] = None  # kept only when not all zero
+    pixel_tag: Optional[str] = None   # e.g. "7FE00010"
+    pixel_vr: Optional[str] = None
+    pixel_offset: int = -1            # byte offset of native pixel data in the file
+    pixel_length: int = 0
+    encapsulated: bool = False
+    needs_pydicom: bool = False       # pixels must be decoded by pydicom
+    extras: dict = field(default_factory=dict)
+
+    def value(self, key: str, default=None):
+        """First JSON value of a top-level element, or ``default``."""
+        elem = self.header.get(key)
+        if elem is None:
+            return default
+        v = elem.get("Value")
+        return v[0] if v else default
+
+    def values(self, key: str) -> Optional[list]:
+        elem = self.header.get(key)
+        return None if elem is None else elem.get("Value")
+
+
+def _walk(buf: bytes, pos: int, end: int, encodings: list[str], out: dict,
+          top: Optional[ParsedFile]) -> int:
+    """Walk explicit VR little endian elements from ``pos`` into ``out``.
+
+    Returns the position after the last element (after an item delimiter if one ends the
+    item). ``top`` is the ParsedFile for the top-level dataset (pixel data handled there).
+    """
+    codec = single_codec(encodings)
+    unpack_hh = _HH.unpack_from
+    unpack_h = _H.unpack_from
+    unpack_i = _I.unpack_from
+    while pos < end:
+        group, elem = unpack_hh(buf, pos)
+        if group == 0xFFFE:
+            if elem == 0xE00D:  # item delimitation
+                return pos + 8
+            raise _Fallback("unexpected item tag")
+        vr = buf[pos + 4:pos + 6]
+        if vr in LONG_VRS:
+            length = unpack_i(buf, pos + 8)[0]
+            pos += 12
+        else:
+            if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+                raise _Fallback("not explicit VR")
+            length = unpack_h(buf, pos + 6)[0]
+            pos += 8
+        tag = (group << 16) | elem
+        svr = vr.decode("ascii")
+        if tag in PIXEL_TAGS and top is not None:
+            top.pixel_tag = f"{tag:08X}"
+            top.pixel_vr = svr
+            if length == UNDEFINED:
+                top.encapsulated = True
+                top.pixel_offset = pos
+                pos = _skip_items(buf, pos, end)
+                top.pixel_length = pos - top.pixel_offset
+            else:
+                top.pixel_offset = pos
+                top.pixel_length = length
+                pos += length
+            continue
+        if svr == "SQ":
+            items = []
+            seq_end = end if length == UNDEFINED else pos + length
+            while pos < seq_end:
+                ig, ie = unpack_hh(buf, pos)
+                ilen = unpack_i(buf, pos + 4)[0]
+                pos += 8
+                if ig != 0xFFFE:
+                    raise _Fallback("bad sequence item")
+                if ie == 0xE0DD:  # sequence delimitation
+                    break
+                if ie != 0xE000:
+                    raise _Fallback("bad sequence item")
+                item: dict = {}
+                item_end = seq_end if ilen == UNDEFINED else pos + ilen
+                pos = _walk(buf, pos, item_end, encodings, item, None)
+                items.append(item)
+            out[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+            continue
+        if length == UNDEFINED:
+            raise _Fallback("undefined length non-sequence")
+        if pos + length > end:
+            raise _Fallback("truncated element")
+        raw = buf[pos:pos + length]
+        pos += length
+        out[f"{tag:08X}"] = element_from_raw(svr, raw, codec, encodings)
+        if tag == 0x00080005:
+            text = raw.decode("latin_1").rstrip(" \x00").split("\\")
+            encodings = encodings_for(text[0] if len(text) == 1 else text, encodings)
+            codec = single_codec(encodings)
+    return pos
+
+
+def _skip_items(buf: bytes, pos: int, end: int) -> int:
+    """Skip encapsulated pixel data fragments; return position after the delimiter."""
+    while pos + 8 <= end:
+        group, elem = _HH.unpack_from(buf, pos)
+        length = _I.unpack_from(buf, pos + 4)[0]
+        pos += 8
+        if group == 0xFFFE and elem == 0xE0DD:
+            return pos
+        if group != 0xFFFE or elem != 0xE000 or length == UNDEFINED:
+            raise _Fallback("bad encapsulated pixel data")
+        pos += length
+    return pos
+
+
+def _parse_fast(path: str, buf: bytes) -> ParsedFile:
+    preamble = buf[:128]
+    header: dict = {}
+    pos = 132
+    # file meta information: explicit VR little endian, group 0002 only
+    while pos + 8 <= len(buf):
+        group = _H.unpack_from(buf, pos)[0]
+        if group != 2:
+            break
+        elem = _H.unpack_from(buf, pos + 2)[0]
+        vr = buf[pos + 4:pos + 6]
+        if vr in LONG_VRS:
+            length = _I.unpack_from(buf, pos + 8)[0]
+            pos += 12
+        else:
+            length = _H.unpack_from(buf, pos + 6)[0]
+            pos += 8
+        if length == UNDEFINED:
+            raise _Fallback("undefined length in file meta")
+        header[f"0002{elem:04X}"] = element_from_raw(vr.decode("ascii"), buf[pos:pos + length],
+                                                   "latin_1", ["iso8859"])
+        pos += length
+    ts_elem = header.get("00020010", {}).get("Value")
+    ts = ts_elem[0].rstrip("\x00 ") if ts_elem else ""
+    if not ts or ts in (IMPLICIT_LE, EXPLICIT_BE) or ts in DEFLATED:
+        raise _Fallback("transfer syntax needs pydicom")
+    pf = ParsedFile(path, header, ts, preamble if any(preamble) else None)
+    _walk(buf, pos, len(buf), ["iso8859"], header, pf)
+    pf.needs_pydicom = pf.encapsulated or ts != EXPLICIT_LE
+    return pf
+
+
+def _parse_pydicom(path: str, buf: bytes) -> tuple[ParsedFile, pydicom.Dataset]:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(buf))
+    except Exception as exc:  # pydicom raises many types on garbage input
+        raise NotDicomError(str(exc)) from exc
+    if not ds.file_meta and len(ds) == 0:
+        raise NotDicomError("empty dataset")
+    header: dict = {}
+    for elem in ds.file_meta:
+        header[f"{elem.tag:08X}"] = element_from_value(elem, ["iso8859"])
+    header.update(dataset_to_json(ds))
+    ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    preamble = getattr(ds, "preamble", None)
+    pf = ParsedFile(path, header, ts, preamble if preamble and any(preamble) else None,
+                    needs_pydicom=True)
+    for tag in PIXEL_TAGS:
+        if tag in ds:
+            pf.pixel_tag = f"{tag:08X}"
+            pf.pixel_vr = str(ds[tag].VR)
+    return pf, ds
+
+
+def parse_bytes(path: str, buf: bytes) -> tuple[ParsedFile, Optional[pydicom.Dataset]]:
+    """Parse the bytes of a DICOM file. Returns the ParsedFile and, when pydicom had to
+    read the file, its Dataset (reused for pixel decoding).
+    Raises :class:`NotDicomError` for non-DICOM content."""
+    if len(buf) >= 132 and buf[128:132] == b"DICM":
+        try:
+            return _parse_fast(path, buf), None
+        except (_Fallback, struct.error, IndexError, UnicodeError, KeyError):
+            pass
+    return _parse_pydicom(path, buf)
+
+
+def parse_file(path: str | os.PathLike, *, with_pixels: bool = True
+               ) -> tuple[ParsedFile, Optional[np.ndarray]]:
+    """Parse a DICOM file; return the ParsedFile and (if asked) its pixel array.
+
+    The pixel array has shape (frames, rows, columns[, samples]) and the dtype of
+    pydicom's ``pixel_array``. Raises :class:`NotDicomError` for non-DICOM files.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        buf = fh.read()
+    pf, ds = parse_bytes(path, buf)
+    if not with_pixels or pf.pixel_tag is None:
+        return pf, None
+    return pf, decode_pixels(pf, buf, ds)
+
+
+def _native_dtype(pf: ParsedFile) -> Optional[np.dtype]:
+    """dtype for the simple native case pydicom decodes as a plain reinterpretation."""
+    if pf.needs_pydicom or pf.pixel_tag != "7FE00010":
+        return None
+    spp = pf.value("00280002", 1)
+    ba = pf.value("00280100")
+    bs = pf.value("00280101")
+    pr = pf.value("00280103", 0)
+    if spp != 1 or ba not in (8, 16, 32) or bs != ba or pr not in (0, 1):
+        return None
+    return np.dtype(f"<{'iu'[pr == 0]}{ba // 8}")
+
+
+def frame_count(pf: ParsedFile) -> int:
+    nf = pf.value("00280008")
+    try:
+        return max(1, int(str(nf).strip())) if nf not in (None, "") else 1
+    except ValueError:
+        return 1
+
+
+def decode_pixels(pf: ParsedFile, buf: bytes, ds: Optional[pydicom.Dataset] = None
+                  ) -> np.ndarray:
+    """Pixel array of a parsed file, bit-identical to pydicom's ``pixel_array``,
+    shaped (frames, rows, columns[, samples])."""
+    dtype = _native_dtype(pf)
+    frames = frame_count(pf)
+    rows, cols = pf.value("00280010"), pf.value("00280011")
+    if dtype is not None and rows and cols:
+        count = frames * rows * cols
+        if pf.pixel_length >= count * dtype.itemsize:
+            arr = np.frombuffer(buf, dtype, count=count, offset=pf.pixel_offset)
+            return arr.reshape(frames, rows, cols).astype(dtype.newbyteorder("="), copy=False)
+    if ds is None:
+        ds = pydicom.dcmread(io.BytesIO(buf))
+    arr = ds.pixel_array
+    nf = frame_count(pf)
+    spp = pf.value("00280002", 1) or 1
+    if nf == 1 and arr.ndim == (2 if spp == 1 else 3):
+        arr = arr[np.newaxis]
+    return arr
+
+
+def preamble_b64(pf: ParsedFile) -> Optional[str]:
+    return base64.b64encode(pf.preamble).decode("ascii") if pf.preamble else None
