@@ -15,9 +15,18 @@ struct RangeFailure : CodecFailure {
   using CodecFailure::CodecFailure;
 };
 
-// OpenJPH reports errors through global handlers whose default prints to stderr. Ours
-// throws CodecFailure carrying the formatted message (thread-safe: no shared state) and
-// silences warnings and info. Called once when the module is imported.
+// OpenJPH reports errors through global handlers whose default prints to stderr and
+// throws std::runtime_error("ojph error"). We install handlers that throw CodecFailure with
+// the message, and, because OpenJPH 0.9's configure_* functions do nothing, we also point
+// its message streams at a sink that keeps each thread's messages for that thread.
+// Called once when the module is imported.
 void install_openjph_handlers();
+
+// Forget this thread's captured OpenJPH messages (call before codec work).
+void clear_openjph_message();
+
+// The reason for a failure thrown out of OpenJPH: its captured message when the
+// exception itself says nothing more than "ojph error".
+std::string describe_openjph_failure(const std::exception& e);
 
 }  // namespace dicube

@@ -39,6 +39,14 @@ struct DecodeOptions {
 // Highest precision this build encodes losslessly (limited by OpenJPH's 32-bit line buffers).
 uint32_t max_bits_stored();
 
+// Most decomposition levels OpenJPH 0.9 decodes correctly on a width x height image:
+// ceil(log2(larger side)), at least 1. Measured: beyond it (e.g. 4x4 with 3 levels,
+// 8x6 with 4) it returns wrong pixels without an error.
+uint32_t max_safe_levels(uint32_t width, uint32_t height);
+
+// Levels to use for an image: the request, lowered to what every decoder handles.
+uint32_t levels_for_image(uint32_t requested, uint32_t width, uint32_t height);
+
 // Encode; throws RangeFailure when a sample does not fit bits_stored, CodecFailure otherwise.
 std::string encode_image(const ImageView& image, const EncodeOptions& options);
 

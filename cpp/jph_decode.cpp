@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <string>
+
+#include <ojph_version.h>
 
 #include <ojph_arch.h>
 #include <ojph_codestream.h>
@@ -70,6 +73,14 @@ void decode_image(const uint8_t* data, size_t size, const ImageView& out, const 
   if (opt.skip_levels > h.levels)
     throw CodecFailure("cannot skip " + std::to_string(opt.skip_levels) + " levels of a codestream with " +
                        std::to_string(h.levels));
+#if OPENJPH_VERSION_MAJOR == 0 && OPENJPH_VERSION_MINOR < 10
+  // OpenJPH 0.9 decodes wrong pixels, without any error, past max_safe_levels
+  // (seen on imagecodecs' codestreams of small images): refuse rather than mislead.
+  if (h.levels > max_safe_levels(h.width, h.height))
+    throw CodecFailure(std::to_string(h.levels) + " decomposition levels on a " + std::to_string(h.width) + "x" +
+                       std::to_string(h.height) + " image: OpenJPH " DICUBE_OJPH_VERSION
+                       " cannot decode this correctly (build against a newer OpenJPH)");
+#endif
   uint32_t rows, cols;
   reduced_size(h, opt.skip_levels, rows, cols);
   if (rows != out.rows || cols != out.cols)

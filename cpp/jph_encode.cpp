@@ -24,9 +24,10 @@ bool sample_signed(SampleType t) {
   return t == SampleType::I8 || t == SampleType::I16 || t == SampleType::I32;
 }
 
-// OpenJPH (0.9 onwards) moves samples in 32-bit integer lines; the reversible
-// 5/3 transform needs a few bits of headroom above the sample precision.
-uint32_t max_bits_stored() { return 28; }
+// OpenJPH moves samples in 32-bit integer lines and the 5/3 transform needs headroom.
+// Measured with OpenJPH 0.9: its decoder fails on unsigned samples of 22 bits or more
+// (signed from 24), and its encoder hits an assertion (process abort) at 28 bits.
+uint32_t max_bits_stored() { return 21; }
 
 namespace {
 
@@ -81,7 +82,22 @@ void fill_line(const ImageView& im, uint32_t y, uint32_t c, ojph::line_buf* line
   }
 }
 
+uint32_t ceil_log2(uint32_t v) {
+  uint32_t n = 0;
+  while ((1ull << n) < v) ++n;
+  return n;
+}
+
 }  // namespace
+
+uint32_t max_safe_levels(uint32_t width, uint32_t height) {
+  return std::max<uint32_t>(1, ceil_log2(std::max(width, height)));
+}
+
+uint32_t levels_for_image(uint32_t requested, uint32_t width, uint32_t height) {
+  // Never 0: OpenJPH 0.31 is not lossless with 0 levels on unsigned data.
+  return std::max<uint32_t>(1, std::min(requested, max_safe_levels(width, height)));
+}
 
 std::string encode_image(const ImageView& im, const EncodeOptions& opt) {
   if (im.rows == 0 || im.cols == 0) throw CodecFailure("cannot encode an empty image");
@@ -103,11 +119,7 @@ std::string encode_image(const ImageView& im, const EncodeOptions& opt) {
                        "], which does not fit " + std::to_string(bits) + "-bit " +
                        (is_signed ? "signed" : "unsigned") + " precision (bits_stored)");
 
-  uint32_t levels = opt.levels;
-  // Each level halves the image; beyond the smaller side's log2 there is nothing left to split.
-  uint32_t limit = 0;
-  while ((1u << (limit + 1)) <= std::min(im.rows, im.cols) && limit < 32) ++limit;
-  levels = std::max<uint32_t>(1, std::min(levels, std::max<uint32_t>(limit, 1)));
+  const uint32_t levels = levels_for_image(opt.levels, im.cols, im.rows);
 
   ojph::codestream cs;
   ojph::param_siz siz = cs.access_siz();

@@ -11,6 +11,7 @@
 #include "codestream.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
+#include "isolate.hpp"
 #include "jph_codec.hpp"
 #include "parallel.hpp"
 
@@ -76,6 +77,20 @@ EncodeOptions encode_options(uint32_t bits_stored, uint32_t levels, uint32_t bw,
   return o;
 }
 
+// Run one frame's codec work; every failure becomes a CodecFailure naming the frame.
+// OpenJPH also throws plain std::runtime_error from some paths, whatever its handlers do.
+template <typename Fn>
+void for_frame(size_t i, Fn fn) {
+  clear_openjph_message();
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    throw CodecFailure("frame " + std::to_string(i) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw CodecFailure("frame " + std::to_string(i) + ": " + describe_openjph_failure(e));
+  }
+}
+
 struct Span {
   const uint8_t* data;
   size_t size;
@@ -85,19 +100,42 @@ Span span_of(const py::buffer_info& b) {
   return Span{static_cast<const uint8_t*>(b.ptr), static_cast<size_t>(b.size * b.itemsize)};
 }
 
-void decode_spans(const std::vector<Span>& spans, const py::array& out, const DecodeOptions& opt, int threads) {
+// Whether any codestream lacks dicube's checksum, i.e. reaches OpenJPH unverified.
+bool any_unverified(const std::vector<Span>& spans) {
+  for (const Span& s : spans) {
+    try {
+      if (!parse_main_header(s.data, s.size).has_checksum) return true;
+    } catch (const CodecFailure&) {
+      // decode_image reports it, before OpenJPH sees the bytes
+    }
+  }
+  return false;
+}
+
+// isolate: 0 never, 1 always, 2 when some codestream is not protected by our checksum.
+void decode_spans(const std::vector<Span>& spans, const py::array& out, const DecodeOptions& opt, int threads,
+                  int isolate) {
   size_t count;
   ImageView v = image_view(out, 1, true, count);
   if (count != spans.size())
     throw CodecFailure("output holds " + std::to_string(count) + " frames, " + std::to_string(spans.size()) +
                        " codestreams given");
   py::gil_scoped_release release;
+  if (isolate == 1 || (isolate == 2 && (!opt.verify || any_unverified(spans)))) {
+    const size_t frame_bytes = static_cast<size_t>(v.rows) * v.cols * v.comps * sample_bytes(v.type);
+    run_isolated(v.data, frame_bytes * count, 60.0 + 1e-6 * frame_bytes * count,
+                 [&](void* shared, volatile size_t* current) {
+                   ImageView sv = v;
+                   sv.data = shared;
+                   for (size_t i = 0; i < spans.size(); ++i) {
+                     *current = i;
+                     decode_image(spans[i].data, spans[i].size, frame(sv, i), opt);
+                   }
+                 });
+    return;
+  }
   parallel_for(spans.size(), resolve_threads(threads), [&](size_t i) {
-    try {
-      decode_image(spans[i].data, spans[i].size, frame(v, i), opt);
-    } catch (const CodecFailure& e) {
-      throw CodecFailure("frame " + std::to_string(i) + ": " + e.what());
-    }
+    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame(v, i), opt); });
   });
 }
 
@@ -164,7 +202,14 @@ PYBIND11_MODULE(_native, m) {
         std::string out;
         {
           py::gil_scoped_release release;
-          out = encode_image(v, o);
+          clear_openjph_message();
+          try {
+            out = encode_image(v, o);
+          } catch (const CodecFailure&) {
+            throw;
+          } catch (const std::exception& e) {
+            throw CodecFailure(describe_openjph_failure(e));
+          }
         }
         return py::bytes(out);
       },
@@ -183,11 +228,7 @@ PYBIND11_MODULE(_native, m) {
         {
           py::gil_scoped_release release;
           parallel_for(count, resolve_threads(threads), [&](size_t i) {
-            try {
-              out[i] = encode_image(frame(v, i), o);
-            } catch (const CodecFailure& e) {
-              throw CodecFailure("frame " + std::to_string(i) + ": " + e.what());
-            }
+            for_frame(i, [&] { out[i] = encode_image(frame(v, i), o); });
           });
         }
         py::list result(count);
@@ -221,17 +262,17 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "decode_batch",
       [](const py::sequence& codestreams, const py::array& out, uint32_t skip, bool verify, bool resilient,
-         int threads) {
+         int threads, int isolate) {
         std::vector<py::buffer_info> infos;
         infos.reserve(codestreams.size());
         for (auto item : codestreams) infos.push_back(py::reinterpret_borrow<py::buffer>(item).request());
         std::vector<Span> spans;
         for (auto& b : infos) spans.push_back(span_of(b));
         DecodeOptions o{skip, verify, resilient};
-        decode_spans(spans, out, o, threads);
+        decode_spans(spans, out, o, threads, isolate);
       },
       py::arg("codestreams"), py::arg("out"), py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"),
-      py::arg("num_threads"));
+      py::arg("num_threads"), py::arg("isolate"));
 
   m.def(
       "decode_regions",
@@ -249,7 +290,7 @@ PYBIND11_MODULE(_native, m) {
           spans.push_back(Span{whole.data + off, static_cast<size_t>(len)});
         }
         DecodeOptions o{skip, verify, resilient};
-        decode_spans(spans, out, o, threads);
+        decode_spans(spans, out, o, threads, 2);
       },
       py::arg("buffer"), py::arg("offsets"), py::arg("lengths"), py::arg("out"), py::arg("skip_levels"),
       py::arg("verify"), py::arg("resilient"), py::arg("num_threads"),

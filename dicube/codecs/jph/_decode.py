@@ -28,6 +28,9 @@ def _frame_layout(first, reduce: int):
     return shape, info.dtype
 
 
+_ISOLATE = {False: 0, True: 1, None: 2}
+
+
 def imdecode_jph(
     data,
     *,
@@ -35,6 +38,7 @@ def imdecode_jph(
     out: Optional[np.ndarray] = None,
     verify: bool = True,
     resilient: bool = False,
+    isolate: Optional[bool] = None,
 ) -> np.ndarray:
     """Decode one codestream (bytes-like) into (rows, columns) or (rows, columns, samples).
 
@@ -43,13 +47,23 @@ def imdecode_jph(
     image, decoded faster). ``verify`` checks dicube's embedded checksum when present.
     ``resilient`` asks OpenJPH to decode past corrupt data instead of failing.
     Raises :class:`CodecError` on any malformed, truncated or corrupt input.
+
+    ``isolate`` decodes in a short-lived child process, so that a crash inside OpenJPH
+    (Debian's build aborts on failed internal assertions with some corrupt codestreams)
+    becomes a :class:`CodecError`. The default (None) isolates exactly the codestreams
+    that our checksum does not protect (those written by other encoders), which costs a
+    process fork (a few ms); codestreams written by dicube are verified first and decoded
+    in-process. ``False`` trusts the input.
     """
     shape, dtype = _frame_layout(data, reduce)
     if out is None:
         out = np.empty(shape, dtype)
     else:
         _check_out(out, shape, dtype)
-    native.decode_batch([data], out[np.newaxis], reduce, verify, resilient, 1)
+    try:
+        native.decode_batch([data], out[np.newaxis], reduce, verify, resilient, 1, _ISOLATE[isolate])
+    except CodecError as exc:
+        raise CodecError(str(exc).removeprefix("frame 0: ")) from None
     return out
 
 
@@ -61,12 +75,14 @@ def decode_batch(
     num_threads: Optional[int] = None,
     verify: bool = True,
     resilient: bool = False,
+    isolate: Optional[bool] = None,
 ) -> np.ndarray:
     """Decode codestreams of equal size and type into one (frames, rows, columns[, samples]) array.
 
     ``out`` (optional) is a preallocated array to decode into, which saves the cost of
     fresh memory. Frames are decoded on ``num_threads`` C++ threads (default: all cores)
-    with the GIL released.
+    with the GIL released. ``isolate`` as in :func:`imdecode_jph` (isolated batches run
+    on one thread in one child process).
     """
     codestreams = list(codestreams)
     if not codestreams:
@@ -74,7 +90,7 @@ def decode_batch(
     shape, dtype = _frame_layout(codestreams[0], reduce)
     full = (len(codestreams),) + shape
     out = np.empty(full, dtype) if out is None else _check_out(out, full, dtype)
-    native.decode_batch(codestreams, out, reduce, verify, resilient, thread_count(num_threads))
+    native.decode_batch(codestreams, out, reduce, verify, resilient, thread_count(num_threads), _ISOLATE[isolate])
     return out
 
 
@@ -92,6 +108,7 @@ def decode_regions(
 
     For containers that hold many frames in one file: no per-frame Python objects.
     ``out`` must already have the frames' shape and dtype (checked per frame in C++).
+    Codestreams without dicube's checksum are decoded isolated (see :func:`imdecode_jph`).
     """
     offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
     lengths = np.ascontiguousarray(lengths, dtype=np.uint64)

@@ -55,7 +55,7 @@ def imencode_jph(
     ``image`` is (rows, columns) or (rows, columns, 3) of uint8, int8, uint16, int16,
     uint32 or int32. ``bits_stored`` declares the precision (e.g. 12 for 12-bit CT); values
     that do not fit raise :class:`CodecError`. By default it is the dtype's width (for
-    32-bit types: the fewest bits holding the values; at most 28 are supported).
+    32-bit types: the fewest bits holding the values; at most 21 are supported).
 
     The codestream is a raw J2K stream (no JP2 boxes): one tile, RPCL progression,
     64x64 code blocks, ``levels`` decompositions (default 5, more when needed for the
