@@ -96,3 +96,28 @@ def assert_file_meta_equal(a: Dataset, b: Dataset, context: str = "") -> None:
 
 def iter_pairs(seq: Iterable) -> Iterable:  # small convenience for parametrised tests
     yield from enumerate(seq)
+
+
+def copy_series(src, dst, names=None):
+    """Copy the files of a series folder (optionally only ``names``) into ``dst``."""
+    import shutil
+    from pathlib import Path
+
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in Path(src).iterdir() if p.is_file())
+    for p in files:
+        if names is None or p.name in names:
+            shutil.copy(p, dst / p.name)
+    return dst
+
+
+def sorted_by_position(folder):
+    """(path, dataset) pairs of a folder's files sorted by z position (ascending)."""
+    from pathlib import Path
+
+    import pydicom
+
+    out = [(p, pydicom.dcmread(p)) for p in sorted(Path(folder).iterdir()) if p.is_file()]
+    out.sort(key=lambda t: float(t[1].ImagePositionPatient[2]))
+    return out

@@ -179,6 +179,8 @@ def element_from_value(elem: DataElement, encodings: list[str]) -> dict:
         return {"vr": vr, "Value": item_list}
     if value is None or (isinstance(value, (str, bytes, list, tuple)) and len(value) == 0):
         return {"vr": vr}
+    if vr == "PN" and not isinstance(value, (list, tuple)) and str(value) == "":
+        return {"vr": vr}
     if isinstance(value, (bytes, bytearray)):
         return _binary(vr, bytes(value))
     values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "append") else [value]

@@ -284,6 +284,8 @@ def decode_pixels(pf: ParsedFile, buf: bytes, ds: Optional[pydicom.Dataset] = No
     if ds is None:
         ds = pydicom.dcmread(io.BytesIO(buf))
     arr = ds.pixel_array
+    if not arr.dtype.isnative:  # big endian input: same values, native byte order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     nf = frame_count(pf)
     spp = pf.value("00280002", 1) or 1
     if nf == 1 and arr.ndim == (2 if spp == 1 else 3):

@@ -1,0 +1,198 @@
+"""Reading series: pixels, metadata exactness, ordering, geometry, discovery, errors."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+import dicube
+from dicube.dicom import CommonTags, DicomMeta, discover_series, load_from_dicom_folder
+from dicube.exceptions import DicomReadError, MultipleSeriesError
+from helpers_dicom import assert_datasets_equal, copy_series, sorted_by_position
+
+
+@pytest.fixture(scope="module")
+def ct10(sample_10):
+    return load_from_dicom_folder(sample_10)
+
+
+def test_exports():
+    assert dicube.load_from_dicom_folder is load_from_dicom_folder
+    assert dicube.DicomMeta is DicomMeta
+    assert dicube.CommonTags is CommonTags
+
+
+def test_pixels_and_metadata_exact(ct10, sample_10):
+    img = ct10
+    ref = sorted_by_position(sample_10)
+    assert img.raw_image.shape == (10, 512, 512)
+    assert img.raw_image.dtype == ref[0][1].pixel_array.dtype
+    meta = img.dicom_meta
+    assert len(meta) == 10
+    for i, (path, src) in enumerate(ref):
+        assert meta.filenames[i] == path.name
+        assert np.array_equal(img.raw_image[i], src.pixel_array)
+        ds = meta.index(i)
+        assert_datasets_equal(ds, src, context=path.name)
+        assert_datasets_equal(ds.file_meta, src.file_meta, context=path.name)
+        assert meta.slice_info[i]["pixel_tag"] == "7FE00010"
+
+
+def test_meta_json_round_trip(ct10):
+    meta = ct10.dicom_meta
+    again = DicomMeta.from_json(meta.to_json())
+    assert again == meta and again.to_json() == meta.to_json()
+    assert_datasets_equal(again.index(3), meta.index(3))
+
+
+def test_meta_accessors(ct10):
+    meta = ct10.dicom_meta
+    assert meta.is_shared(CommonTags.PatientName)
+    assert meta.get_shared_value(CommonTags.PatientName) == "stent Z"
+    assert meta.get_shared_value("SeriesInstanceUID") == meta.get_values(0x0020000E)[0]
+    assert not meta.is_shared(CommonTags.InstanceNumber)
+    inst = meta.get_values(CommonTags.InstanceNumber)
+    assert sorted(inst) == list(range(1, 11)) and inst == sorted(inst, reverse=True)
+    pos = meta.get_array(CommonTags.ImagePositionPatient)
+    assert pos.shape == (10, 3) and np.all(np.diff(pos[:, 2]) > 0)
+    assert meta.get_values(CommonTags.PixelSpacing)[0] == [0.4296875, 0.4296875]
+    assert meta.get_shared_value(CommonTags.RescaleIntercept) == -1024.0
+    assert meta.get_shared_value(CommonTags.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+    assert meta.file_meta(0).TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    text = meta.display(show=False)
+    assert "PatientName" in text and "per-slice" in text
+    assert meta.get_vr("(0028,1052)") == "DS"
+
+
+def test_space_and_fdata(ct10):
+    img = ct10
+    sp = img.space
+    assert sp.shape == (512, 512, 10)
+    assert np.allclose(sp.spacing, (0.4296875, 0.4296875, 0.45))
+    pos = img.dicom_meta.get_array(CommonTags.ImagePositionPatient)
+    assert np.allclose(sp.origin, pos[0])
+    assert np.allclose(sp.z_orientation, (0, 0, 1))
+    # voxel (i, j, k) = raw_image[k, j, i] maps to its DICOM position
+    world = sp.to_world_transform.apply_point(np.array([[0, 0, 9]], dtype=float))
+    assert np.allclose(world[0], pos[9])
+    f = img.get_fdata()
+    assert f.dtype == np.float32
+    assert np.array_equal(f, img.raw_image.astype(np.float32) - 1024)
+
+
+def test_reversed_file_order_gives_same_result(tmp_path, sample_10, ct10):
+    # rename so that the file name order is the reverse of the position order
+    names = [p for p, _ in sorted_by_position(sample_10)]
+    for k, p in enumerate(reversed(names)):
+        shutil.copy(p, tmp_path / f"f{k:03d}")
+    img = load_from_dicom_folder(str(tmp_path), num_threads=1)
+    assert np.array_equal(img.raw_image, ct10.raw_image)
+    assert img.dicom_meta.get_values("SOPInstanceUID") == ct10.dicom_meta.get_values(
+        "SOPInstanceUID")
+
+
+def test_instance_number_fallback(tmp_path, sample_10):
+    copy_series(sample_10, tmp_path)
+    for p in tmp_path.iterdir():
+        ds = pydicom.dcmread(p)
+        del ds.ImagePositionPatient
+        ds.save_as(p)
+    img = load_from_dicom_folder(tmp_path)
+    assert img.dicom_meta.get_values("InstanceNumber") == list(range(1, 11))
+
+
+def test_mixed_series_error_and_selection(tmp_path, sample_10):
+    copy_series(sample_10, tmp_path / "a")
+    other = copy_series(sample_10, tmp_path / "b", names={"I10", "I20", "I30"})
+    for p in other.iterdir():
+        ds = pydicom.dcmread(p)
+        ds.SeriesInstanceUID = "1.2.3.999"
+        ds.SeriesDescription = "other"
+        ds.save_as(p)
+    (tmp_path / "README.txt").write_text("not dicom")
+    found = discover_series(tmp_path)
+    assert found.num_non_dicom == 1
+    assert sorted(s.num_files for s in found) == [3, 10]
+    assert {s.description for s in found} == {"other", "MonoE 90keV[HU] 90"}
+    with pytest.raises(MultipleSeriesError) as exc:
+        load_from_dicom_folder(tmp_path)
+    assert len(exc.value.series) == 2
+    assert "1.2.3.999" in str(exc.value) and str(tmp_path) in str(exc.value)
+    assert {s["count"] for s in exc.value.series} == {3, 10}
+    img = load_from_dicom_folder(tmp_path, series_uid="1.2.3.999")
+    assert img.raw_image.shape == (3, 512, 512)
+    uid = next(s.series_uid for s in found if s.num_files == 10)
+    assert load_from_dicom_folder(tmp_path, series_uid=uid).raw_image.shape[0] == 10
+
+
+def test_split_by_geometry_and_volumes(tmp_path, sample_10):
+    # second volume at the same positions (like a second echo): same UID, split by EchoNumbers
+    a = copy_series(sample_10, tmp_path / "e1")
+    b = copy_series(sample_10, tmp_path / "e2")
+    for k, folder in enumerate((a, b)):
+        for p in folder.iterdir():
+            ds = pydicom.dcmread(p)
+            ds.EchoNumbers = k + 1
+            ds.SOPInstanceUID = ds.SOPInstanceUID + f".{k}"
+            ds.save_as(p)
+    found = discover_series(tmp_path)
+    assert len(found) == 2 and {s.split_by for s in found} == {"EchoNumbers"}
+    assert all(s.num_files == 10 for s in found)
+    with pytest.raises(MultipleSeriesError):
+        load_from_dicom_folder(tmp_path)
+    img = load_from_dicom_folder(tmp_path, series_uid=found[1].key)
+    assert img.dicom_meta.get_shared_value("EchoNumbers") in (1, 2)
+
+
+def test_empty_and_unreadable(tmp_path):
+    with pytest.raises(DicomReadError) as exc:
+        load_from_dicom_folder(tmp_path)
+    assert str(tmp_path) in str(exc.value)
+    (tmp_path / "junk.bin").write_bytes(os.urandom(2000))
+    with pytest.raises(DicomReadError):
+        load_from_dicom_folder(tmp_path)
+    with pytest.raises(DicomReadError):
+        load_from_dicom_folder(tmp_path / "missing")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm",
+                                  "MR_small_bigendian.dcm", "rtdose.dcm", "rtdose_expb.dcm",
+                                  "SC_rgb_rle_2frame.dcm", "examples_ybr_color.dcm",
+                                  "JPEG-lossy.dcm", "JPEGLSNearLossless_16.dcm"])
+def test_single_and_multiframe_files(tmp_path, name):
+    src_path = get_testdata_file(name, download=False)
+    if src_path is None:
+        pytest.skip(f"{name} not bundled")
+    shutil.copy(src_path, tmp_path / name)
+    src = pydicom.dcmread(src_path)
+    try:
+        ref = src.pixel_array
+    except Exception:
+        pytest.skip(f"pydicom cannot decode {name} here")
+    img = load_from_dicom_folder(tmp_path / name)  # a single file
+    ref = ref.astype(ref.dtype.newbyteorder("="))  # big endian input -> native order
+    nf = int(src.get("NumberOfFrames", 1) or 1)
+    ref = ref if nf > 1 else ref[np.newaxis]
+    assert img.raw_image.dtype == ref.dtype and np.array_equal(img.raw_image, ref)
+    assert_datasets_equal(img.dicom_meta.index(0), src)
+    assert img.space.shape == (ref.shape[2], ref.shape[1], ref.shape[0])
+
+
+def test_bundled_series_folder(tmp_path):
+    # several single-slice files of pydicom's test data with the same series -> one volume
+    src = Path(get_testdata_file("CT_small.dcm", download=False))
+    for k in range(3):
+        ds = pydicom.dcmread(src)
+        ds.ImagePositionPatient = [0, 0, float(k) * 2.0]
+        ds.InstanceNumber = 3 - k
+        ds.save_as(tmp_path / f"s{k}.dcm")
+    img = load_from_dicom_folder(Path(tmp_path))
+    assert img.raw_image.shape == (3, 128, 128)
+    assert img.dicom_meta.get_values("InstanceNumber") == [3, 2, 1]
+    assert np.isclose(img.space.spacing[2], 2.0)
