@@ -9,6 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 import dicube
 from dicube.dicom import CommonTags, DicomMeta, discover_series, load_from_dicom_folder
@@ -228,3 +230,38 @@ def test_index_dataset_can_be_written_back(tmp_path, ct10, sample_10):
         diffs = [d for d in dataset_differences(back, src, skip_pixels=False)
                  if not (",0000): only in second" in d and "[" in d)]
         assert not diffs, diffs
+
+
+def test_enhanced_multiframe_descending(tmp_path, sample_10):
+    """A synthetic enhanced multi-frame file with frames stored top-down: geometry from
+    the functional groups, frames put in ascending order and the reversal recorded."""
+    slices = sorted_by_position(sample_10)[::-1]  # descending z
+    ds = pydicom.dcmread(slices[0][0])
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing
+    ds.NumberOfFrames = len(slices)
+    shared = Dataset()
+    ori, meas = Dataset(), Dataset()
+    ori.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    meas.PixelSpacing = [0.4296875, 0.4296875]
+    meas.SliceThickness = "0.9"
+    shared.PlaneOrientationSequence = Sequence([ori])
+    shared.PixelMeasuresSequence = Sequence([meas])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per = []
+    for _, s in slices:
+        item, pp = Dataset(), Dataset()
+        pp.ImagePositionPatient = s.ImagePositionPatient
+        item.PlanePositionSequence = Sequence([pp])
+        per.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+    frames = np.stack([s.pixel_array for _, s in slices])
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "enhanced.dcm"
+    ds.save_as(path)
+    img = load_from_dicom_folder(path)
+    assert img.dicom_meta.slice_info[0]["frame_order"] == "reversed"
+    assert np.array_equal(img.raw_image, frames[::-1])
+    z = [float(s.ImagePositionPatient[2]) for _, s in slices]
+    assert np.isclose(img.space.origin[2], min(z))
+    assert np.isclose(img.space.spacing[2], 0.45)
+    assert_datasets_equal(img.dicom_meta.index(0), pydicom.dcmread(path))

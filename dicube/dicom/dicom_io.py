@@ -361,8 +361,24 @@ def load_from_dicom_folder(folder: PathLike, *, series_uid: Optional[str] = None
 
     volume, meta, frames = read_dicom_series(folder, series_uid=series_uid,
                                              num_threads=num_threads, recursive=recursive)
+    if len(meta) == 1 and volume.shape[0] > 1:
+        volume = _ascending_frames(meta, volume)
     return DicomCubeImage(volume, pixel_header_from_meta(meta, volume),
                           meta, space_from_meta(meta, volume.shape, frames))
+
+
+def _ascending_frames(meta: DicomMeta, volume: np.ndarray) -> np.ndarray:
+    """Reverse the frames of an enhanced multi-frame volume stored in descending position
+    order, so that z spacing is positive; recorded as ``slice_info[0]["frame_order"] =
+    "reversed"`` (a writer restores the file order by reversing again)."""
+    pos, iop, _ = geometry.frame_geometry(meta.slice_json(0), volume.shape[0])
+    if pos is None or iop is None:
+        return volume
+    proj = pos @ geometry.slice_normal(iop)
+    if len(proj) > 1 and np.all(np.diff(proj) < 0):
+        meta.slice_info[0]["frame_order"] = "reversed"
+        return volume[::-1].copy()
+    return volume
 
 
 def pixel_header_from_meta(meta: DicomMeta, volume: np.ndarray):
@@ -397,6 +413,8 @@ def space_from_meta(meta: DicomMeta, shape: tuple, frames: Optional[list[int]] =
     nz, ny, nx = shape[0], shape[1], shape[2]
     if len(meta) == 1 and nz > 1:  # enhanced multi-frame
         pos, iop, spacing = geometry.frame_geometry(meta.slice_json(0), nz)
+        if pos is not None and meta.slice_info[0].get("frame_order") == "reversed":
+            pos = pos[::-1]
     else:
         h0 = meta.slice_json(0)
         iop = geometry.orientation(h0)
