@@ -1,0 +1,239 @@
+"""Save and load DicomCubeImage as .dcbs files: ``save``, ``load``, ``load_meta``.
+
+Exports to DICOM folders and NIfTI live in :mod:`dicube.core.dicom_export` and
+:mod:`dicube.core.nifti_io`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Optional
+
+import numpy as np
+
+from .. import __version__
+from ..codecs.jph import encode_batch
+from ..codecs.jph._options import SUPPORTED_DTYPES
+from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
+from ..storage.format import (
+    CODEC_HTJ2K,
+    CODEC_ZSTD,
+    SEC_INFO,
+    SEC_META,
+    SEC_PIXEL,
+    SEC_QC,
+    SEC_SPACE,
+)
+from ..storage.reader import DcbsReader, FrameSelection
+from ..storage.writer import FrameSet, write_dcbs
+from .image import DicomCubeImage
+from .pixel_header import PixelDataHeader
+
+__all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames"]
+
+FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
+
+
+# ------------------------------------------------------------------------------ save
+def _bits_stored(image: DicomCubeImage) -> Optional[int]:
+    """DICOM BitsStored when shared by all slices (the codec checks the values fit)."""
+    meta = image.dicom_meta
+    if meta is None or not meta.is_shared("00280101"):
+        return None
+    v = meta.get_shared_value("00280101")
+    return int(v) if isinstance(v, int) and 1 <= v <= image.raw_image.dtype.itemsize * 8 else None
+
+
+def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
+                  num_threads: Optional[int] = None) -> FrameSet:
+    """Encode a (frames, rows, columns[, 3]) volume: HTJ2K when the codec supports the
+    sample type and values, else zstd-compressed raw samples."""
+    vol = np.asarray(volume)
+    if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[1:3]:
+        raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
+    samples = 1 if vol.ndim == 3 else 3
+    dt = vol.dtype.newbyteorder("=")
+    if dt in SUPPORTED_DTYPES and len(vol):
+        for bits in ([bits_stored] if bits_stored else []) + [None]:
+            try:
+                frames = encode_batch(vol, bits_stored=bits, num_threads=num_threads)
+            except CodecError:
+                continue
+            used = bits or (dt.itemsize * 8 if dt.itemsize < 4 else 0)
+            return FrameSet(frames, CODEC_HTJ2K, vol.shape[1], vol.shape[2], samples, dt, used)
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=3)
+    le = np.ascontiguousarray(vol, dtype=dt.newbyteorder("<"))
+    frames = [cctx.compress(le[i].tobytes()) for i in range(len(le))]
+    return FrameSet(frames, CODEC_ZSTD, vol.shape[1], vol.shape[2], samples, dt, dt.itemsize * 8)
+
+
+def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
+    info = {"writer": f"dicube {__version__}", "shape": list(image.raw_image.shape),
+            "dtype": str(fs.dtype), "frame_codec": fs.codec}
+    out = [(SEC_INFO, json.dumps(info).encode(), False)]
+    if image.dicom_meta is not None:
+        out.append((SEC_META, image.dicom_meta.to_json().encode("utf-8"), True))
+        try:
+            from ..dicom.dicom_status import check_series
+
+            report = check_series(image.dicom_meta)
+            out.append((SEC_QC, report.to_json().encode("utf-8"), True))
+        except Exception as exc:  # QC is informative; never block a save
+            warnings.warn(f"series QC failed, saved without a QC report: {exc}", stacklevel=3)
+    if image.space is not None:
+        out.append((SEC_SPACE, image.space.to_json().encode("utf-8"), False))
+    if image.pixel_header is not None:
+        out.append((SEC_PIXEL, image.pixel_header.to_json().encode("utf-8"), False))
+    return out
+
+
+def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str = "s",
+         num_threads: Optional[int] = None) -> int:
+    """Write ``image`` to a .dcbs file atomically; return the file size in bytes.
+
+    ``file_type`` "s" is the speed format (lossless HTJ2K frames); the archive ("a")
+    and lossy ("l") variants are not implemented. Frames are encoded on ``num_threads``
+    threads (default: all cores).
+    """
+    if file_type not in FILE_TYPES:
+        raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's')", path)
+    if not isinstance(image, DicomCubeImage):
+        raise DataConsistencyError(f"expected a DicomCubeImage, got {type(image).__name__}", path)
+    raw = image.raw_image
+    meta = image.dicom_meta
+    if meta is not None and len(meta) not in (raw.shape[0], 1):
+        raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
+    fs = encode_frames(raw, _bits_stored(image), num_threads)
+    try:
+        return write_dcbs(path, fs, _sections(image, fs))
+    except OSError as exc:
+        raise DicomCubeError(f"cannot write: {exc.strerror or exc}", path) from exc
+
+
+# ------------------------------------------------------------------------------ load
+def _meta_from(reader: DcbsReader):
+    from ..dicom.dicom_meta import DicomMeta
+
+    if reader.version == 1:
+        from ..storage.legacy_v1 import SEC_META_V1, merged_to_headers
+
+        doc = reader.section_json(SEC_META_V1)
+        if doc is None:
+            return None
+        try:
+            headers, notes = merged_to_headers(doc)
+        except MetaDataError as exc:
+            raise MetaDataError(exc.reason, reader.path) from exc
+        reader.warnings.extend(notes)
+        return DicomMeta.from_json_headers(headers)
+    data = reader.section_bytes(SEC_META)
+    if data is None:
+        return None
+    try:
+        return DicomMeta.from_json(data)
+    except MetaDataError as exc:
+        raise MetaDataError(exc.reason, reader.path) from exc
+
+
+def _warn(reader: DcbsReader) -> None:
+    for w in reader.warnings:
+        warnings.warn(f"{reader.path}: {w}", UserWarning, stacklevel=3)
+
+
+def load_meta(path: "os.PathLike[str] | str"):
+    """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head."""
+    with DcbsReader(path) as reader:
+        meta = _meta_from(reader)
+        _warn(reader)
+        return meta
+
+
+def load_qc_report(path: "os.PathLike[str] | str"):
+    """The series QC report stored in a .dcbs file (QCReport), or None."""
+    from ..dicom.dicom_status import QCReport
+
+    with DcbsReader(path) as reader:
+        d = reader.section_json(SEC_QC)
+        return None if d is None else QCReport.from_dict(d)
+
+
+def _space_from(reader: DcbsReader):
+    from spacetransformer import Space
+
+    data = reader.section_bytes(SEC_SPACE)
+    if not data:
+        return None
+    try:
+        return Space.from_json(data.decode("utf-8"))
+    except (ValueError, TypeError, KeyError, UnicodeError) as exc:
+        raise MetaDataError(f"invalid space section: {exc}", reader.path) from exc
+
+
+def _pixel_header_from(reader: DcbsReader) -> Optional[PixelDataHeader]:
+    d = reader.section_json(SEC_PIXEL)
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise MetaDataError("invalid pixel header section", reader.path)
+    return PixelDataHeader.from_dict(d)
+
+
+def _subset_space(space, sel: np.ndarray, n: int):
+    """The space of frames ``sel`` (evenly spaced) of an ``n``-frame space, else None."""
+    if space is None or (len(sel) == n and (sel == np.arange(n)).all()):
+        return space
+    if len(sel) == 0:
+        return None
+    step = int(sel[1] - sel[0]) if len(sel) > 1 else 1
+    if step == 0 or (len(sel) > 1 and (np.diff(sel) != step).any()):
+        return None
+    from spacetransformer import Space
+
+    z = np.asarray(space.z_orientation, float)
+    origin = np.asarray(space.origin, float) + sel[0] * space.spacing[2] * z
+    sign = 1.0 if step > 0 else -1.0
+    return Space(shape=(space.shape[0], space.shape[1], len(sel)), origin=tuple(origin.tolist()),
+                 spacing=(space.spacing[0], space.spacing[1], abs(step) * space.spacing[2]),
+                 x_orientation=space.x_orientation, y_orientation=space.y_orientation,
+                 z_orientation=tuple((sign * z).tolist()))
+
+
+def _subset_pixel_header(ph: Optional[PixelDataHeader], sel: np.ndarray):
+    if ph is None or not ph.per_slice_rescale:
+        return ph
+    d = ph.to_dict()
+    for k in ("RescaleSlope", "RescaleIntercept"):
+        if isinstance(d[k], list):
+            d[k] = [d[k][int(i)] for i in sel]
+    return PixelDataHeader.from_dict(d)
+
+
+def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
+         num_threads: Optional[int] = None, out: Optional[np.ndarray] = None) -> DicomCubeImage:
+    """Load a .dcbs file (version 2, or version 1 of dicube 0.3.0) as a DicomCubeImage.
+
+    ``frames`` selects frames (int, slice, range or index sequence; default all); the
+    metadata, space and per-slice rescale follow the selection. Frames are decoded on
+    ``num_threads`` threads (default: all cores) into ``out`` when given (a C-contiguous
+    array of the right shape and dtype; reusing one saves fresh-memory costs).
+    """
+    with DcbsReader(path) as reader:
+        sel = reader.select(frames)
+        raw = reader.read_frames(sel, out=out, num_threads=num_threads)
+        meta = _meta_from(reader)
+        space = _space_from(reader)
+        ph = _pixel_header_from(reader)
+        _warn(reader)
+        n = reader.frame_count
+    whole = frames is None or (len(sel) == n and (sel == np.arange(n)).all())
+    if not whole:
+        if meta is not None and len(meta) == n:
+            meta = meta.subset(sel.tolist())
+        space = _subset_space(space, sel, n)
+        ph = _subset_pixel_header(ph, sel)
+    if ph is None:
+        ph = PixelDataHeader(OriginalPixelDtype=str(raw.dtype), PixelDtype=str(raw.dtype))
+    return DicomCubeImage(raw, ph, meta, space)

@@ -1,0 +1,327 @@
+"""Random access to .dcbs files: the head in one read, any frame or slab in one more.
+
+:class:`DcbsReader` opens version-2 files and the version-1 files of dicube 0.3.0
+(see :mod:`dicube.storage.legacy_v1`) behind one interface. Reads use ``os.pread``,
+so one reader may be shared between threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import zstandard
+
+from ..codecs.jph import crc32c, decode_regions
+from ..exceptions import (
+    CodecError,
+    CorruptFileError,
+    DataConsistencyError,
+    InvalidCubeFileError,
+    MetaDataError,
+)
+from .format import (
+    CODEC_HTJ2K,
+    CODEC_ZSTD,
+    ENC_ZSTD,
+    FIRST_READ,
+    FRAME_INDEX_DTYPE,
+    MAX_SECTION_RAW,
+    SEC_INDEX,
+    VERSION,
+    Layout,
+    Section,
+    check_magic,
+    parse_header,
+    parse_table,
+)
+
+FrameSelection = Union[None, int, slice, range, Sequence[int], np.ndarray]
+
+
+class DcbsReader:
+    """An open .dcbs file.
+
+    >>> with DcbsReader("ct.dcbs") as r:
+    ...     meta_json = r.section_json(b"META")
+    ...     slab = r.read_frames(slice(10, 20))
+
+    Attributes: ``path``, ``version`` (1 or 2), ``layout`` (header, sections, frame index),
+    ``frame_count``, ``frame_shape``, ``dtype``, ``warnings`` (what a legacy file lost).
+    Every malformed, truncated or corrupt file raises a :class:`~dicube.exceptions.DicomCubeError`.
+    """
+
+    def __init__(self, path: "os.PathLike[str] | str", *, first_read: int = FIRST_READ):
+        self.path = os.fspath(path)
+        try:
+            self._fd: Optional[int] = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            raise InvalidCubeFileError(f"cannot open: {exc.strerror}", self.path) from exc
+        try:
+            self.size = os.fstat(self._fd).st_size
+            head = self.pread(min(first_read, self.size), 0)
+            self.version = check_magic(head, self.path)
+            self.warnings: list[str] = []
+            if self.version == VERSION:
+                self.layout = self._parse_v2(head)
+            else:
+                from .legacy_v1 import parse_v1
+
+                self.layout, self.warnings = parse_v1(self, head)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- low level -------------------------------------------------------------------
+    def pread(self, length: int, offset: int) -> bytes:
+        """Exactly ``length`` bytes at ``offset``; a short file raises InvalidCubeFileError."""
+        if self._fd is None:
+            raise InvalidCubeFileError("reader is closed", self.path)
+        if length < 0 or offset < 0 or offset + length > self.size:
+            raise InvalidCubeFileError(
+                f"truncated: needs bytes {offset}..{offset + length} of a {self.size}-byte file",
+                self.path)
+        data = os.pread(self._fd, length, offset)
+        while len(data) < length:  # pread may return short reads on some file systems
+            more = os.pread(self._fd, length - len(data), offset + len(data))
+            if not more:
+                raise InvalidCubeFileError("file shrank while reading", self.path)
+            data += more
+        return data
+
+    def preadinto(self, buf, offset: int) -> None:
+        """Fill the writable buffer ``buf`` from ``offset``."""
+        mv = memoryview(buf).cast("B")
+        if offset + len(mv) > self.size:
+            raise InvalidCubeFileError(
+                f"truncated: needs bytes {offset}..{offset + len(mv)} of a {self.size}-byte file",
+                self.path)
+        done = 0
+        while done < len(mv):
+            n = os.preadv(self._fd, [mv[done:]], offset + done)
+            if n <= 0:
+                raise InvalidCubeFileError("file shrank while reading", self.path)
+            done += n
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> "DcbsReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- head ------------------------------------------------------------------------
+    def _parse_v2(self, head: bytes) -> Layout:
+        header = parse_header(head, crc32c, self.path)
+        if self.size != header.file_length:
+            what = "truncated" if self.size < header.file_length else "has trailing bytes"
+            raise InvalidCubeFileError(
+                f"file {what}: {self.size} bytes, header says {header.file_length}", self.path)
+        if header.head_length > len(head):
+            head += self.pread(header.head_length - len(head), len(head))
+        self._head = head
+        layout = Layout(VERSION, header, parse_table(head, header, crc32c, self.path))
+        self.layout = layout
+        raw = self.section_bytes(SEC_INDEX) or b""
+        count = len(raw) // FRAME_INDEX_DTYPE.itemsize
+        if len(raw) % FRAME_INDEX_DTYPE.itemsize or count != header.frame_count:
+            raise InvalidCubeFileError("frame index does not match the frame count", self.path)
+        index = np.frombuffer(raw, FRAME_INDEX_DTYPE)
+        ends = index["offset"] + index["length"]
+        fl = header.frames_length
+        if len(index) and (int(index["offset"].max()) > fl or int(index["length"].max()) > fl
+                           or int(ends.max()) > fl or (index["length"] == 0).any()):
+            raise InvalidCubeFileError("frame index points outside the frames region", self.path)
+        layout.index = index
+        return layout
+
+    def _head_bytes(self, offset: int, length: int) -> bytes:
+        head = getattr(self, "_head", None)
+        if head is not None and offset + length <= len(head):
+            return head[offset:offset + length]
+        return self.pread(length, offset)
+
+    @property
+    def sections(self) -> dict:
+        return self.layout.sections
+
+    def section_bytes(self, kind: bytes) -> Optional[bytes]:
+        """The decoded bytes of a metadata section (checksum verified), or None if absent."""
+        sec: Optional[Section] = self.layout.sections.get(kind)
+        if sec is None:
+            return None
+        data = self._head_bytes(sec.offset, sec.length)
+        if sec.crc is not None and crc32c(data) != sec.crc:
+            raise CorruptFileError(f"checksum mismatch in section {kind.decode('latin-1')}", self.path)
+        if sec.encoding != ENC_ZSTD:
+            return data
+        try:
+            if sec.raw_length:
+                if sec.raw_length > MAX_SECTION_RAW:
+                    raise zstandard.ZstdError("declared size too large")
+                out = zstandard.ZstdDecompressor().decompress(data, max_output_size=sec.raw_length)
+                if len(out) != sec.raw_length:
+                    raise zstandard.ZstdError("size mismatch")
+                return out
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        except zstandard.ZstdError as exc:
+            raise CorruptFileError(
+                f"section {kind.decode('latin-1')} does not decompress: {exc}", self.path) from exc
+
+    def section_json(self, kind: bytes):
+        """A JSON section parsed, or None if absent."""
+        data = self.section_bytes(kind)
+        if data is None or len(data) == 0:
+            return None
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeError, ValueError) as exc:
+            raise MetaDataError(f"section {kind.decode('latin-1')} is not valid JSON: {exc}",
+                                self.path) from exc
+
+    # -- frames ----------------------------------------------------------------------
+    @property
+    def frame_count(self) -> int:
+        return self.layout.header.frame_count
+
+    @property
+    def frame_shape(self) -> tuple:
+        return self.layout.header.frame_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.layout.header.dtype.newbyteorder("=")
+
+    @property
+    def frame_codec(self) -> int:
+        return self.layout.header.frame_codec
+
+    def select(self, frames: FrameSelection) -> np.ndarray:
+        """Frame numbers (int64 array) for a selection: None, int, slice, range or sequence."""
+        n = self.frame_count
+        if frames is None:
+            return np.arange(n, dtype=np.int64)
+        if isinstance(frames, slice):
+            return np.arange(n, dtype=np.int64)[frames]
+        if isinstance(frames, (int, np.integer)):
+            frames = [int(frames)]
+        sel = np.asarray(list(frames) if isinstance(frames, range) else frames)
+        if sel.dtype == bool:
+            raise IndexError("boolean frame selections are not supported")
+        sel = sel.astype(np.int64, copy=False).reshape(-1)
+        sel = np.where(sel < 0, sel + n, sel)
+        if len(sel) and (sel.min() < 0 or sel.max() >= n):
+            raise IndexError(f"frame index out of range for {n} frames")
+        return sel
+
+    def _has_crc(self) -> bool:
+        return self.version == VERSION
+
+    def _check(self, buf, offsets, lengths, crcs, sel) -> None:
+        mv = memoryview(buf)
+        for k, (o, ln, c) in enumerate(zip(offsets.tolist(), lengths.tolist(), crcs.tolist())):
+            if crc32c(mv[o:o + ln]) != c:
+                raise CorruptFileError(f"checksum mismatch in frame {int(sel[k])}", self.path)
+
+    def codestream(self, i: int) -> bytes:
+        """The stored bytes of frame ``i`` (checksum verified); v1 empty frames give b''."""
+        (i,) = self.select(i)
+        rec = self.layout.index[i]
+        length = int(rec["length"])
+        if length == 0:
+            return b""
+        data = self.pread(length, self.layout.header.frames_offset + int(rec["offset"]))
+        if self._has_crc() and crc32c(data) != int(rec["crc"]):
+            raise CorruptFileError(f"checksum mismatch in frame {i}", self.path)
+        return data
+
+    def _read_region(self, rec: np.ndarray):
+        """Read the bytes of the frames ``rec`` with as few reads as sensible.
+
+        Returns (buffer, offsets into it). A selection whose span is mostly needed is
+        one contiguous read; a sparse one is read frame by frame into a packed buffer.
+        """
+        base = self.layout.header.frames_offset
+        offs = rec["offset"].astype(np.int64)
+        lens = rec["length"].astype(np.int64)
+        need = int(lens.sum())
+        start, end = int(offs.min()), int((offs + lens).max())
+        if end - start <= 2 * need + (1 << 20):
+            buf = np.empty(end - start, np.uint8)
+            self.preadinto(buf, base + start)
+            return buf, offs - start
+        buf = np.empty(need, np.uint8)
+        packed = np.zeros(len(rec), np.int64)
+        packed[1:] = np.cumsum(lens)[:-1]
+        for o, ln, p in zip(offs.tolist(), lens.tolist(), packed.tolist()):
+            if ln:
+                self.preadinto(buf[p:p + ln], base + o)
+        return buf, packed
+
+    def read_frames(self, frames: FrameSelection = None, *, out: Optional[np.ndarray] = None,
+                    num_threads: Optional[int] = None, verify: bool = True) -> np.ndarray:
+        """Decode the selected frames into ``out`` (or a new array) of shape (n, rows, cols[, 3]).
+
+        ``verify`` checks each frame's CRC-32C before decoding and the checksum embedded in
+        its codestream while decoding.
+        """
+        sel = self.select(frames)
+        shape = (len(sel),) + self.frame_shape
+        if out is None:
+            out = np.empty(shape, self.dtype)
+        elif (out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous
+              or not out.flags.writeable):
+            raise DataConsistencyError(
+                f"out must be a writeable C-contiguous {self.dtype} array of shape {shape}, "
+                f"got {out.dtype} {out.shape}", self.path)
+        if len(sel) == 0:
+            return out
+        rec = self.layout.index[sel]
+        empty = rec["length"] == 0
+        if empty.any():  # only v1 files have empty frames
+            out[empty] = 0
+            keep = np.flatnonzero(~empty)
+            if len(keep):
+                out[keep] = self.read_frames(sel[keep], num_threads=num_threads, verify=verify)
+            return out
+        buf, offs = self._read_region(rec)
+        lens = rec["length"].astype(np.int64)
+        if verify and self._has_crc():
+            self._check(buf, offs, lens, rec["crc"], sel)
+        try:
+            if self.frame_codec == CODEC_HTJ2K:
+                decode_regions(buf, offs, lens, out, num_threads=num_threads, verify=verify)
+            elif self.frame_codec == CODEC_ZSTD:
+                self._decode_zstd(buf, offs, lens, out)
+            else:  # parse_header rejects unknown codecs; keep the guard
+                raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
+        except CodecError as exc:
+            raise CodecError(f"cannot decode frames: {exc.reason}", self.path) from exc
+        return out
+
+    def _decode_zstd(self, buf, offs, lens, out) -> None:
+        dctx = zstandard.ZstdDecompressor()
+        frame_bytes = out[0].nbytes
+        le = out.dtype.newbyteorder("<")
+        mv = memoryview(buf)
+        for k, (o, ln) in enumerate(zip(offs.tolist(), lens.tolist())):
+            try:
+                raw = dctx.decompress(mv[o:o + ln], max_output_size=frame_bytes)
+            except zstandard.ZstdError as exc:
+                raise CodecError(f"frame {k} does not decompress: {exc}") from exc
+            if len(raw) != frame_bytes:
+                raise CodecError(f"frame {k} holds {len(raw)} bytes, expected {frame_bytes}")
+            out[k] = np.frombuffer(raw, le).reshape(out.shape[1:])
+
