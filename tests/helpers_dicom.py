@@ -7,7 +7,7 @@ value; PN by its full string. Pixel data elements are skipped unless asked.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -92,10 +92,6 @@ def assert_file_meta_equal(a: Dataset, b: Dataset, context: str = "") -> None:
     """Assert the file meta information (group 0002) of two datasets is equal."""
     diffs = dataset_differences(a, b, skip_pixels=False)
     assert not diffs, f"{context}: file meta differs:\n" + "\n".join(diffs[:20])
-
-
-def iter_pairs(seq: Iterable) -> Iterable:  # small convenience for parametrised tests
-    yield from enumerate(seq)
 
 
 def copy_series(src, dst, names=None):

@@ -1,7 +1,6 @@
 """Exactness of the DICOM JSON metadata model on pydicom's bundled files and edge cases."""
 from __future__ import annotations
 
-import io
 import json
 import logging
 import struct

@@ -31,7 +31,6 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.valuerep import PersonName
 
 __all__ = [
     "PIXEL_TAGS",
@@ -307,7 +306,3 @@ def _number(text: Any, vr: str) -> Any:
         return float(s)
     except ValueError:
         return text
-
-
-def is_pn(value: Any) -> bool:  # pragma: no cover - helper for callers
-    return isinstance(value, PersonName)

@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -173,9 +173,7 @@ def check_series(meta: DicomMeta, *, gap_factor: float = 1.5,
             add(uneven_st, f"{what} differ between slices: {len(seen)} variants", _odd_ones(combos))
 
     # orientation
-    iops = [geometry.orientation(meta.get_element("00200037", i) and
-                                 {"00200037": meta.get_element("00200037", i)} or {})
-            for i in range(n)]
+    iops = [geometry.floats(meta.get_element("00200037", i), 6) for i in range(n)]
     miss = [i for i, o in enumerate(iops) if o is None]
     if miss:
         add(DicomStatus.MISSING_ORIENTATION, "ImageOrientationPatient missing or invalid", miss)

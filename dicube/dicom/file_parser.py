@@ -7,7 +7,6 @@ its values. Both paths produce the same JSON (see :mod:`dicube.dicom.dicom_json`
 """
 from __future__ import annotations
 
-import base64
 import io
 import os
 import struct
@@ -16,7 +15,6 @@ from typing import Optional
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from .dicom_json import (
     PIXEL_TAGS,
@@ -291,7 +289,3 @@ def decode_pixels(pf: ParsedFile, buf: bytes, ds: Optional[pydicom.Dataset] = No
     if nf == 1 and arr.ndim == (2 if spp == 1 else 3):
         arr = arr[np.newaxis]
     return arr
-
-
-def preamble_b64(pf: ParsedFile) -> Optional[str]:
-    return base64.b64encode(pf.preamble).decode("ascii") if pf.preamble else None
