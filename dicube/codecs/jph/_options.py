@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from ...exceptions import CodecError
+
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32"))
 
 # Measured on CT (see docs/codec.md): 5 levels, 64x64 blocks is the best lossless ratio;
@@ -16,8 +18,7 @@ MAX_BASE_RESOLUTION = 64
 
 
 def check_dtype(dtype) -> np.dtype:
-    from ...exceptions import CodecError
-
+    """The native-endian form of a supported sample dtype; CodecError otherwise."""
     dt = np.dtype(dtype)
     if dt.newbyteorder("=") not in SUPPORTED_DTYPES:
         raise CodecError(f"unsupported sample type {dt} (use uint8, int8, uint16, int16, uint32 or int32)")
