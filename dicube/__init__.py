@@ -35,3 +35,15 @@ def __getattr__(name):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+# --- .dcbs container, DICOM export and NIfTI (issue 4); lazy like the above
+_DICOM_EXPORTS.update({
+    "save": "dicube.core.io",
+    "load": "dicube.core.io",
+    "load_meta": "dicube.core.io",
+    "load_qc_report": "dicube.core.io",
+    "save_to_dicom_folder": "dicube.core.dicom_export",
+    "load_from_nifti": "dicube.core.nifti_io",
+    "save_to_nifti": "dicube.core.nifti_io",
+    "DcbsReader": "dicube.storage.reader",
+})

@@ -31,6 +31,7 @@ from ..codecs.jph import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, crc32c, enc
 from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
 from ..storage.atomic import atomic_write
 from .image import DicomCubeImage
+from .part10 import SEQ_DELIM, PixelElement, encode_part10
 
 __all__ = ["save_to_dicom_folder", "MANIFEST"]
 
@@ -108,22 +109,33 @@ def _names(meta, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------ pixels
-def _stored_values(image: DicomCubeImage, ds: Dataset, frames: np.ndarray) -> np.ndarray:
-    """Frames as the data set describes them; converts files whose pixels were rescaled
-    before storing (version-1 files): stored = (real - intercept) / slope."""
+def _value(header: dict, key: str, default=None):
+    """First value of a top-level JSON element as a Python value, or ``default``."""
+    from ..dicom.dicom_json import json_value_to_python
+
+    v = json_value_to_python(header.get(key))
+    if isinstance(v, list):
+        v = v[0] if v else None
+    return default if v in (None, "") else v
+
+
+def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> np.ndarray:
+    """Frames as the data set describes them; converts pixels that were rescaled before
+    storing (version-1 files): stored = (real - intercept) / slope, exactly or not at all."""
     ph = image.pixel_header
     slope = getattr(ph, "RescaleSlope", 1.0)
     inter = getattr(ph, "RescaleIntercept", 0.0)
-    if isinstance(slope, list) or isinstance(inter, list):
+    if isinstance(slope, list) or isinstance(inter, list) or "00281053" not in header \
+            and "00281052" not in header:
         return frames
-    d_slope = float(ds.get("RescaleSlope", 1) or 1)
-    d_inter = float(ds.get("RescaleIntercept", 0) or 0)
+    d_slope = float(_value(header, "00281053", 1))
+    d_inter = float(_value(header, "00281052", 0))
     if (float(slope), float(inter)) == (d_slope, d_inter):
         return frames
     real = frames.astype(np.float64) * float(slope) + float(inter)
     stored = (real - d_inter) / d_slope
-    bits = int(ds.get("BitsAllocated", frames.dtype.itemsize * 8))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    bits = int(_value(header, "00280100", frames.dtype.itemsize * 8))
+    signed = int(_value(header, "00280103", 0)) == 1
     dt = np.dtype(f"{'i' if signed else 'u'}{max(1, bits // 8)}")
     rounded = np.rint(stored)
     info = np.iinfo(dt)
@@ -133,17 +145,17 @@ def _stored_values(image: DicomCubeImage, ds: Dataset, frames: np.ndarray) -> np
     return rounded.astype(dt)
 
 
-def _native_bytes(ds: Dataset, frames: np.ndarray, big_endian: bool) -> bytes:
+def _native_bytes(header: dict, frames: np.ndarray, big_endian: bool) -> bytes:
     arr = frames
-    if arr.ndim == 4 and int(ds.get("PlanarConfiguration", 0)) == 1:
+    if arr.ndim == 4 and int(_value(header, "00280006", 0)) == 1:
         arr = arr.transpose(0, 3, 1, 2)  # colour-by-plane
     dt = arr.dtype.newbyteorder(">" if big_endian else "<")
     data = np.ascontiguousarray(arr, dtype=dt).tobytes()
     return data + b"\0" if len(data) % 2 else data
 
 
-def _htj2k_frames(frames: np.ndarray, ds: Dataset) -> tuple[list[bytes], str]:
-    bits = ds.get("BitsStored")
+def _htj2k_frames(frames: np.ndarray, header: dict) -> tuple[list[bytes], str]:
+    bits = _value(header, "00280101")
     try:
         streams = encode_batch(frames, bits_stored=int(bits) if bits else None)
     except CodecError:
@@ -151,7 +163,6 @@ def _htj2k_frames(frames: np.ndarray, ds: Dataset) -> tuple[list[bytes], str]:
     return streams, read_header(streams[0]).transfer_syntax or HTJ2K_LOSSLESS
 
 
-# ------------------------------------------------------------------------ syntax
 def _target_syntax(source: Optional[str], requested: Optional[str]) -> str:
     if requested is not None:
         return str(requested)
@@ -160,62 +171,107 @@ def _target_syntax(source: Optional[str], requested: Optional[str]) -> str:
     return ExplicitVRLittleEndian
 
 
-def _encode(ds: Dataset, frames: np.ndarray, ts: str, pixel_tag: int, pixel_vr: str) -> str:
-    """Put pixel data into ``ds`` in syntax ``ts``; returns the syntax actually used."""
-    from pydicom.dataelem import DataElement
+def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> Optional[bytes]:
+    """Encapsulated pixel data in ``ts`` made by pydicom's encoders, or None when they
+    cannot encode these pixels losslessly (checked by decoding back)."""
+    ds = Dataset()
+    for kw, key in (("Rows", "00280010"), ("Columns", "00280011"), ("SamplesPerPixel", "00280002"),
+                    ("BitsAllocated", "00280100"), ("BitsStored", "00280101"),
+                    ("HighBit", "00280102"), ("PixelRepresentation", "00280103"),
+                    ("PhotometricInterpretation", "00280004"), ("PlanarConfiguration", "00280006")):
+        v = _value(header, key)
+        if v is not None:
+            setattr(ds, kw, v)
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    before = {e.tag: e.value for e in ds}
+    try:
+        arr = frames if len(frames) > 1 else frames[0]
+        ds.compress(UID(ts), arr, generate_instance_uid=False)
+        if {e.tag: e.value for e in ds if e.tag != 0x7FE00010} != before:
+            return None  # the encoder changed pixel attributes: not the source data set
+        if not np.array_equal(ds.pixel_array.reshape(arr.shape), arr):
+            return None
+    except Exception:  # no plugin, unsupported bit depth, ...
+        return None
+    return bytes(ds.PixelData)
+
+
+def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[PixelElement, str]:
+    """The pixel data element for ``frames`` in syntax ``ts`` (or the syntax used instead)."""
     from pydicom.encaps import encapsulate
 
+    tag = int(info.get("pixel_tag") or "7FE00010", 16)
+    vr = info.get("pixel_vr") or ("OB" if frames.dtype.itemsize == 1 else "OW")
     if ts in HTJ2K_SYNTAXES:
-        streams, met = _htj2k_frames(frames, ds)
-        used = ts if ts == HTJ2K or ts == met or (ts == HTJ2K_LOSSLESS and met == HTJ2K_LOSSLESS_RPCL) \
+        streams, met = _htj2k_frames(frames, header)
+        used = ts if ts in (HTJ2K, met) or (ts == HTJ2K_LOSSLESS and met == HTJ2K_LOSSLESS_RPCL) \
             else met
-        ds[0x7FE00010] = DataElement(0x7FE00010, "OB", encapsulate(streams, has_bot=True),
-                                     is_undefined_length=True)
-        return used
-    if ts in PYDICOM_LOSSLESS and pixel_tag == 0x7FE00010:
-        try:
-            ds[0x7FE00010] = DataElement(0x7FE00010, pixel_vr or "OW",
-                                         _native_bytes(ds, frames, False))
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.compress(UID(ts), encoding_plugin="", generate_instance_uid=False)
-            back = ds.pixel_array
-            want = frames if int(ds.get("NumberOfFrames", 1) or 1) > 1 else frames[0]
-            if np.array_equal(back.reshape(want.shape), want):
-                return ts
-        except Exception:  # no encoder for this data: fall back to uncompressed
-            pass
+        return PixelElement(0x7FE00010, "OB", encapsulate(streams, has_bot=True), True), used
+    if ts in PYDICOM_LOSSLESS and tag == 0x7FE00010:
+        data = _pydicom_compress(header, frames, ts)
+        if data is not None:
+            if data.endswith(SEQ_DELIM):  # PixelElement adds its own delimiter
+                data = data[:-len(SEQ_DELIM)]
+            return PixelElement(tag, "OB", data, True), ts
         ts = ExplicitVRLittleEndian
     if ts not in NATIVE:
-        raise DicomCubeError(f"cannot write transfer syntax {ts} losslessly")
-    ds[pixel_tag] = DataElement(pixel_tag, pixel_vr or ("OB" if frames.dtype.itemsize == 1 else "OW"),
-                                _native_bytes(ds, frames, ts == ExplicitVRBigEndian))
-    return ts
+        ts = ExplicitVRLittleEndian
+    return PixelElement(tag, vr, _native_bytes(header, frames, ts == ExplicitVRBigEndian)), ts
 
 
-def _dataset(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
-             transfer_syntax: Optional[str]) -> Dataset:
+def _default_file_meta(header: dict) -> dict:
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+    def ui(v):
+        return {"vr": "UI", "Value": [str(v)]} if v else {"vr": "UI"}
+
+    return {"00020001": {"vr": "OB", "InlineBinary": "AAE="},
+            "00020002": ui(_value(header, "00080016")), "00020003": ui(_value(header, "00080018")),
+            "00020010": ui(ExplicitVRLittleEndian), "00020012": ui(PYDICOM_IMPLEMENTATION_UID)}
+
+
+def _file_bytes(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
+                transfer_syntax: Optional[str]) -> bytes:
+    import base64
+
+    header = dict(meta.slice_json(k))
+    slice_info = getattr(meta, "slice_info", None) or []
+    info = slice_info[k] if k < len(slice_info) else {}
+    if not any(key.startswith("0002") for key in header):  # e.g. metadata of a version-1 file
+        header.update(_default_file_meta(header))
+    source = _value(header, "00020010")
+    source = str(source).rstrip("\0 ") if source else None
+    frames = _stored_values(image, header, frames)
+    pixel, used = _pixel(header, info, frames, _target_syntax(source, transfer_syntax))
+    if used != source:
+        header["00020010"] = {"vr": "UI", "Value": [used]}
+        header.pop("00020000", None)  # recomputed for the new file meta
+    pre = info.get("preamble")
+    preamble = base64.b64decode(pre) if pre else None
+    if used == ExplicitVRBigEndian:
+        return _big_endian(meta, k, header, pixel, preamble)
+    return encode_part10(header, pixel, used, preamble)
+
+
+def _big_endian(meta, k: int, header: dict, pixel: PixelElement, preamble) -> bytes:
+    """Explicit VR big endian through pydicom (which omits group length elements)."""
+    import io
+
+    from pydicom.dataelem import DataElement
+
+    from ..dicom.dicom_json import json_to_dataset
+
     ds = meta.index(k)
-    info = meta.slice_info[k] if k < len(getattr(meta, "slice_info", [])) else {}
-    pixel_tag = int(info.get("pixel_tag") or "7FE00010", 16)
-    pixel_vr = info.get("pixel_vr")
-    fm = getattr(ds, "file_meta", None)
-    if fm is None or len(fm) == 0:  # e.g. metadata of a version-1 file
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
-        fm.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
-        fm.TransferSyntaxUID = ExplicitVRLittleEndian
-        from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-
-        fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.file_meta = fm
-    source = str(fm.get("TransferSyntaxUID", "") or "").rstrip("\0 ") or None
-    frames = _stored_values(image, ds, frames)
-    ts = _target_syntax(source, transfer_syntax)
-    used = _encode(ds, frames, ts, pixel_tag, pixel_vr)
-    ds.file_meta.TransferSyntaxUID = UID(used)
-    if getattr(ds, "preamble", None) is None:
-        ds.preamble = b"\0" * 128
-    return ds
+    ds.file_meta = FileMetaDataset(json_to_dataset(
+        {key: v for key, v in header.items() if key.startswith("0002") and key != "00020000"}))
+    ds[pixel.tag] = DataElement(pixel.tag, pixel.vr, pixel.data)
+    ds.preamble = preamble or b"\0" * 128
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=False, enforce_file_format=False)
+    return buf.getvalue()
 
 
 def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str", *,
@@ -260,12 +316,12 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
     paths = []
     try:
         for k, rel in enumerate(names):
-            ds = _dataset(image, meta, k, raw[k * per:(k + 1) * per], transfer_syntax)
+            data = _file_bytes(image, meta, k, raw[k * per:(k + 1) * per], transfer_syntax)
             path = os.path.join(folder, *rel.split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with atomic_write(path) as fh:
-                pydicom.dcmwrite(fh, ds, enforce_file_format=False)
-            written[rel] = {"size": os.path.getsize(path), "crc32c": _file_crc(path)}
+                fh.write(data)
+            written[rel] = {"size": len(data), "crc32c": crc32c(data)}
             paths.append(path)
     finally:
         kept = {r: old[r] for r in own if r not in written}

@@ -50,7 +50,7 @@ def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
     """Encode a (frames, rows, columns[, 3]) volume: HTJ2K when the codec supports the
     sample type and values, else zstd-compressed raw samples."""
     vol = np.asarray(volume)
-    if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[1:3]:
+    if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
         raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
     samples = 1 if vol.ndim == 3 else 3
     dt = vol.dtype.newbyteorder("=")

@@ -69,6 +69,8 @@ class DcbsReader:
                 from .legacy_v1 import parse_v1
 
                 self.layout, self.warnings = parse_v1(self, head)
+            if self.layout.header.frame_count == 0:
+                raise InvalidCubeFileError("the file holds no frames", self.path)
         except BaseException:
             self.close()
             raise
@@ -133,6 +135,10 @@ class DcbsReader:
             head += self.pread(header.head_length - len(head), len(head))
         self._head = head
         layout = Layout(VERSION, header, parse_table(head, header, crc32c, self.path))
+        for sec in layout.sections.values():  # the whole head is verified once, up front
+            if crc32c(memoryview(head)[sec.offset:sec.offset + sec.length]) != sec.crc:
+                raise CorruptFileError(
+                    f"checksum mismatch in section {sec.kind.decode('latin-1')}", self.path)
         self.layout = layout
         raw = self.section_bytes(SEC_INDEX) or b""
         count = len(raw) // FRAME_INDEX_DTYPE.itemsize

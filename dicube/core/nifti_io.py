@@ -1,0 +1,99 @@
+"""NIfTI in and out through nibabel, converting between DICOM LPS and NIfTI RAS.
+
+A DicomCubeImage array is (slices, rows, columns) = (z, y, x) and its ``space`` gives
+voxel (x, y, z) -> LPS world coordinates. A NIfTI array is indexed (i, j, k) = (x, y, z)
+and its affine maps voxels to RAS, so the affine is ``diag(-1, -1, 1, 1) @ LPS affine``.
+"""
+from __future__ import annotations
+
+import os
+import numpy as np
+
+from ..exceptions import DataConsistencyError, DicomCubeError
+from .image import DicomCubeImage
+from .pixel_header import PixelDataHeader
+
+__all__ = ["save_to_nifti", "load_from_nifti", "space_to_ras_affine", "space_from_ras_affine"]
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def space_to_ras_affine(space) -> np.ndarray:
+    """4x4 voxel (x, y, z) -> RAS affine of a spacetransformer Space (LPS)."""
+    rot = np.column_stack([np.asarray(space.x_orientation, float) * space.spacing[0],
+                           np.asarray(space.y_orientation, float) * space.spacing[1],
+                           np.asarray(space.z_orientation, float) * space.spacing[2]])
+    lps = np.eye(4)
+    lps[:3, :3] = rot
+    lps[:3, 3] = np.asarray(space.origin, float)
+    return LPS_TO_RAS @ lps
+
+
+def space_from_ras_affine(affine: np.ndarray, shape_xyz: tuple):
+    """spacetransformer Space (LPS) of a NIfTI affine and (x, y, z) shape."""
+    from spacetransformer import Space
+
+    lps = LPS_TO_RAS @ np.asarray(affine, float)
+    rot = lps[:3, :3]
+    spacing = np.linalg.norm(rot, axis=0)
+    if (spacing == 0).any():
+        raise DataConsistencyError("NIfTI affine has a zero-length axis")
+    axes = rot / spacing
+    return Space(shape=tuple(int(s) for s in shape_xyz), origin=tuple(lps[:3, 3].tolist()),
+                 spacing=tuple(spacing.tolist()), x_orientation=tuple(axes[:, 0].tolist()),
+                 y_orientation=tuple(axes[:, 1].tolist()), z_orientation=tuple(axes[:, 2].tolist()))
+
+
+def save_to_nifti(image: DicomCubeImage, path: "os.PathLike[str] | str") -> None:
+    """Write ``image`` as NIfTI-1 (.nii or .nii.gz): stored values with the shared rescale
+    as scl_slope/scl_inter (real values when the rescale varies per slice)."""
+    import nibabel as nib
+
+    if image.space is None:
+        raise DataConsistencyError("the image has no space (geometry) to write", path)
+    if image.raw_image.ndim != 3:
+        raise DataConsistencyError(f"NIfTI export needs a 3D image, got {image.raw_image.shape}", path)
+    ph = image.pixel_header
+    if ph is not None and ph.per_slice_rescale:
+        data, slope, inter = image.get_fdata(np.float32), 1.0, 0.0
+    else:
+        data = image.raw_image
+        slope = float(ph.RescaleSlope) if ph is not None and ph.RescaleSlope is not None else 1.0
+        inter = float(ph.RescaleIntercept) if ph is not None and ph.RescaleIntercept else 0.0
+    affine = space_to_ras_affine(image.space)
+    nii = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), affine)
+    nii.header.set_slope_inter(slope, inter)
+    nii.set_qform(affine, code=1)
+    nii.set_sform(affine, code=1)
+    nib.save(nii, os.fspath(path))
+
+
+def load_from_nifti(path: "os.PathLike[str] | str") -> DicomCubeImage:
+    """Read a 3D NIfTI file: stored values as ``raw_image`` (z, y, x), scl_slope/inter as
+    the rescale, the affine (RAS) as an LPS ``space``; no DICOM metadata."""
+    import nibabel as nib
+
+    try:
+        nii = nib.load(os.fspath(path))
+    except Exception as exc:  # nibabel raises many types for bad files
+        raise DicomCubeError(f"cannot read NIfTI: {exc}", path) from exc
+    raw = np.asarray(nii.dataobj.get_unscaled()) if hasattr(nii.dataobj, "get_unscaled") \
+        else np.asarray(nii.dataobj)
+    while raw.ndim > 3 and raw.shape[-1] == 1:
+        raw = raw[..., 0]
+    if raw.ndim == 2:
+        raw = raw[..., np.newaxis]
+    if raw.ndim != 3:
+        raise DataConsistencyError(f"only 3D NIfTI images are supported, got {raw.shape}", path)
+    # nibabel moves scl_slope/scl_inter from the header to the array proxy on load
+    slope = getattr(nii.dataobj, "slope", None)
+    inter = getattr(nii.dataobj, "inter", None)
+    slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    affine = nii.affine
+    volume = np.ascontiguousarray(raw.transpose(2, 1, 0))
+    dt = str(volume.dtype)
+    ph = PixelDataHeader(RescaleSlope=slope, RescaleIntercept=inter, OriginalPixelDtype=dt,
+                         PixelDtype=dt)
+    return DicomCubeImage(volume, ph, None, space_from_ras_affine(affine, raw.shape))
+

@@ -1,0 +1,113 @@
+"""Encode a DICOM Part 10 file from DICOM JSON, element for element.
+
+pydicom's writer drops group length elements (gggg,0000) and re-encodes values; this
+writer emits every element of the JSON exactly (via :func:`encode_element`), in explicit
+VR little endian (native or encapsulated pixel data), implicit VR little endian or
+deflated explicit VR little endian; not big endian.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+from ..dicom.dicom_json import encode_element, encodings_for
+from ..exceptions import MetaDataError
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+UNDEFINED = 0xFFFFFFFF
+ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0)[:4]
+SEQ_DELIM = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+
+
+@dataclass
+class PixelElement:
+    """Pixel data to append to the data set: native bytes or encapsulated items."""
+
+    tag: int
+    vr: str
+    data: bytes
+    encapsulated: bool = False
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    g, e = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return struct.pack("<HHI", g, e, length)
+    if vr in LONG_VRS:
+        return struct.pack("<HH2s2xI", g, e, vr.encode("ascii"), length)
+    if length > 0xFFFF:  # too long for a short VR: only UN can hold it
+        return struct.pack("<HH2s2xI", g, e, b"UN", length)
+    return struct.pack("<HH2sH", g, e, vr.encode("ascii"), length)
+
+
+def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytearray) -> None:
+    """Append the elements of DICOM JSON ``data`` (ascending tags) to ``out``."""
+    cs = data.get("00080005")
+    if cs is not None:
+        raw = encode_element("CS", cs, encodings)
+        value = raw.decode("latin_1").rstrip(" \0").split("\\")
+        encodings = encodings_for(value[0] if len(value) == 1 else value, encodings)
+    for key in sorted(data, key=lambda k: int(k, 16)):
+        elem = data[key]
+        tag = int(key, 16)
+        vr = elem.get("vr", "UN")
+        if vr == "SQ" and "InlineBinary" not in elem:
+            body = bytearray()
+            for item in elem.get("Value") or []:
+                content = bytearray()
+                encode_dataset(item, encodings, implicit, content)
+                body += ITEM + struct.pack("<I", len(content)) + content
+            out += _header(tag, "SQ", len(body), implicit) + body
+            continue
+        try:
+            raw = encode_element(vr, elem, encodings)
+        except (ValueError, TypeError, struct.error, LookupError) as exc:
+            raise MetaDataError(f"element {key} ({vr}) cannot be encoded: {exc}") from exc
+        out += _header(tag, vr, len(raw), implicit) + raw
+
+
+def file_meta_bytes(meta: dict) -> bytes:
+    """Group 0002 (always explicit VR little endian), group length recomputed if absent."""
+    body = bytearray()
+    rest = {k: v for k, v in meta.items() if k != "00020000"}
+    encode_dataset(rest, ["iso8859"], False, body)
+    gl = meta.get("00020000")
+    length = len(body) if gl is None else None
+    if gl is not None:
+        value = gl.get("Value") or [len(body)]
+        length = int(value[0])
+    return _header(0x00020000, "UL", 4, False) + struct.pack("<I", length) + bytes(body)
+
+
+def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: str,
+                  preamble: Optional[bytes] = None) -> bytes:
+    """A complete Part 10 file: preamble, 'DICM', file meta, data set, pixel data.
+
+    ``header`` is the slice's DICOM JSON with group 0002 (its Transfer Syntax UID must be
+    ``transfer_syntax``).
+    """
+    if transfer_syntax == EXPLICIT_BE:
+        raise MetaDataError(f"cannot write transfer syntax {transfer_syntax} element for element")
+    meta = {k: v for k, v in header.items() if k.startswith("0002")}
+    body_json = {k: v for k, v in header.items() if not k.startswith("0002")}
+    implicit = transfer_syntax == IMPLICIT_LE
+    body = bytearray()
+    encode_dataset(body_json, ["iso8859"], implicit, body)
+    if pixel is not None:
+        if pixel.encapsulated:
+            body += _header(pixel.tag, "OB", UNDEFINED, implicit) + pixel.data + SEQ_DELIM
+        else:
+            body += _header(pixel.tag, pixel.vr, len(pixel.data), implicit) + pixel.data
+    if transfer_syntax in DEFLATED:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        body = bytearray(c.compress(bytes(body)) + c.flush())
+        if len(body) % 2:
+            body += b"\0"
+    pre = preamble if preamble and len(preamble) == 128 else b"\0" * 128
+    return pre + b"DICM" + file_meta_bytes(meta) + bytes(body)

@@ -1,0 +1,175 @@
+"""The .dcbs v2 container: layout, frame selection, sample types, atomic save, typed errors."""
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import dicube
+from dicube.core.image import DicomCubeImage
+from dicube.core.io import encode_frames
+from dicube.exceptions import CorruptFileError, DicomCubeError, InvalidCubeFileError
+from dicube.storage import format as fmt
+from dicube.storage.reader import DcbsReader
+from dicube.storage.writer import write_dcbs
+
+
+def _image(arr: np.ndarray) -> DicomCubeImage:
+    from spacetransformer import Space
+
+    return DicomCubeImage(arr, space=Space(shape=(arr.shape[2], arr.shape[1], arr.shape[0])))
+
+
+@pytest.mark.parametrize("dtype,lo,hi", [
+    ("uint8", 0, 256), ("int8", -128, 128), ("uint16", 0, 65536), ("int16", -32768, 32768),
+    ("uint32", 0, 1 << 20), ("int32", -(1 << 20), 1 << 20), ("float32", -5, 5), ("float64", -5, 5),
+])
+def test_roundtrip_sample_types(tmp_path, dtype, lo, hi):
+    rng = np.random.default_rng(1)
+    if dtype.startswith("float"):
+        arr = rng.normal(size=(3, 17, 23)).astype(dtype)
+    else:
+        arr = rng.integers(lo, hi, size=(3, 17, 23)).astype(dtype)
+    p = tmp_path / "a.dcbs"
+    dicube.save(_image(arr), p)
+    back = dicube.load(p)
+    assert back.raw_image.dtype == arr.dtype and np.array_equal(back.raw_image, arr)
+    assert back.space.shape == (23, 17, 3)
+
+
+def test_rgb_and_selection(tmp_path):
+    arr = np.random.default_rng(2).integers(0, 256, size=(6, 16, 20, 3)).astype(np.uint8)
+    p = tmp_path / "rgb.dcbs"
+    dicube.save(_image(arr), p)
+    assert np.array_equal(dicube.load(p).raw_image, arr)
+    assert np.array_equal(dicube.load(p, frames=[5, 0, 2]).raw_image, arr[[5, 0, 2]])
+    assert np.array_equal(dicube.load(p, frames=slice(1, 4)).raw_image, arr[1:4])
+    assert np.array_equal(dicube.load(p, frames=-1).raw_image, arr[-1:])
+    with pytest.raises(IndexError):
+        dicube.load(p, frames=[6])
+
+
+def test_out_buffer_and_threads(tmp_path):
+    arr = np.random.default_rng(3).integers(0, 4096, size=(8, 32, 32)).astype(np.uint16)
+    p = tmp_path / "b.dcbs"
+    dicube.save(_image(arr), p)
+    out = np.zeros_like(arr)
+    img = dicube.load(p, out=out, num_threads=1)
+    assert img.raw_image is out and np.array_equal(out, arr)
+    with pytest.raises(DicomCubeError):
+        dicube.load(p, out=np.zeros((8, 32, 31), np.uint16))
+
+
+def test_layout_head_before_frames(tmp_path):
+    arr = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    p = tmp_path / "c.dcbs"
+    dicube.save(_image(arr), p)
+    data = p.read_bytes()
+    assert data[:8] == b"DCMCUBES" and struct.unpack_from("<I", data, 8)[0] == 2
+    with DcbsReader(p) as r:
+        h = r.layout.header
+        assert h.file_length == len(data) and h.frames_offset % 8 == 0
+        assert all(s.offset + s.length <= h.frames_offset for s in r.sections.values())
+        idx = r.layout.index
+        assert idx["offset"][0] == 0
+        assert (idx["offset"][1:] == idx["offset"][:-1] + idx["length"][:-1]).all()
+        assert int(idx["offset"][-1] + idx["length"][-1]) == h.frames_length
+        # any frame is one read away, and the stored codestream is a valid HTJ2K stream
+        from dicube.codecs.jph import imdecode_jph
+        assert np.array_equal(imdecode_jph(r.codestream(2)), arr[2])
+
+
+def test_load_meta_reads_only_the_head(tmp_path, monkeypatch):
+    arr = np.random.default_rng(4).integers(0, 4096, size=(40, 64, 64)).astype(np.uint16)
+    p = tmp_path / "d.dcbs"
+    dicube.save(_image(arr), p)
+    reads = []
+    real = os.pread
+
+    def spy(fd, n, off):
+        reads.append((n, off))
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", spy)
+    with DcbsReader(p) as r:
+        head_end = r.layout.header.frames_offset
+        assert r.section_json(fmt.SEC_INFO)["shape"] == [40, 64, 64]
+    assert len(reads) == 1 and reads[0][1] == 0
+    assert head_end <= fmt.FIRST_READ
+
+
+def test_atomic_save_keeps_old_file_on_error(tmp_path, monkeypatch):
+    arr = np.ones((2, 8, 8), np.uint16)
+    p = tmp_path / "e.dcbs"
+    dicube.save(_image(arr), p)
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises((DicomCubeError, OSError)):
+        dicube.save(_image(arr * 2), p)
+    assert p.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["e.dcbs"]  # no temporary left behind
+
+
+def test_zero_frames_and_bad_types(tmp_path):
+    with pytest.raises(DicomCubeError):
+        dicube.save(DicomCubeImage(np.zeros((2, 0, 4), np.uint16)), tmp_path / "z.dcbs")
+    with pytest.raises(DicomCubeError):
+        dicube.save(DicomCubeImage(np.zeros((0, 4, 4), np.uint16)), tmp_path / "z.dcbs")
+    with pytest.raises(DicomCubeError):
+        dicube.save(_image(np.zeros((2, 4, 4), np.uint16)), tmp_path / "z.dcbs", file_type="a")
+
+
+def _write_raw(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("data,exc", [
+    (b"", InvalidCubeFileError),
+    (b"DCMCUBES", InvalidCubeFileError),
+    (b"NOTACUBE" + bytes(200), InvalidCubeFileError),
+    (b"DCMCUBEA" + struct.pack("<I", 2) + bytes(200), InvalidCubeFileError),
+    (b"DCMCUBES" + struct.pack("<I", 3) + bytes(200), InvalidCubeFileError),
+    (b"DCMCUBES" + struct.pack("<I", 2) + bytes(200), CorruptFileError),
+    (b"DCMCUBES" + struct.pack("<I", 1) + bytes(200), InvalidCubeFileError),
+], ids=["empty", "magic-only", "wrong-magic", "archive-magic", "version-3", "v2-zeros", "v1-zeros"])
+def test_bad_headers(tmp_path, data, exc):
+    p = _write_raw(tmp_path / "bad.dcbs", data)
+    with pytest.raises(exc):
+        dicube.load(p)
+    with pytest.raises(exc):
+        dicube.load_meta(p)
+
+
+def test_random_bytes(tmp_path):
+    rng = np.random.default_rng(5)
+    for k in range(30):
+        n = int(rng.integers(0, 5000))
+        body = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        if k % 2:
+            body = b"DCMCUBES" + struct.pack("<I", 1 + k % 3) + body
+        p = _write_raw(tmp_path / f"r{k}.dcbs", body)
+        with pytest.raises(DicomCubeError):
+            dicube.load(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InvalidCubeFileError):
+        dicube.load(tmp_path / "nope.dcbs")
+
+
+def test_writer_low_level(tmp_path):
+    arr = np.random.default_rng(6).integers(0, 1000, size=(3, 10, 12)).astype(np.int16)
+    fs = encode_frames(arr)
+    assert fs.codec == fmt.CODEC_HTJ2K
+    n = write_dcbs(tmp_path / "w.dcbs", fs, [(b"XTRA", b"hello", False)])
+    assert n == os.path.getsize(tmp_path / "w.dcbs")
+    with DcbsReader(tmp_path / "w.dcbs") as r:
+        assert r.section_bytes(b"XTRA") == b"hello"  # unknown sections are kept, ignored by load
+        assert np.array_equal(r.read_frames(), arr)
