@@ -145,13 +145,23 @@ def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> n
     return rounded.astype(dt)
 
 
-def _native_bytes(header: dict, frames: np.ndarray, big_endian: bool) -> bytes:
+def _native_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = "OW") -> bytes:
+    """Native pixel bytes as the source encoded them (planar colour, 1-bit packing,
+    big endian 16-bit words)."""
     arr = frames
     if arr.ndim == 4 and int(_value(header, "00280006", 0)) == 1:
         arr = arr.transpose(0, 3, 1, 2)  # colour-by-plane
-    dt = arr.dtype.newbyteorder(">" if big_endian else "<")
-    data = np.ascontiguousarray(arr, dtype=dt).tobytes()
-    return data + b"\0" if len(data) % 2 else data
+    if int(_value(header, "00280100", 8 * arr.dtype.itemsize)) == 1:
+        data = np.packbits(np.ascontiguousarray(arr).reshape(-1).astype(bool), bitorder="little")
+        data = data.tobytes()
+    else:
+        dt = arr.dtype.newbyteorder(">" if big_endian else "<")
+        data = np.ascontiguousarray(arr, dtype=dt).tobytes()
+    if len(data) % 2:
+        data += b"\0"
+    if big_endian and vr == "OW" and arr.dtype.itemsize == 1:  # OW is 16-bit words
+        data = np.frombuffer(data, "<u2").astype(">u2").tobytes()
+    return data
 
 
 def _htj2k_frames(frames: np.ndarray, header: dict) -> tuple[list[bytes], str]:
@@ -219,7 +229,7 @@ def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[Pixel
         ts = ExplicitVRLittleEndian
     if ts not in NATIVE:
         ts = ExplicitVRLittleEndian
-    return PixelElement(tag, vr, _native_bytes(header, frames, ts == ExplicitVRBigEndian)), ts
+    return PixelElement(tag, vr, _native_bytes(header, frames, ts == ExplicitVRBigEndian, vr)), ts
 
 
 def _default_file_meta(header: dict) -> dict:
@@ -251,27 +261,7 @@ def _file_bytes(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
         header.pop("00020000", None)  # recomputed for the new file meta
     pre = info.get("preamble")
     preamble = base64.b64decode(pre) if pre else None
-    if used == ExplicitVRBigEndian:
-        return _big_endian(meta, k, header, pixel, preamble)
     return encode_part10(header, pixel, used, preamble)
-
-
-def _big_endian(meta, k: int, header: dict, pixel: PixelElement, preamble) -> bytes:
-    """Explicit VR big endian through pydicom (which omits group length elements)."""
-    import io
-
-    from pydicom.dataelem import DataElement
-
-    from ..dicom.dicom_json import json_to_dataset
-
-    ds = meta.index(k)
-    ds.file_meta = FileMetaDataset(json_to_dataset(
-        {key: v for key, v in header.items() if key.startswith("0002") and key != "00020000"}))
-    ds[pixel.tag] = DataElement(pixel.tag, pixel.vr, pixel.data)
-    ds.preamble = preamble or b"\0" * 128
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=False, enforce_file_format=False)
-    return buf.getvalue()
 
 
 def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str", *,

@@ -2,8 +2,8 @@
 
 pydicom's writer drops group length elements (gggg,0000) and re-encodes values; this
 writer emits every element of the JSON exactly (via :func:`encode_element`), in explicit
-VR little endian (native or encapsulated pixel data), implicit VR little endian or
-deflated explicit VR little endian; not big endian.
+VR little endian (native or encapsulated pixel data), implicit VR little endian,
+deflated explicit VR little endian or explicit VR big endian.
 """
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
 UNDEFINED = 0xFFFFFFFF
-ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0)[:4]
 SEQ_DELIM = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+#: Value widths swapped when writing big endian.
+SWAP = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4,
+        "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8}
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 
 
@@ -35,19 +37,31 @@ class PixelElement:
     encapsulated: bool = False
 
 
-def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+def _header(tag: int, vr: str, length: int, implicit: bool, big: bool = False) -> bytes:
     g, e = tag >> 16, tag & 0xFFFF
+    o = ">" if big else "<"
     if implicit:
-        return struct.pack("<HHI", g, e, length)
+        return struct.pack(o + "HHI", g, e, length)
     if vr in LONG_VRS:
-        return struct.pack("<HH2s2xI", g, e, vr.encode("ascii"), length)
+        return struct.pack(o + "HH2s2xI", g, e, vr.encode("ascii"), length)
     if length > 0xFFFF:  # too long for a short VR: only UN can hold it
-        return struct.pack("<HH2s2xI", g, e, b"UN", length)
-    return struct.pack("<HH2sH", g, e, vr.encode("ascii"), length)
+        return struct.pack(o + "HH2s2xI", g, e, b"UN", length)
+    return struct.pack(o + "HH2sH", g, e, vr.encode("ascii"), length)
 
 
-def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytearray) -> None:
-    """Append the elements of DICOM JSON ``data`` (ascending tags) to ``out``."""
+def _swap(vr: str, raw: bytes) -> bytes:
+    width = SWAP.get(vr)
+    if not width or len(raw) % width:
+        return raw
+    import numpy as np
+
+    return np.frombuffer(raw, f"<u{width}").astype(f">u{width}").tobytes()
+
+
+def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytearray,
+                   big: bool = False) -> None:
+    """Append the elements of DICOM JSON ``data`` (ascending tags) to ``out``
+    (little endian, or explicit VR big endian when ``big``)."""
     cs = data.get("00080005")
     if cs is not None:
         raw = encode_element("CS", cs, encodings)
@@ -61,15 +75,18 @@ def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytear
             body = bytearray()
             for item in elem.get("Value") or []:
                 content = bytearray()
-                encode_dataset(item, encodings, implicit, content)
-                body += ITEM + struct.pack("<I", len(content)) + content
-            out += _header(tag, "SQ", len(body), implicit) + body
+                encode_dataset(item, encodings, implicit, content, big)
+                body += struct.pack(">HHI" if big else "<HHI", 0xFFFE, 0xE000, len(content))
+                body += content
+            out += _header(tag, "SQ", len(body), implicit, big) + body
             continue
         try:
             raw = encode_element(vr, elem, encodings)
         except (ValueError, TypeError, struct.error, LookupError) as exc:
             raise MetaDataError(f"element {key} ({vr}) cannot be encoded: {exc}") from exc
-        out += _header(tag, vr, len(raw), implicit) + raw
+        if big:
+            raw = _swap(vr, raw)
+        out += _header(tag, vr, len(raw), implicit, big) + raw
 
 
 def file_meta_bytes(meta: dict) -> bytes:
@@ -92,18 +109,17 @@ def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: 
     ``header`` is the slice's DICOM JSON with group 0002 (its Transfer Syntax UID must be
     ``transfer_syntax``).
     """
-    if transfer_syntax == EXPLICIT_BE:
-        raise MetaDataError(f"cannot write transfer syntax {transfer_syntax} element for element")
     meta = {k: v for k, v in header.items() if k.startswith("0002")}
     body_json = {k: v for k, v in header.items() if not k.startswith("0002")}
     implicit = transfer_syntax == IMPLICIT_LE
+    big = transfer_syntax == EXPLICIT_BE
     body = bytearray()
-    encode_dataset(body_json, ["iso8859"], implicit, body)
+    encode_dataset(body_json, ["iso8859"], implicit, body, big)
     if pixel is not None:
         if pixel.encapsulated:
             body += _header(pixel.tag, "OB", UNDEFINED, implicit) + pixel.data + SEQ_DELIM
-        else:
-            body += _header(pixel.tag, pixel.vr, len(pixel.data), implicit) + pixel.data
+        else:  # native pixel bytes come already in the syntax's byte order
+            body += _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
     if transfer_syntax in DEFLATED:
         c = zlib.compressobj(9, zlib.DEFLATED, -15)
         body = bytearray(c.compress(bytes(body)) + c.flush())
