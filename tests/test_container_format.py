@@ -173,3 +173,29 @@ def test_writer_low_level(tmp_path):
     with DcbsReader(tmp_path / "w.dcbs") as r:
         assert r.section_bytes(b"XTRA") == b"hello"  # unknown sections are kept, ignored by load
         assert np.array_equal(r.read_frames(), arr)
+
+
+def test_valid_checksums_bad_content(tmp_path):
+    """Sections whose checksums match but whose content is wrong still give typed errors."""
+    arr = np.ones((2, 8, 8), np.uint16)
+    fs = encode_frames(arr)
+    for kind, payload in [(fmt.SEC_SPACE, b'{"shape": [0, -1, 2]}'), (fmt.SEC_SPACE, b"[1"),
+                          (fmt.SEC_PIXEL, b"[]"), (fmt.SEC_META, b'{"format": 1}'),
+                          (fmt.SEC_META, b"\xff\xfe")]:
+        p = tmp_path / "v.dcbs"
+        write_dcbs(p, fs, [(kind, payload, kind == fmt.SEC_META)])
+        with pytest.raises(DicomCubeError):
+            dicube.load(p)
+
+
+def test_reader_shared_between_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dicube.codecs.jph import imdecode_jph
+
+    arr = np.random.default_rng(8).integers(0, 4096, size=(16, 32, 32)).astype(np.uint16)
+    p = tmp_path / "t.dcbs"
+    dicube.save(_image(arr), p)
+    with DcbsReader(p) as r, ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda i: imdecode_jph(r.codestream(i)), [i % 16 for i in range(64)]))
+    assert all(np.array_equal(g, arr[i % 16]) for i, g in enumerate(got))

@@ -30,7 +30,8 @@ from ..storage.writer import FrameSet, write_dcbs
 from .image import DicomCubeImage
 from .pixel_header import PixelDataHeader
 
-__all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames"]
+__all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta_from_reader",
+           "space_from_reader", "pixel_header_from_reader"]
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
 
@@ -114,7 +115,8 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
 
 
 # ------------------------------------------------------------------------------ load
-def _meta_from(reader: DcbsReader):
+def meta_from_reader(reader: DcbsReader):
+    """The DicomMeta of an open file (version 1 metadata converted), or None."""
     from ..dicom.dicom_meta import DicomMeta
 
     if reader.version == 1:
@@ -146,7 +148,7 @@ def _warn(reader: DcbsReader) -> None:
 def load_meta(path: "os.PathLike[str] | str"):
     """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head."""
     with DcbsReader(path) as reader:
-        meta = _meta_from(reader)
+        meta = meta_from_reader(reader)
         _warn(reader)
         return meta
 
@@ -160,7 +162,8 @@ def load_qc_report(path: "os.PathLike[str] | str"):
         return None if d is None else QCReport.from_dict(d)
 
 
-def _space_from(reader: DcbsReader):
+def space_from_reader(reader: DcbsReader):
+    """The spacetransformer Space of an open file, or None."""
     from spacetransformer import Space
 
     data = reader.section_bytes(SEC_SPACE)
@@ -168,17 +171,21 @@ def _space_from(reader: DcbsReader):
         return None
     try:
         return Space.from_json(data.decode("utf-8"))
-    except (ValueError, TypeError, KeyError, UnicodeError) as exc:
+    except Exception as exc:  # spacetransformer raises its own validation errors
         raise MetaDataError(f"invalid space section: {exc}", reader.path) from exc
 
 
-def _pixel_header_from(reader: DcbsReader) -> Optional[PixelDataHeader]:
+def pixel_header_from_reader(reader: DcbsReader) -> Optional[PixelDataHeader]:
+    """The PixelDataHeader of an open file (how its frame values map to real values)."""
     d = reader.section_json(SEC_PIXEL)
     if d is None:
         return None
-    if not isinstance(d, dict):
-        raise MetaDataError("invalid pixel header section", reader.path)
-    return PixelDataHeader.from_dict(d)
+    try:
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        return PixelDataHeader.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise MetaDataError(f"invalid pixel header section: {exc}", reader.path) from exc
 
 
 def _subset_space(space, sel: np.ndarray, n: int):
@@ -223,9 +230,9 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
     with DcbsReader(path) as reader:
         sel = reader.select(frames)
         raw = reader.read_frames(sel, out=out, num_threads=num_threads)
-        meta = _meta_from(reader)
-        space = _space_from(reader)
-        ph = _pixel_header_from(reader)
+        meta = meta_from_reader(reader)
+        space = space_from_reader(reader)
+        ph = pixel_header_from_reader(reader)
         _warn(reader)
         n = reader.frame_count
     whole = frames is None or (len(sel) == n and (sel == np.arange(n)).all())
