@@ -87,6 +87,8 @@ def main(argv=None) -> int:
         rows.append((f"codec decode_batch, {threads} thread(s)",
                      f"{cd * 1e3:8.1f} ms  ({mb / cd:.0f} MB/s)"))
     rows.append(("load_meta", f"{t_meta * 1e3:8.2f} ms  (goal < 3 ms)"))
+    rows.append(("machine load average", " / ".join(f"{x:.2f}" for x in os.getloadavg())
+                 + f" on {os.cpu_count()} cores (other work skews thread timings)"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
