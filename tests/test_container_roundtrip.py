@@ -58,7 +58,9 @@ def _roundtrip(src: Path, tmp: Path, **kw):
 
 
 def test_sample_10_exact(sample_10, tmp_path):
-    _roundtrip(sample_10, tmp_path)
+    img, _ = _roundtrip(sample_10, tmp_path)
+    report = dicube.load_qc_report(tmp_path / "s.dcbs")
+    assert report.to_dict() == dicube.check_series(img.dicom_meta).to_dict()
     assert _compare_folders(sample_10, tmp_path / "out") == []
     # explicit VR little endian in, explicit VR little endian out: byte for byte
     for f in sorted(sample_10.iterdir()):
