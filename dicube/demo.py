@@ -1,4 +1,4 @@
-"""The main job: convert a DICOM series and prove the round trip, printing what was done."""
+"""The main job: convert a DICOM series to .dcbs and back, printing what was done."""
 from __future__ import annotations
 
 import time
@@ -34,20 +34,6 @@ def build_default_series(folder: Path, slices: int = 24) -> Path:
     return folder
 
 
-def folder_series(folder: str) -> Tuple[str, np.ndarray, int]:
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
-    datasets = []
-    for p in files:
-        try:
-            datasets.append(pydicom.dcmread(p))
-        except Exception:  # not DICOM: skipped, as discovery does
-            continue
-    if not datasets:
-        raise SystemExit(f"{folder}: no DICOM files found")
-    datasets.sort(key=lambda d: int(getattr(d, "InstanceNumber", 0) or 0))
-    return f"{folder} ({len(datasets)} files)", np.stack([d.pixel_array for d in datasets]), int(datasets[0].BitsStored)
-
-
 def run_demo(folder: Optional[str] = None) -> int:
     from .codecs.jph import OPENJPH_VERSION, decode_batch, encode_batch
 
@@ -58,20 +44,29 @@ def run_demo(folder: Optional[str] = None) -> int:
             built = build_default_series(Path(tmp) / "CT_small_series")
             print(f"no folder given: built a {len(list(built.iterdir()))}-slice series from pydicom's CT_small.dcm")
             return run_demo(str(built))
-    name, volume, bits = folder_series(folder)
-    if volume.min() < 0 and bits < volume.dtype.itemsize * 8 and volume.min() < -(1 << (bits - 1)):
-        bits = volume.dtype.itemsize * 8
-    print(f"series: {name}")
-    print(f"pixels: {volume.shape} {volume.dtype}, BitsStored {bits}, {volume.nbytes / 1e6:.2f} MB")
+    import tempfile
+
+    import dicube
+
     t = time.perf_counter()
-    frames = encode_batch(volume, bits_stored=bits)
-    enc = time.perf_counter() - t
-    t = time.perf_counter()
-    back = decode_batch(frames)
-    dec = time.perf_counter() - t
-    size = sum(map(len, frames))
-    exact = np.array_equal(back, volume)
-    print(f"HTJ2K (OpenJPH {OPENJPH_VERSION}): {size / 1e6:.2f} MB, ratio {volume.nbytes / size:.2f}x")
-    print(f"encode {volume.nbytes / 1e6 / enc:.0f} MB/s, decode {volume.nbytes / 1e6 / dec:.0f} MB/s (all cores)")
-    print(f"lossless round trip: {'bit-exact' if exact else 'MISMATCH'}")
+    image = dicube.load_from_dicom_folder(folder)
+    read_s = time.perf_counter() - t
+    files = [p for p in Path(folder).rglob("*") if p.is_file()]
+    dicom_bytes = sum(p.stat().st_size for p in files)
+    volume = image.raw_image
+    print(f"series: {folder} ({volume.shape[0]} slices, {volume.shape[1]}x{volume.shape[2]}, {volume.dtype})")
+    print(f"read DICOM folder: {len(files)} files, {dicom_bytes / 1e6:.2f} MB in {read_s * 1000:.0f} ms; "
+          f"QC status: {dicube.get_dicom_status(image.dicom_meta).name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "series.dcbs"
+        t = time.perf_counter()
+        dicube.save(image, target)
+        save_s = time.perf_counter() - t
+        size = target.stat().st_size
+        t = time.perf_counter()
+        back = dicube.load(target)
+        load_s = time.perf_counter() - t
+        exact = np.array_equal(back.raw_image, volume)
+        print(f"wrote {target.name}: {size / 1e6:.2f} MB (ratio {dicom_bytes / size:.2f}x) in {save_s * 1000:.0f} ms")
+        print(f"loaded it in {load_s * 1000:.0f} ms; pixels {'bit-exact' if exact else 'MISMATCH'}")
     return 0 if exact else 1

@@ -13,4 +13,4 @@ def test_demo_default_series(capsys):
 def test_demo_on_folder(sample_10, capsys):
     assert main(["demo", str(sample_10)]) == 0
     out = capsys.readouterr().out
-    assert "(10 files)" in out and "bit-exact" in out
+    assert "10 slices" in out and "bit-exact" in out
