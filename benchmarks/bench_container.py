@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
+from _common import best_of as timeit, testdata_root
+
 import dicube
 from dicube.codecs.jph import decode_batch
 from dicube.storage.reader import DcbsReader
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "dicube-testdata" / "dicom" / "sample_200"
-
-
-def timeit(fn, repeat: int) -> float:
-    """Median wall time of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+DEFAULT = testdata_root() / "dicom" / "sample_200"
 
 
 def pydicom_stack(files: list[Path]) -> np.ndarray:
