@@ -1,22 +1,28 @@
-"""The ``dicube`` command line."""
+"""The ``dicube`` command line: one subcommand per module in :mod:`dicube.commands`."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import List, Optional
 
+# Subcommand modules, in the order ``dicube --help`` lists them. Each defines
+# ``register(subparsers)``, which adds its parser(s) and sets ``func`` (args -> exit code).
+COMMANDS = ("demo",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dicube",
+                                     description="Lossless single-file storage of DICOM series.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"dicube.commands.{name}").register(sub)
+    return parser
+
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="dicube", description="Lossless single-file storage of DICOM series.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="round-trip a DICOM series through dicube and report size and speed")
-    demo.add_argument("folder", nargs="?", help="DICOM series folder (default: a series built from pydicom's bundled files)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(args.folder)
-    return 2  # pragma: no cover
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Subcommands of the ``dicube`` command line (see :mod:`dicube.cli`)."""
