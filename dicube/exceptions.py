@@ -47,6 +47,14 @@ class DicomReadError(DicomCubeError):
     """A DICOM file or folder cannot be read as a series."""
 
 
+class FrameIndexError(DicomCubeError, IndexError):
+    """A frame number is out of range (also an :class:`IndexError`)."""
+
+
+class ClosedReaderError(DicomCubeError, ValueError):
+    """An operation on a reader that was closed (also a :class:`ValueError`, like closed files)."""
+
+
 class MultipleSeriesError(DicomReadError):
     """A folder holds several series and none was chosen; ``series`` lists them."""
 
@@ -64,4 +72,6 @@ __all__ = [
     "DataConsistencyError",
     "DicomReadError",
     "MultipleSeriesError",
+    "FrameIndexError",
+    "ClosedReaderError",
 ]
