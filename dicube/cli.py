@@ -8,7 +8,7 @@ from typing import List, Optional
 
 # Subcommand modules, in the order ``dicube --help`` lists them. Each defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func`` (args -> exit code).
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from .exceptions import DicomCubeError
+
+    try:
+        return int(args.func(args) or 0)
+    except DicomCubeError as exc:  # typed errors: one line, no traceback
+        print(f"dicube {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
