@@ -1,0 +1,241 @@
+"""``dicube convert SRC... -o OUT``: DICOM series to .dcbs files, in parallel across series.
+
+Each SRC is a DICOM folder (or file); every series found under it (see
+:func:`dicube.discover_series`) becomes one ``OUT/<name>.dcbs``, named
+``<PatientID>_<Modality>_S<SeriesNumber>`` (the SeriesInstanceUID when those are missing),
+made unique with ``-2``, ``-3``... A series that fails is reported and the others go on;
+the exit status is 1 when any failed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ._output import (
+    cpu_count,
+    error_message,
+    human_bytes,
+    print_error,
+    print_table,
+    progress,
+    ratio,
+)
+
+CMD = "convert"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert DICOM series to .dcbs files",
+                       description="Convert every DICOM series found under each SRC to "
+                                   "OUT/<PatientID>_<Modality>_S<SeriesNumber>.dcbs.")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="DICOM series folder, or a root holding series")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="series converted at once, in separate processes (default 1; 0 = one per core)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing .dcbs files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Job:
+    """One series to convert."""
+
+    source: str                 # the SRC argument it was found under
+    folder: str                 # folder read (common folder of the series' files)
+    key: Optional[str]          # series key for load_from_dicom_folder(series_uid=)
+    files: list = field(default_factory=list)
+    name: str = ""
+    output: str = ""
+    input_bytes: int = 0
+
+
+@dataclass
+class Result:
+    job: Job
+    ok: bool
+    slices: int = 0
+    output_bytes: int = 0
+    qc: str = "-"
+    error: str = ""
+    seconds: float = 0.0
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def _clean(text) -> str:
+    return _UNSAFE.sub("_", str(text)).strip("._-")[:64]
+
+
+def _base_name(first_file: str, series_uid: str) -> str:
+    """``<PatientID>_<Modality>_S<SeriesNumber>`` from a file's header, else the series UID."""
+    import pydicom
+
+    parts = []
+    try:
+        ds = pydicom.dcmread(first_file, stop_before_pixels=True,
+                             specific_tags=["PatientID", "Modality", "SeriesNumber"])
+        for kw, fmt in (("PatientID", "{}"), ("Modality", "{}"), ("SeriesNumber", "S{}")):
+            v = _clean(ds.get(kw, "") or "")
+            if v:
+                parts.append(fmt.format(v))
+    except Exception:  # unreadable header: name from the UID
+        parts = []
+    if len(parts) < 2:
+        return _clean(series_uid) or "series"
+    return "_".join(parts)
+
+
+def _series_size(files) -> int:
+    total = 0
+    for f in files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            pass
+    return total
+
+
+def plan(sources, out_dir: str) -> tuple[list[Job], list[Result]]:
+    """The jobs for every series under ``sources`` and the sources that hold none."""
+    from ..dicom.dicom_io import discover_series
+    from ..exceptions import DicomReadError
+
+    jobs: list[Job] = []
+    failed: list[Result] = []
+    for src in sources:
+        try:
+            found = discover_series(src)
+        except Exception as exc:  # noqa: BLE001 - reported per source
+            failed.append(Result(Job(src, src, None), False, error=error_message(exc, src)))
+            continue
+        series = [s for s in found if s.has_pixels]
+        if not series:
+            exc = DicomReadError(f"no DICOM image series found ({found.num_non_dicom} non-DICOM "
+                                 f"files)", src)
+            failed.append(Result(Job(src, src, None), False, error=str(exc)))
+            continue
+        for info in series:
+            folder = os.path.commonpath(info.files) if len(info.files) > 1 else info.files[0]
+            if len(info.files) > 1 and not os.path.isdir(folder):
+                folder = os.path.dirname(folder)
+            job = Job(src, folder, info.key, sorted(info.files))
+            job.input_bytes = _series_size(info.files)
+            base = _base_name(job.files[0], info.series_uid)
+            if "#" in info.key:
+                base += "_" + _clean(info.key.split("#", 1)[1])
+            job.name = base
+            jobs.append(job)
+    used: set = set()
+    for job in jobs:
+        name, n = job.name, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{job.name}-{n}"
+        used.add(name.lower())
+        job.name = name
+        job.output = os.path.join(out_dir, name + ".dcbs")
+    return jobs, failed
+
+
+def convert_one(job: Job, num_threads: Optional[int]) -> Result:
+    """Read one series and write its .dcbs (runs in a worker process when ``--jobs`` > 1)."""
+    t = time.perf_counter()
+    try:
+        from ..core.io import save
+        from ..dicom.dicom_io import load_from_dicom_folder
+        from ..dicom.dicom_status import check_series
+
+        image = load_from_dicom_folder(job.folder, series_uid=job.key, num_threads=num_threads)
+        size = save(image, job.output, num_threads=num_threads)
+        qc = check_series(image.dicom_meta).status.value if image.dicom_meta is not None else "-"
+        return Result(job, True, image.raw_image.shape[0], size, qc,
+                      seconds=time.perf_counter() - t)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported for its series
+        return Result(job, False, error=error_message(exc, job.folder),
+                      seconds=time.perf_counter() - t)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+
+    # never fork: the parent may hold native thread pools, which a forked child cannot use
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def execute(jobs: list[Job], workers: int, quiet: bool = False) -> list[Result]:
+    """Convert ``jobs`` on ``workers`` processes (in this process when 1), in job order."""
+    threads = max(1, cpu_count() // max(1, workers))
+    results: dict[int, Result] = {}
+    bar = progress(total=len(jobs), desc="converting", unit="series", quiet=quiet)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for k, job in enumerate(jobs):
+                results[k] = convert_one(job, None if workers <= 1 else threads)
+                bar.update(1)
+        else:
+            with _pool(min(workers, len(jobs))) as ex:
+                futures = {ex.submit(convert_one, job, threads): k for k, job in enumerate(jobs)}
+                for fut in as_completed(futures):
+                    k = futures[fut]
+                    try:
+                        results[k] = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a worker killed
+                        results[k] = Result(jobs[k], False,
+                                            error=f"{jobs[k].folder}: worker failed: {exc}")
+                    bar.update(1)
+    finally:
+        bar.close()
+    return [results[k] for k in range(len(jobs))]
+
+
+def _summary(results: list[Result]) -> None:
+    rows = []
+    for r in results:
+        j = r.job
+        rows.append([j.name or j.source, r.slices or "-", human_bytes(j.input_bytes or None),
+                     human_bytes(r.output_bytes or None), ratio(j.input_bytes, r.output_bytes),
+                     r.qc, "ok" if r.ok else "FAILED"])
+    print_table(rows, ["series", "slices", "input", "output", "ratio", "QC", "result"],
+                align="lrrrrll")
+    ok = [r for r in results if r.ok]
+    tin = sum(r.job.input_bytes for r in ok)
+    tout = sum(r.output_bytes for r in ok)
+    print(f"{len(ok)} of {len(results)} series converted ({human_bytes(tin)} -> "
+          f"{human_bytes(tout)}, {ratio(tin, tout)}); {len(results) - len(ok)} failed")
+
+
+def run(args) -> int:
+    out_dir = args.output
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        print_error(CMD, "exists and is not a folder", out_dir)
+        return 2
+    workers = args.jobs if args.jobs > 0 else cpu_count()
+    jobs, failed = plan(args.sources, out_dir)
+    todo = []
+    for job in jobs:
+        if os.path.exists(job.output) and not args.overwrite:
+            failed.append(Result(job, False, error=f"{job.output}: already exists "
+                                                   "(pass --overwrite to replace it)"))
+        else:
+            todo.append(job)
+    if todo:
+        os.makedirs(out_dir, exist_ok=True)
+    results = execute(todo, workers, args.quiet)
+    rank = {src: k for k, src in enumerate(args.sources)}
+    everything = sorted(failed + results, key=lambda r: rank.get(r.job.source, len(rank)))
+    for r in everything:
+        if not r.ok:
+            print_error(CMD, r.error)
+    if not args.quiet:
+        _summary(everything)
+    sys.stdout.flush()
+    return 0 if all(r.ok for r in everything) else 1
