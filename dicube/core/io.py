@@ -31,7 +31,8 @@ from .image import DicomCubeImage
 from .pixel_header import PixelDataHeader
 
 __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta_from_reader",
-           "space_from_reader", "pixel_header_from_reader"]
+           "space_from_reader", "pixel_header_from_reader", "subset_space",
+           "subset_pixel_header"]
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
 
@@ -202,8 +203,10 @@ def pixel_header_from_reader(reader: DcbsReader) -> Optional[PixelDataHeader]:
         raise MetaDataError(f"invalid pixel header section: {exc}", reader.path) from exc
 
 
-def _subset_space(space, sel: np.ndarray, n: int):
-    """The space of frames ``sel`` (evenly spaced) of an ``n``-frame space, else None."""
+def subset_space(space, sel: np.ndarray, n: int):
+    """The Space of frames ``sel`` of an ``n``-frame ``space``: the same space when ``sel``
+    is every frame in order, None when ``space`` is None, ``sel`` is empty or its frames
+    are not evenly spaced (a reversed or strided selection gets a flipped or wider z)."""
     if space is None or (len(sel) == n and (sel == np.arange(n)).all()):
         return space
     if len(sel) == 0:
@@ -222,7 +225,8 @@ def _subset_space(space, sel: np.ndarray, n: int):
                  z_orientation=tuple((sign * z).tolist()))
 
 
-def _subset_pixel_header(ph: Optional[PixelDataHeader], sel: np.ndarray):
+def subset_pixel_header(ph: Optional[PixelDataHeader], sel: np.ndarray):
+    """The pixel header of frames ``sel`` (per-slice rescale values follow the selection)."""
     if ph is None or not ph.per_slice_rescale:
         return ph
     d = ph.to_dict()
@@ -253,8 +257,8 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
     if not whole:
         if meta is not None and len(meta) == n:
             meta = meta.subset(sel.tolist())
-        space = _subset_space(space, sel, n)
-        ph = _subset_pixel_header(ph, sel)
+        space = subset_space(space, sel, n)
+        ph = subset_pixel_header(ph, sel)
     if ph is None:
         ph = PixelDataHeader(OriginalPixelDtype=str(raw.dtype), PixelDtype=str(raw.dtype))
     return DicomCubeImage(raw, ph, meta, space)
