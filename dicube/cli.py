@@ -8,7 +8,7 @@ from typing import List, Optional
 
 # Subcommand modules, in the order ``dicube --help`` lists them. Each defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func`` (args -> exit code).
-COMMANDS = ("demo", "convert")
+COMMANDS = ("demo", "convert", "info", "export", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args) or 0)
     except DicomCubeError as exc:  # typed errors: one line, no traceback
         print(f"dicube {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `dicube info FILE | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
