@@ -1,0 +1,88 @@
+"""``dicube export FILE OUT_DIR`` (DICOM folder) or ``dicube export FILE --nifti OUT.nii.gz``."""
+from __future__ import annotations
+
+import os
+
+from ._output import human_bytes, print_error
+
+CMD = "export"
+
+#: Names accepted by ``--transfer-syntax`` (a UID is accepted too).
+SYNTAXES = {
+    "source": None,  # the source files' syntax when it can be written losslessly
+    "explicit": "1.2.840.10008.1.2.1",
+    "implicit": "1.2.840.10008.1.2",
+    "big-endian": "1.2.840.10008.1.2.2",
+    "deflated": "1.2.840.10008.1.2.1.99",
+    "htj2k": "1.2.840.10008.1.2.4.201",
+    "htj2k-rpcl": "1.2.840.10008.1.2.4.202",
+    "rle": "1.2.840.10008.1.2.5",
+    "jpeg-ls": "1.2.840.10008.1.2.4.80",
+    "j2k": "1.2.840.10008.1.2.4.90",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="write a .dcbs file back as DICOM files or as NIfTI",
+                       description="Write FILE as one DICOM file per source file in OUT_DIR "
+                                   "(equal to the source files element for element), and/or "
+                                   "as NIfTI with --nifti.")
+    p.add_argument("file", metavar="FILE", help=".dcbs file")
+    p.add_argument("out_dir", nargs="?", metavar="OUT_DIR", help="DICOM output folder")
+    p.add_argument("--nifti", metavar="OUT.nii.gz", help="write a NIfTI file (.nii or .nii.gz)")
+    p.add_argument("-t", "--transfer-syntax", default="source", metavar="SYNTAX",
+                   help="DICOM transfer syntax: " + ", ".join(SYNTAXES)
+                        + " or a UID (default: source, i.e. the source files' syntax when it "
+                          "can be written losslessly, else explicit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files a previous export wrote (OUT_DIR), or an existing NIfTI file")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="decoding threads (default: all cores)")
+    p.set_defaults(func=run, _parser=p)
+
+
+def _syntax(text: str):
+    key = text.strip().lower()
+    if key in SYNTAXES:
+        return SYNTAXES[key]
+    if all(part.isdigit() for part in key.split(".")) and "." in key:
+        return key
+    raise ValueError(f"unknown transfer syntax {text!r}; use one of {', '.join(SYNTAXES)} or a UID")
+
+
+def run(args) -> int:
+    if args.out_dir is None and args.nifti is None:
+        args._parser.error("give OUT_DIR, --nifti OUT.nii.gz, or both")
+    try:
+        ts = _syntax(args.transfer_syntax)
+    except ValueError as exc:
+        args._parser.error(str(exc))
+    if args.nifti and os.path.exists(args.nifti) and not args.overwrite:
+        print_error(CMD, "already exists (pass --overwrite to replace it)", args.nifti)
+        return 1
+    from ..exceptions import DicomCubeError
+
+    try:
+        _export(args, ts)
+    except (DicomCubeError, OSError) as exc:
+        print_error(CMD, exc, args.file)
+        return 1
+    return 0
+
+
+def _export(args, ts) -> None:
+    from ..core.io import load
+
+    image = load(args.file, num_threads=args.threads)
+    if args.out_dir is not None:
+        from ..core.dicom_export import save_to_dicom_folder
+
+        paths = save_to_dicom_folder(image, args.out_dir, transfer_syntax=ts, overwrite=args.overwrite)
+        size = sum(os.path.getsize(p) for p in paths)
+        print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
+    if args.nifti:
+        from ..core.nifti_io import save_to_nifti
+
+        save_to_nifti(image, args.nifti)
+        print(f"{args.nifti}: NIfTI {'x'.join(map(str, image.raw_image.shape[::-1]))}, "
+              f"{human_bytes(os.path.getsize(args.nifti))}")
