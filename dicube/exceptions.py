@@ -55,6 +55,10 @@ class ClosedReaderError(DicomCubeError, ValueError):
     """An operation on a reader that was closed (also a :class:`ValueError`, like closed files)."""
 
 
+class SourceError(DicomCubeError):
+    """A file or remote object (http(s)://, s3://) cannot be opened, listed or read."""
+
+
 class MultipleSeriesError(DicomReadError):
     """A folder holds several series and none was chosen; ``series`` lists them."""
 

@@ -1,8 +1,9 @@
 """Random access to .dcbs files: the head in one read, any frame or slab in one more.
 
 :class:`DcbsReader` opens version-2 files and the version-1 files of dicube 0.3.0
-(see :mod:`dicube.storage.legacy_v1`) behind one interface. Reads use ``os.pread``,
-so one reader may be shared between threads.
+(see :mod:`dicube.storage.legacy_v1`) behind one interface. Reads go through a
+:class:`~dicube.storage.sources.ByteSource` (``os.pread`` for a path, range requests for a
+remote object), so one reader may be shared between threads.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from .format import (
     parse_header,
     parse_table,
 )
+from .sources import ByteSource, LocalFile
 
 FrameSelection = Union[None, int, slice, range, Sequence[int], np.ndarray]
 
@@ -52,14 +54,19 @@ class DcbsReader:
     Every malformed, truncated or corrupt file raises a :class:`~dicube.exceptions.DicomCubeError`.
     """
 
-    def __init__(self, path: "os.PathLike[str] | str", *, first_read: int = FIRST_READ):
-        self.path = os.fspath(path)
+    def __init__(self, path: "os.PathLike[str] | str | ByteSource", *, first_read: int = FIRST_READ):
+        if isinstance(path, ByteSource):  # e.g. a RemoteFile: the caller owns it
+            self._src: Optional[ByteSource] = path
+            self._owns_src = False
+        else:
+            try:
+                self._src = LocalFile(path)
+            except OSError as exc:
+                raise InvalidCubeFileError(f"cannot open: {exc.strerror}", os.fspath(path)) from exc
+            self._owns_src = True
+        self.path = self._src.name
         try:
-            self._fd: Optional[int] = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except OSError as exc:
-            raise InvalidCubeFileError(f"cannot open: {exc.strerror}", self.path) from exc
-        try:
-            self.size = os.fstat(self._fd).st_size
+            self.size = self._src.size
             head = self.pread(min(first_read, self.size), 0)
             self.version = check_magic(head, self.path)
             self.warnings: list[str] = []
@@ -78,39 +85,35 @@ class DcbsReader:
     # -- low level -------------------------------------------------------------------
     def pread(self, length: int, offset: int) -> bytes:
         """Exactly ``length`` bytes at ``offset``; a short file raises InvalidCubeFileError."""
-        if self._fd is None:
+        if self._src is None:
             raise InvalidCubeFileError("reader is closed", self.path)
         if length < 0 or offset < 0 or offset + length > self.size:
             raise InvalidCubeFileError(
                 f"truncated: needs bytes {offset}..{offset + length} of a {self.size}-byte file",
                 self.path)
-        data = os.pread(self._fd, length, offset)
-        while len(data) < length:  # pread may return short reads on some file systems
-            more = os.pread(self._fd, length - len(data), offset + len(data))
-            if not more:
-                raise InvalidCubeFileError("file shrank while reading", self.path)
-            data += more
-        return data
+        return self._src.pread(length, offset)
 
     def preadinto(self, buf, offset: int) -> None:
         """Fill the writable buffer ``buf`` from ``offset``."""
         mv = memoryview(buf).cast("B")
+        if self._src is None:
+            raise InvalidCubeFileError("reader is closed", self.path)
         if offset + len(mv) > self.size:
             raise InvalidCubeFileError(
                 f"truncated: needs bytes {offset}..{offset + len(mv)} of a {self.size}-byte file",
                 self.path)
-        done = 0
-        while done < len(mv):
-            n = os.preadv(self._fd, [mv[done:]], offset + done)
-            if n <= 0:
-                raise InvalidCubeFileError("file shrank while reading", self.path)
-            done += n
+        self._src.preadinto(mv, offset)
+
+    @property
+    def source(self) -> "ByteSource":
+        """Where the bytes come from (its ``stats`` count what was read)."""
+        return self._src
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
-        fd, self._fd = getattr(self, "_fd", None), None
-        if fd is not None:
-            os.close(fd)
+        """Close the file (idempotent); a source passed in by the caller stays open."""
+        src, self._src = getattr(self, "_src", None), None
+        if src is not None and getattr(self, "_owns_src", False):
+            src.close()
 
     def __enter__(self) -> "DcbsReader":
         return self

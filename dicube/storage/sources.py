@@ -1,0 +1,342 @@
+"""Byte sources: random access to a local file or to a remote object (HTTP(S) or S3).
+
+A :class:`ByteSource` has a ``name``, a ``size``, ``pread(length, offset)``,
+``preadinto(buf, offset)`` and ``close()``; it counts the bytes and requests it
+transferred in ``stats``. :class:`~dicube.storage.reader.DcbsReader` accepts one instead of
+a path, so a remote .dcbs is read with a range request for its head and one per frame.
+
+Remote objects go through `obstore <https://developmentseed.org/obstore>`_ (Rust
+``object_store``): range requests, S3 and HTTP behind one API, thread-safe and GIL-free.
+S3 settings come from the usual ``AWS_*`` environment variables (``AWS_ENDPOINT_URL``,
+``AWS_REGION``, credentials); without credentials requests are unsigned (public buckets).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ..exceptions import SourceError
+
+__all__ = ["TransferStats", "ByteSource", "LocalFile", "RemoteFile", "is_url", "open_source",
+           "list_folder", "list_children", "join"]
+
+REMOTE_SCHEMES = ("http", "https", "s3")
+_CRED_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+              "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+class TransferStats:
+    """Bytes and requests transferred; shareable between sources and threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.requests = 0
+
+    def add(self, nbytes: int, requests: int = 1) -> None:
+        with self._lock:
+            self.bytes += nbytes
+            self.requests += requests
+
+    def __repr__(self) -> str:
+        return f"TransferStats(bytes={self.bytes}, requests={self.requests})"
+
+
+class ByteSource:
+    """Random read access to the bytes of one file or object."""
+
+    name: str
+    size: int
+    stats: TransferStats
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """Exactly ``length`` bytes at ``offset``."""
+        raise NotImplementedError
+
+    def preadinto(self, buf, offset: int) -> None:
+        """Fill the writable buffer ``buf`` from ``offset``."""
+        mv = memoryview(buf).cast("B")
+        mv[:] = self.pread(len(mv), offset)
+
+    def close(self) -> None:
+        """Release the source (idempotent)."""
+
+    @property
+    def bytes_read(self) -> int:
+        return self.stats.bytes
+
+    @property
+    def requests(self) -> int:
+        return self.stats.requests
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalFile(ByteSource):
+    """A local file read with ``os.pread`` (thread-safe). Raises OSError when it cannot be opened."""
+
+    def __init__(self, path: "os.PathLike[str] | str", stats: Optional[TransferStats] = None):
+        self.name = os.fspath(path)
+        self.stats = stats or TransferStats()
+        self._fd: Optional[int] = os.open(self.name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self.size = os.fstat(self._fd).st_size
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise SourceError("file is closed", self.name)
+        return self._fd
+
+    def pread(self, length: int, offset: int) -> bytes:
+        fd = self._fileno()
+        data = os.pread(fd, length, offset)
+        while len(data) < length:  # pread may return short reads on some file systems
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                raise SourceError("file shrank while reading", self.name)
+            data += more
+        self.stats.add(length)
+        return data
+
+    def preadinto(self, buf, offset: int) -> None:
+        fd = self._fileno()
+        mv = memoryview(buf).cast("B")
+        done = 0
+        while done < len(mv):
+            n = os.preadv(fd, [mv[done:]], offset + done)
+            if n <= 0:
+                raise SourceError("file shrank while reading", self.name)
+            done += n
+        self.stats.add(len(mv))
+
+    def close(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------------- remote
+def is_url(s: Union[str, "os.PathLike[str]"]) -> bool:
+    """Whether ``s`` is an http(s):// or s3:// URL."""
+    return isinstance(s, str) and urllib.parse.urlsplit(s).scheme.lower() in REMOTE_SCHEMES
+
+
+def join(base: str, name: str) -> str:
+    """``base/name`` for URLs and local paths alike."""
+    if is_url(base):
+        return base.rstrip("/") + "/" + urllib.parse.quote(name.lstrip("/"), safe="/")
+    return os.path.join(base, name)
+
+
+_stores: dict = {}
+_stores_lock = threading.Lock()
+
+
+def _store_for(url: str):
+    """(obstore store, object path) for a URL; stores are shared per bucket / host."""
+    import obstore.store as ost
+
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in REMOTE_SCHEMES or not parts.netloc:
+        raise SourceError("not an http(s):// or s3:// URL", url)
+    key = (scheme, parts.netloc)
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            if scheme == "s3":
+                kw = {}
+                if not any(os.environ.get(v) for v in _CRED_VARS):
+                    kw["skip_signature"] = True
+                if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+                    kw["region"] = "us-east-1"
+                store = ost.from_url(f"s3://{parts.netloc}", client_options={"allow_http": True}, **kw)
+            else:
+                store = ost.HTTPStore.from_url(f"{scheme}://{parts.netloc}",
+                                               client_options={"allow_http": True})
+            _stores[key] = store
+    return store, urllib.parse.unquote(parts.path.lstrip("/"))
+
+
+def _remote_error(exc: Exception, url: str) -> SourceError:
+    if isinstance(exc, FileNotFoundError):
+        return SourceError("not found", url)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SourceError(f"remote read failed: {first}", url)
+
+
+class RemoteFile(ByteSource):
+    """An object behind an http(s):// or s3:// URL, read with range requests.
+
+    Opening makes one request: a ranged GET of the first ``prefetch`` bytes (kept and
+    served from memory), whose response also tells the object's size.
+    """
+
+    def __init__(self, url: str, *, prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None):
+        import obstore
+
+        self.name = url
+        self.stats = stats or TransferStats()
+        self._obstore = obstore
+        self._store, self._path = _store_for(url)
+        try:
+            if prefetch > 0:
+                res = obstore.get(self._store, self._path, options={"range": (0, prefetch)})
+                self._head = bytes(res.bytes())
+                self.size = int(res.meta["size"])
+                self.stats.add(len(self._head))
+            else:
+                self._head = b""
+                self.size = int(obstore.head(self._store, self._path)["size"])
+                self.stats.add(0)
+        except SourceError:
+            raise
+        except Exception as exc:  # obstore raises its own exception types
+            raise _remote_error(exc, url) from exc
+
+    def pread(self, length: int, offset: int) -> bytes:
+        if offset + length <= len(self._head):
+            return self._head[offset:offset + length]
+        if length == 0:
+            return b""
+        if offset < 0 or offset + length > self.size:
+            raise SourceError(f"bytes {offset}..{offset + length} are beyond the end "
+                              f"({self.size} bytes)", self.name)
+        try:
+            data = self._obstore.get_range(self._store, self._path, start=offset, length=length)
+        except Exception as exc:
+            raise _remote_error(exc, self.name) from exc
+        self.stats.add(len(data))
+        if len(data) != length:
+            raise SourceError(f"short read: {len(data)} of {length} bytes", self.name)
+        return bytes(data)
+
+    def read_all(self) -> bytes:
+        """The whole object (one more request unless the prefetch already held it)."""
+        return self.pread(self.size, 0)
+
+
+def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
+                prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None) -> ByteSource:
+    """A ByteSource for a local path or a remote URL (a ByteSource is returned as is)."""
+    if isinstance(location, ByteSource):
+        return location
+    if is_url(location):
+        return RemoteFile(location, prefetch=prefetch, stats=stats)
+    try:
+        return LocalFile(location, stats=stats)
+    except OSError as exc:
+        raise SourceError(f"cannot open: {exc.strerror}", os.fspath(location)) from exc
+
+
+# ---------------------------------------------------------------------------- listing
+@dataclass(frozen=True)
+class Entry:
+    """One listed object: full location (path or URL), size in bytes (-1 if unknown)."""
+
+    location: str
+    size: int = -1
+
+
+def _http_get(url: str, stats: Optional[TransferStats]) -> tuple[bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            body = resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+    except Exception as exc:
+        raise SourceError(f"cannot list: {exc}", url) from exc
+    if stats is not None:
+        stats.add(len(body))
+    return body, ctype
+
+
+_HREF = re.compile(r'href\s*=\s*"([^"?#]+)"', re.I)
+
+
+def _http_index(url: str, stats: Optional[TransferStats]) -> list[tuple[str, bool, int]]:
+    """(name, is_dir, size) of an HTTP directory index: nginx ``autoindex_format json``,
+    or any HTML index (its relative links)."""
+    body, ctype = _http_get(url.rstrip("/") + "/", stats)
+    text = body.decode("utf-8", "replace")
+    if "json" in ctype or text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+            return [(str(it["name"]), it.get("type") == "directory", int(it.get("size", -1)))
+                    for it in items if isinstance(it, dict) and "name" in it]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"invalid JSON directory index: {exc}", url) from exc
+    out = []
+    for href in _HREF.findall(text):
+        if href.startswith(("/", "..", ".")) or "://" in href:
+            continue
+        name = urllib.parse.unquote(href)
+        out.append((name.rstrip("/"), name.endswith("/"), -1))
+    return out
+
+
+def list_children(root: str, stats: Optional[TransferStats] = None) -> list[str]:
+    """Names directly under a local folder or a remote prefix (files and folders)."""
+    if not is_url(root):
+        try:
+            return sorted(os.listdir(root))
+        except OSError as exc:
+            raise SourceError(f"cannot list: {exc.strerror}", root) from exc
+    if urllib.parse.urlsplit(root).scheme.lower() != "s3":
+        return sorted(name for name, _, _ in _http_index(root, stats))
+    import obstore
+
+    store, prefix = _store_for(root)
+    prefix = prefix.rstrip("/")
+    try:
+        res = obstore.list_with_delimiter(store, prefix or None)
+    except Exception as exc:
+        raise _remote_error(exc, root) from exc
+    if stats is not None:
+        stats.add(0)
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in res["common_prefixes"]]
+    names += [o["path"].rsplit("/", 1)[-1] for o in res["objects"]]
+    return sorted(set(names))
+
+
+def list_folder(folder: str, stats: Optional[TransferStats] = None) -> list[Entry]:
+    """Every file under a local folder or remote prefix (recursive), sorted by location.
+
+    S3 prefixes are listed with the S3 API; HTTP folders need a directory index
+    (nginx ``autoindex``, JSON or HTML, or any page of relative links).
+    """
+    if not is_url(folder):
+        from ..dicom.dicom_io import list_files
+
+        return [Entry(p, os.path.getsize(p)) for p in list_files(folder)]
+    if urllib.parse.urlsplit(folder).scheme.lower() == "s3":
+        import obstore
+
+        store, prefix = _store_for(folder)
+        base = folder.split("://", 1)[0] + "://" + urllib.parse.urlsplit(folder).netloc
+        try:
+            objs = obstore.list(store, prefix.rstrip("/") + "/" if prefix else None).collect()
+        except Exception as exc:
+            raise _remote_error(exc, folder) from exc
+        if stats is not None:
+            stats.add(0)
+        return sorted(Entry(join(base, o["path"]), int(o["size"])) for o in objs)
+    out = []
+    for name, is_dir, size in _http_index(folder, stats):
+        loc = join(folder, name)
+        out.extend(list_folder(loc, stats) if is_dir else [Entry(loc, size)])
+    return sorted(out)
