@@ -52,3 +52,16 @@ def sample_200(testdata) -> Path:
 def legacy_dcbs(testdata) -> Path:
     """A .dcbs file written by dicube 0.3.0 from sample_10."""
     return _require(testdata / "legacy" / "sample_10.dcbs")
+
+
+@pytest.fixture(scope="session")
+def dcbs_samples(tmp_path_factory, sample_10, sample_200) -> dict:
+    """.dcbs files of sample_10 and sample_200 (written once per session): name -> path."""
+    import dicube
+
+    folder = tmp_path_factory.mktemp("dcbs_samples")
+    out = {}
+    for name, src in (("sample_10", sample_10), ("sample_200", sample_200)):
+        out[name] = folder / f"{name}.dcbs"
+        dicube.save(dicube.load_from_dicom_folder(src), out[name])
+    return out
