@@ -1,5 +1,6 @@
 // Error type of the extension and OpenJPH message handlers that never end the process.
 #pragma once
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -28,5 +29,19 @@ void clear_openjph_message();
 // The reason for a failure thrown out of OpenJPH: its captured message when the
 // exception itself says nothing more than "ojph error".
 std::string describe_openjph_failure(const std::exception& e);
+
+// Run fn() as the codec work on frame i: OpenJPH's failures and running out of memory
+// become a CodecFailure naming the frame.
+template <typename Fn>
+void for_frame(size_t i, Fn fn) {
+  clear_openjph_message();
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    throw CodecFailure("frame " + std::to_string(i) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw CodecFailure("frame " + std::to_string(i) + ": " + describe_openjph_failure(e));
+  }
+}
 
 }  // namespace dicube

@@ -19,6 +19,8 @@ struct ImageView {
   SampleType type = SampleType::U16;
   uint32_t rows = 0, cols = 0, comps = 1;
 };
+size_t frame_bytes(const ImageView& v);          // bytes of one rows x cols x comps image
+ImageView frame_at(const ImageView& v, size_t i);  // image i of consecutive images like v
 
 struct EncodeOptions {
   uint32_t bits_stored = 0;              // 0: full width of the sample type

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include <ojph_version.h>
@@ -17,16 +18,29 @@ namespace {
 
 uint32_t ceil_shift(uint64_t v, uint32_t s) { return static_cast<uint32_t>((v + (uint64_t(1) << s) - 1) >> s); }
 
-// Copy one decoded line into column c of row y; false when a value is outside [lo, hi].
+// Copy one decoded line into component c of row y; false when a value is outside [lo, hi].
+// The single-component case is written apart so the compiler vectorises it.
 template <typename T>
 bool store_row(const ojph::si32* src, uint32_t cols, uint32_t comps, T* dst, int64_t lo, int64_t hi) {
-  bool ok = true;
-  for (uint32_t x = 0; x < cols; ++x) {
-    ojph::si32 v = src[x];
-    ok &= (v >= lo) & (v <= hi);
-    dst[static_cast<size_t>(x) * comps] = static_cast<T>(v);
+  const ojph::si32 l = static_cast<ojph::si32>(std::max<int64_t>(lo, INT32_MIN));
+  const ojph::si32 h = static_cast<ojph::si32>(std::min<int64_t>(hi, INT32_MAX));
+  ojph::si32 mn = h, mx = l;
+  if (comps == 1) {
+    for (uint32_t x = 0; x < cols; ++x) {
+      ojph::si32 v = src[x];
+      mn = std::min(mn, v);
+      mx = std::max(mx, v);
+      dst[x] = static_cast<T>(v);
+    }
+  } else {
+    for (uint32_t x = 0; x < cols; ++x) {
+      ojph::si32 v = src[x];
+      mn = std::min(mn, v);
+      mx = std::max(mx, v);
+      dst[static_cast<size_t>(x) * comps] = static_cast<T>(v);
+    }
   }
-  return ok;
+  return mn >= l && mx <= h;
 }
 
 bool store_line(const ImageView& out, uint32_t y, uint32_t c, const ojph::line_buf* line, int64_t lo, int64_t hi) {

@@ -12,6 +12,16 @@
 
 namespace dicube {
 
+ImageView frame_at(const ImageView& v, size_t i) {
+  ImageView f = v;
+  f.data = static_cast<char*>(v.data) + i * frame_bytes(v);
+  return f;
+}
+
+size_t frame_bytes(const ImageView& v) {
+  return static_cast<size_t>(v.rows) * v.cols * v.comps * sample_bytes(v.type);
+}
+
 size_t sample_bytes(SampleType t) {
   switch (t) {
     case SampleType::U8: case SampleType::I8: return 1;

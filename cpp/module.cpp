@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include <ojph_version.h>
@@ -15,6 +16,7 @@
 #include "isolate.hpp"
 #include "jph_codec.hpp"
 #include "parallel.hpp"
+#include "regions.hpp"
 
 namespace py = pybind11;
 using namespace dicube;
@@ -52,12 +54,6 @@ ImageView image_view(const py::array& a, int lead, bool writable, size_t& count)
   return v;
 }
 
-ImageView frame(const ImageView& v, size_t i) {
-  ImageView f = v;
-  f.data = static_cast<char*>(v.data) + i * v.rows * v.cols * v.comps * sample_bytes(v.type);
-  return f;
-}
-
 unsigned resolve_threads(int n) {
   if (n > 0) return static_cast<unsigned>(n);
   unsigned hw = std::thread::hardware_concurrency();
@@ -80,64 +76,32 @@ EncodeOptions encode_options(uint32_t bits_stored, uint32_t levels, uint32_t bw,
 
 // Run one frame's codec work; every failure becomes a CodecFailure naming the frame.
 // OpenJPH also throws plain std::runtime_error from some paths, whatever its handlers do.
-template <typename Fn>
-void for_frame(size_t i, Fn fn) {
-  clear_openjph_message();
-  try {
-    fn();
-  } catch (const std::bad_alloc&) {
-    throw CodecFailure("frame " + std::to_string(i) + ": out of memory");
-  } catch (const std::exception& e) {
-    throw CodecFailure("frame " + std::to_string(i) + ": " + describe_openjph_failure(e));
-  }
-}
-
-struct Span {
-  const uint8_t* data;
-  size_t size;
-};
-
 Span span_of(const py::buffer_info& b) {
   return Span{static_cast<const uint8_t*>(b.ptr), static_cast<size_t>(b.size * b.itemsize)};
 }
 
 // Whether any codestream lacks dicube's checksum, i.e. reaches OpenJPH unverified.
-bool any_unverified(const std::vector<Span>& spans) {
-  for (const Span& s : spans) {
-    try {
-      if (!parse_main_header(s.data, s.size).has_checksum) return true;
-    } catch (const CodecFailure&) {
-      // decode_image reports it, before OpenJPH sees the bytes
-    }
-  }
-  return false;
-}
-
-// isolate: 0 never, 1 always, 2 when some codestream is not protected by our checksum.
-void decode_spans(const std::vector<Span>& spans, const py::array& out, const DecodeOptions& opt, int threads,
-                  int isolate) {
+ImageView output_view(const py::array& out, size_t frames) {
   size_t count;
   ImageView v = image_view(out, 1, true, count);
-  if (count != spans.size())
-    throw CodecFailure("output holds " + std::to_string(count) + " frames, " + std::to_string(spans.size()) +
+  if (count != frames)
+    throw CodecFailure("output holds " + std::to_string(count) + " frames, " + std::to_string(frames) +
                        " codestreams given");
-  py::gil_scoped_release release;
-  if (isolate == 1 || (isolate == 2 && (!opt.verify || any_unverified(spans)))) {
-    const size_t frame_bytes = static_cast<size_t>(v.rows) * v.cols * v.comps * sample_bytes(v.type);
-    run_isolated(v.data, frame_bytes * count, 60.0 + 1e-6 * frame_bytes * count,
-                 [&](void* shared, volatile size_t* current) {
-                   ImageView sv = v;
-                   sv.data = shared;
-                   for (size_t i = 0; i < spans.size(); ++i) {
-                     *current = i;
-                     decode_image(spans[i].data, spans[i].size, frame(sv, i), opt);
-                   }
-                 });
-    return;
-  }
-  parallel_for(spans.size(), resolve_threads(threads), [&](size_t i) {
-    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame(v, i), opt); });
-  });
+  return v;
+}
+
+const uint32_t* crc_data(const std::optional<py::array_t<uint32_t, py::array::c_style>>& crcs, size_t n) {
+  if (!crcs) return nullptr;
+  if (static_cast<size_t>(crcs->size()) != n) throw CodecFailure("crcs and frames differ in count");
+  return crcs->data();
+}
+
+std::vector<Region> regions_of(const py::array_t<uint64_t, py::array::c_style>& offsets,
+                               const py::array_t<uint64_t, py::array::c_style>& lengths) {
+  if (offsets.size() != lengths.size()) throw CodecFailure("offsets and lengths differ in count");
+  std::vector<Region> r(static_cast<size_t>(offsets.size()));
+  for (size_t i = 0; i < r.size(); ++i) r[i] = Region{offsets.data()[i], lengths.data()[i]};
+  return r;
 }
 
 py::dict header_dict(const HeaderInfo& h) {
@@ -174,10 +138,20 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "dicube's native core: lossless HTJ2K through OpenJPH, CRC-32C.";
   install_openjph_handlers();
 
-  static py::object codec_error = py::module_::import("dicube.exceptions").attr("CodecError");
+  // Handles, not objects: nothing to release after the interpreter has finalized.
+  py::module_ exceptions = py::module_::import("dicube.exceptions");
+  static py::handle codec_error = py::object(exceptions.attr("CodecError")).release();
+  static py::handle corrupt_error = py::object(exceptions.attr("CorruptFileError")).release();
+  static py::handle invalid_error = py::object(exceptions.attr("InvalidCubeFileError")).release();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const ChecksumFailure& e) {
+      py::object exc = corrupt_error(py::str(e.what()));
+      exc.attr("frame") = e.frame;
+      PyErr_SetObject(corrupt_error.ptr(), exc.ptr());
+    } catch (const ReadFailure& e) {
+      PyErr_SetObject(invalid_error.ptr(), py::str(e.what()).ptr());
     } catch (const CodecFailure& e) {
       PyErr_SetObject(codec_error.ptr(), py::str(e.what()).ptr());
     } catch (const std::bad_alloc&) {
@@ -229,7 +203,7 @@ PYBIND11_MODULE(_native, m) {
         {
           py::gil_scoped_release release;
           parallel_for(count, resolve_threads(threads), [&](size_t i) {
-            for_frame(i, [&] { out[i] = encode_image(frame(v, i), o); });
+            for_frame(i, [&] { out[i] = encode_image(frame_at(v, i), o); });
           });
         }
         py::list result(count);
@@ -270,7 +244,9 @@ PYBIND11_MODULE(_native, m) {
         std::vector<Span> spans;
         for (auto& b : infos) spans.push_back(span_of(b));
         DecodeOptions o{skip, verify, resilient};
-        decode_spans(spans, out, o, threads, isolate);
+        ImageView v = output_view(out, spans.size());
+        py::gil_scoped_release release;
+        decode_spans(spans, nullptr, v, o, resolve_threads(threads), isolate);
       },
       py::arg("codestreams"), py::arg("out"), py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"),
       py::arg("num_threads"), py::arg("isolate"));
@@ -278,24 +254,44 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "decode_regions",
       [](const py::buffer& buffer, const py::array_t<uint64_t, py::array::c_style>& offsets,
-         const py::array_t<uint64_t, py::array::c_style>& lengths, const py::array& out, uint32_t skip,
+         const py::array_t<uint64_t, py::array::c_style>& lengths,
+         const std::optional<py::array_t<uint32_t, py::array::c_style>>& crcs, const py::array& out, uint32_t skip,
          bool verify, bool resilient, int threads) {
         py::buffer_info b = buffer.request();
         Span whole = span_of(b);
-        if (offsets.size() != lengths.size()) throw CodecFailure("offsets and lengths differ in count");
         std::vector<Span> spans;
-        for (py::ssize_t i = 0; i < offsets.size(); ++i) {
-          uint64_t off = offsets.at(i), len = lengths.at(i);
-          if (off > whole.size || len > whole.size - off)
-            throw CodecFailure("frame " + std::to_string(i) + " lies outside the buffer");
-          spans.push_back(Span{whole.data + off, static_cast<size_t>(len)});
+        for (const Region& r : regions_of(offsets, lengths)) {
+          if (r.offset > whole.size || r.length > whole.size - r.offset)
+            throw CodecFailure("frame " + std::to_string(spans.size()) + " lies outside the buffer");
+          spans.push_back(Span{whole.data + r.offset, static_cast<size_t>(r.length)});
         }
+        const uint32_t* c = crc_data(crcs, spans.size());
+        ImageView v = output_view(out, spans.size());
         DecodeOptions o{skip, verify, resilient};
-        decode_spans(spans, out, o, threads, 2);
+        py::gil_scoped_release release;
+        decode_spans(spans, c, v, o, resolve_threads(threads), 2);
       },
-      py::arg("buffer"), py::arg("offsets"), py::arg("lengths"), py::arg("out"), py::arg("skip_levels"),
-      py::arg("verify"), py::arg("resilient"), py::arg("num_threads"),
+      py::arg("buffer"), py::arg("offsets"), py::arg("lengths"), py::arg("crcs"), py::arg("out"),
+      py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"), py::arg("num_threads"),
       "Decode codestreams stored at byte ranges of one buffer into out (frames, rows, cols[, samples]).");
+
+  m.def(
+      "decode_file_regions",
+      [](int fd, uint64_t base, const py::array_t<uint64_t, py::array::c_style>& offsets,
+         const py::array_t<uint64_t, py::array::c_style>& lengths,
+         const std::optional<py::array_t<uint32_t, py::array::c_style>>& crcs, const py::array& out, uint32_t skip,
+         int threads) {
+        std::vector<Region> regions = regions_of(offsets, lengths);
+        const uint32_t* c = crc_data(crcs, regions.size());
+        ImageView v = output_view(out, regions.size());
+        DecodeOptions o{skip, true, false};
+        py::gil_scoped_release release;
+        return decode_file_regions(fd, base, regions, c, v, o, resolve_threads(threads));
+      },
+      py::arg("fd"), py::arg("base"), py::arg("offsets"), py::arg("lengths"), py::arg("crcs"), py::arg("out"),
+      py::arg("skip_levels"), py::arg("num_threads"),
+      "Read (pread) and decode codestreams at byte ranges base+offset of an open file; False when one "
+      "lacks dicube's checksum (decode those from a buffer instead, which can isolate).");
 
   m.def(
       "crc32c",

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import zstandard
 
-from ..codecs.jph import crc32c, decode_regions
+from ..codecs.jph import crc32c, decode_file_regions, decode_regions
 from ..exceptions import (
     CodecError,
     CorruptFileError,
@@ -305,20 +305,45 @@ class DcbsReader:
             if len(keep):
                 out[keep] = self.read_frames(sel[keep], num_threads=num_threads, verify=verify)
             return out
-        buf, offs = self._read_region(rec)
-        lens = rec["length"].astype(np.int64)
-        if verify and self._has_crc():
-            self._check(buf, offs, lens, rec["crc"], sel)
         try:
             if self.frame_codec == CODEC_HTJ2K:
-                decode_regions(buf, offs, lens, out, num_threads=num_threads, verify=verify)
+                self._decode_htj2k(rec, out, num_threads, verify)
             elif self.frame_codec == CODEC_ZSTD:
-                self._decode_zstd(buf, offs, lens, out)
+                buf, offs = self._read_region(rec)
+                if verify and self._has_crc():
+                    self._check(buf, offs, rec["length"].astype(np.int64), rec["crc"], sel)
+                self._decode_zstd(buf, offs, rec["length"].astype(np.int64), out)
             else:  # parse_header rejects unknown codecs; keep the guard
                 raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
+        except CorruptFileError as exc:
+            frame = getattr(exc, "frame", None)
+            if frame is None:
+                raise
+            raise CorruptFileError(f"checksum mismatch in frame {int(sel[frame])}", self.path) from None
+        except InvalidCubeFileError as exc:
+            raise InvalidCubeFileError(exc.reason, self.path) from None
         except CodecError as exc:
             raise CodecError(f"cannot decode frames: {exc.reason}", self.path) from exc
         return out
+
+    def _decode_htj2k(self, rec: np.ndarray, out: np.ndarray, num_threads, verify: bool) -> None:
+        """Decode frames ``rec`` of the index, their CRC-32C checked on the worker threads.
+
+        Files of ours are read by the workers themselves (no buffer of the selection); a
+        codestream lacking dicube's embedded checksum makes it fall back to one buffer,
+        whose decoding can be isolated in a child process.
+        """
+        if self._src is None:
+            raise InvalidCubeFileError("reader is closed", self.path)
+        base = self.layout.header.frames_offset
+        crcs = rec["crc"] if verify and self._has_crc() else None
+        if crcs is not None and isinstance(self._src, LocalFile):
+            if decode_file_regions(self._src.fileno(), base, rec["offset"], rec["length"], out,
+                                   crcs=crcs, num_threads=num_threads):
+                self._src.stats.add(int(rec["length"].sum()), len(rec))
+                return
+        buf, offs = self._read_region(rec)
+        decode_regions(buf, offs, rec["length"], out, crcs=crcs, num_threads=num_threads, verify=verify)
 
     def _decode_zstd(self, buf, offs, lens, out) -> None:
         dctx = zstandard.ZstdDecompressor()

@@ -91,13 +91,14 @@ class LocalFile(ByteSource):
         self._fd: Optional[int] = os.open(self.name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self.size = os.fstat(self._fd).st_size
 
-    def _fileno(self) -> int:
+    def fileno(self) -> int:
+        """The open file descriptor (for readers that pread on their own threads)."""
         if self._fd is None:
             raise SourceError("file is closed", self.name)
         return self._fd
 
     def pread(self, length: int, offset: int) -> bytes:
-        fd = self._fileno()
+        fd = self.fileno()
         data = os.pread(fd, length, offset)
         while len(data) < length:  # pread may return short reads on some file systems
             more = os.pread(fd, length - len(data), offset + len(data))
@@ -108,7 +109,7 @@ class LocalFile(ByteSource):
         return data
 
     def preadinto(self, buf, offset: int) -> None:
-        fd = self._fileno()
+        fd = self.fileno()
         mv = memoryview(buf).cast("B")
         done = 0
         while done < len(mv):

@@ -4,7 +4,7 @@
 >>> data = imencode_jph(image, bits_stored=12)
 >>> assert (imdecode_jph(data) == image).all()
 """
-from ._decode import decode_batch, decode_regions, imdecode_jph
+from ._decode import decode_batch, decode_file_regions, decode_regions, imdecode_jph
 from ._encode import encode_batch, imencode_jph
 from ._info import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, CodestreamInfo, read_header
 from ._native import native as _native
@@ -26,6 +26,7 @@ __all__ = [
     "encode_batch",
     "decode_batch",
     "decode_regions",
+    "decode_file_regions",
     "read_header",
     "CodestreamInfo",
     "crc32c",

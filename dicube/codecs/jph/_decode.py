@@ -100,6 +100,7 @@ def decode_regions(
     lengths,
     out: np.ndarray,
     *,
+    crcs=None,
     reduce: int = 0,
     num_threads: Optional[int] = None,
     verify: bool = True,
@@ -108,11 +109,35 @@ def decode_regions(
 
     For containers that hold many frames in one file: no per-frame Python objects.
     ``out`` must already have the frames' shape and dtype (checked per frame in C++).
+    ``crcs`` (CRC-32C per codestream) are checked on the worker threads before decoding;
+    a mismatch raises :class:`~dicube.exceptions.CorruptFileError` with a ``frame`` attribute.
     Codestreams without dicube's checksum are decoded isolated (see :func:`imdecode_jph`).
     """
-    offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
-    lengths = np.ascontiguousarray(lengths, dtype=np.uint64)
+    _check_writeable(out)
+    native.decode_regions(buffer, *_regions(offsets, lengths, crcs), out, reduce, verify, False,
+                          thread_count(num_threads))
+    return out
+
+
+def decode_file_regions(fd: int, base: int, offsets, lengths, out: np.ndarray, *, crcs=None,
+                        reduce: int = 0, num_threads: Optional[int] = None) -> bool:
+    """Like :func:`decode_regions` for codestreams at ``base + offsets`` of the open file ``fd``.
+
+    Each worker thread reads (``pread``) its frames, so no buffer of the whole selection
+    is made. Returns False, without finishing, when a codestream lacks dicube's checksum:
+    decode such frames with :func:`decode_regions`, which isolates them. A short file
+    raises :class:`~dicube.exceptions.InvalidCubeFileError`.
+    """
+    _check_writeable(out)
+    return native.decode_file_regions(fd, base, *_regions(offsets, lengths, crcs), out, reduce,
+                                      thread_count(num_threads))
+
+
+def _regions(offsets, lengths, crcs):
+    return (np.ascontiguousarray(offsets, dtype=np.uint64), np.ascontiguousarray(lengths, dtype=np.uint64),
+            None if crcs is None else np.ascontiguousarray(crcs, dtype=np.uint32))
+
+
+def _check_writeable(out: np.ndarray) -> None:
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise CodecError("out must be a writeable C-contiguous array")
-    native.decode_regions(buffer, offsets, lengths, out, reduce, verify, False, thread_count(num_threads))
-    return out

@@ -1,0 +1,86 @@
+#include "regions.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "codestream.hpp"
+#include "crc32c.hpp"
+#include "isolate.hpp"
+#include "parallel.hpp"
+
+namespace dicube {
+
+namespace {
+
+void check_crc(const uint8_t* data, size_t size, const uint32_t* crcs, size_t i) {
+  if (crcs != nullptr && crc32c(data, size) != crcs[i])
+    throw ChecksumFailure(i, "checksum mismatch in frame " + std::to_string(i));
+}
+
+bool has_checksum(const uint8_t* data, size_t size) {
+  try {
+    return parse_main_header(data, size).has_checksum;
+  } catch (const CodecFailure&) {
+    return false;  // malformed: let the isolated decoder report it
+  }
+}
+
+}  // namespace
+
+void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
+                  const DecodeOptions& opt, unsigned threads, int isolate) {
+  bool isolated = isolate == 1;
+  if (isolate == 2) {
+    isolated = !opt.verify;
+    for (size_t i = 0; i < spans.size() && !isolated; ++i) isolated = !has_checksum(spans[i].data, spans[i].size);
+  }
+  if (isolated) {
+    for (size_t i = 0; i < spans.size(); ++i) check_crc(spans[i].data, spans[i].size, crcs, i);
+    const size_t total = frame_bytes(out) * spans.size();
+    run_isolated(out.data, total, 60.0 + 1e-6 * total, [&](void* shared, volatile size_t* current) {
+      ImageView sv = out;
+      sv.data = shared;
+      for (size_t i = 0; i < spans.size(); ++i) {
+        *current = i;
+        decode_image(spans[i].data, spans[i].size, frame_at(sv, i), opt);
+      }
+    });
+    return;
+  }
+  parallel_for(spans.size(), threads, [&](size_t i) {
+    check_crc(spans[i].data, spans[i].size, crcs, i);
+    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame_at(out, i), opt); });
+  });
+}
+
+bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
+                         const ImageView& out, const DecodeOptions& opt, unsigned threads) {
+  std::atomic<bool> unverified{false};
+  parallel_for(regions.size(), threads, [&](size_t i) {
+    if (unverified.load(std::memory_order_relaxed)) return;
+    thread_local std::vector<uint8_t> buf;
+    const size_t n = static_cast<size_t>(regions[i].length);
+    if (buf.size() < n) buf.resize(n);
+    for (size_t done = 0; done < n;) {
+      ssize_t got = pread(fd, buf.data() + done, n - done, static_cast<off_t>(base + regions[i].offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0)
+        throw ReadFailure("cannot read frame " + std::to_string(i) +
+                          (got < 0 ? std::string(": ") + std::strerror(errno) : std::string(": file shrank")));
+      done += static_cast<size_t>(got);
+    }
+    check_crc(buf.data(), n, crcs, i);
+    if (!opt.verify || !has_checksum(buf.data(), n)) {
+      unverified = true;
+      return;
+    }
+    for_frame(i, [&] { decode_image(buf.data(), n, frame_at(out, i), opt); });
+    if (buf.size() > (size_t(64) << 20)) std::vector<uint8_t>().swap(buf);  // keep no huge frame around
+  });
+  return !unverified.load();
+}
+
+}  // namespace dicube

@@ -1,0 +1,43 @@
+// Decoding many frames held at byte ranges of one buffer or one open file, on worker threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "errors.hpp"
+#include "jph_codec.hpp"
+
+namespace dicube {
+
+// A frame's stored bytes did not match its CRC-32C from the container's frame index.
+struct ChecksumFailure : CodecFailure {
+  size_t frame;
+  ChecksumFailure(size_t f, const std::string& what) : CodecFailure(what), frame(f) {}
+};
+// The file could not be read (I/O error, or it became shorter than its frame index says).
+struct ReadFailure : CodecFailure {
+  using CodecFailure::CodecFailure;
+};
+
+struct Span {
+  const uint8_t* data;
+  size_t size;
+};
+struct Region {
+  uint64_t offset, length;
+};
+
+// Decode codestreams into consecutive frames of `out`. When `crcs` is given, each
+// codestream's CRC-32C is checked before decoding. isolate: 0 never, 1 always, 2 when
+// some codestream lacks (or verification skips) dicube's embedded checksum.
+void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
+                  const DecodeOptions& opt, unsigned threads, int isolate);
+
+// The same for regions of an open file at `base` + offset: each worker reads its frame with
+// pread into a buffer it reuses. Returns false, having decoded nothing further, when a
+// codestream lacks dicube's embedded checksum: the caller then decodes from a buffer with
+// isolation, which this path cannot offer.
+bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
+                         const ImageView& out, const DecodeOptions& opt, unsigned threads);
+
+}  // namespace dicube
