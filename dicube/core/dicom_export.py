@@ -31,7 +31,7 @@ from ..codecs.jph import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, crc32c, enc
 from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
 from ..storage.atomic import atomic_write
 from .image import DicomCubeImage
-from .part10 import SEQ_DELIM, PixelElement, encode_part10
+from .part10 import SEQ_DELIM, PixelElement, dicube_file_meta, encapsulate_frames, encode_part10
 
 __all__ = ["save_to_dicom_folder", "MANIFEST"]
 
@@ -109,7 +109,7 @@ def _names(meta, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------ pixels
-def _value(header: dict, key: str, default=None):
+def first_value(header: dict, key: str, default=None):
     """First value of a top-level JSON element as a Python value, or ``default``."""
     from ..dicom.dicom_json import json_value_to_python
 
@@ -128,14 +128,14 @@ def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> n
     if isinstance(slope, list) or isinstance(inter, list) or "00281053" not in header \
             and "00281052" not in header:
         return frames
-    d_slope = float(_value(header, "00281053", 1))
-    d_inter = float(_value(header, "00281052", 0))
+    d_slope = float(first_value(header, "00281053", 1))
+    d_inter = float(first_value(header, "00281052", 0))
     if (float(slope), float(inter)) == (d_slope, d_inter):
         return frames
     real = frames.astype(np.float64) * float(slope) + float(inter)
     stored = (real - d_inter) / d_slope
-    bits = int(_value(header, "00280100", frames.dtype.itemsize * 8))
-    signed = int(_value(header, "00280103", 0)) == 1
+    bits = int(first_value(header, "00280100", frames.dtype.itemsize * 8))
+    signed = int(first_value(header, "00280103", 0)) == 1
     dt = np.dtype(f"{'i' if signed else 'u'}{max(1, bits // 8)}")
     rounded = np.rint(stored)
     info = np.iinfo(dt)
@@ -145,13 +145,13 @@ def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> n
     return rounded.astype(dt)
 
 
-def _native_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = "OW") -> bytes:
+def native_pixel_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = "OW") -> bytes:
     """Native pixel bytes as the source encoded them (planar colour, 1-bit packing,
     big endian 16-bit words)."""
     arr = frames
-    if arr.ndim == 4 and int(_value(header, "00280006", 0)) == 1:
+    if arr.ndim == 4 and int(first_value(header, "00280006", 0)) == 1:
         arr = arr.transpose(0, 3, 1, 2)  # colour-by-plane
-    if int(_value(header, "00280100", 8 * arr.dtype.itemsize)) == 1:
+    if int(first_value(header, "00280100", 8 * arr.dtype.itemsize)) == 1:
         data = np.packbits(np.ascontiguousarray(arr).reshape(-1).astype(bool), bitorder="little")
         data = data.tobytes()
     else:
@@ -165,7 +165,7 @@ def _native_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = 
 
 
 def _htj2k_frames(frames: np.ndarray, header: dict) -> tuple[list[bytes], str]:
-    bits = _value(header, "00280101")
+    bits = first_value(header, "00280101")
     try:
         streams = encode_batch(frames, bits_stored=int(bits) if bits else None)
     except CodecError:
@@ -189,7 +189,7 @@ def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> Optional[byt
                     ("BitsAllocated", "00280100"), ("BitsStored", "00280101"),
                     ("HighBit", "00280102"), ("PixelRepresentation", "00280103"),
                     ("PhotometricInterpretation", "00280004"), ("PlanarConfiguration", "00280006")):
-        v = _value(header, key)
+        v = first_value(header, key)
         if v is not None:
             setattr(ds, kw, v)
     if len(frames) > 1:
@@ -211,15 +211,13 @@ def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> Optional[byt
 
 def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[PixelElement, str]:
     """The pixel data element for ``frames`` in syntax ``ts`` (or the syntax used instead)."""
-    from pydicom.encaps import encapsulate
-
     tag = int(info.get("pixel_tag") or "7FE00010", 16)
     vr = info.get("pixel_vr") or ("OB" if frames.dtype.itemsize == 1 else "OW")
     if ts in HTJ2K_SYNTAXES:
         streams, met = _htj2k_frames(frames, header)
         used = ts if ts in (HTJ2K, met) or (ts == HTJ2K_LOSSLESS and met == HTJ2K_LOSSLESS_RPCL) \
             else met
-        return PixelElement(0x7FE00010, "OB", encapsulate(streams, has_bot=True), True), used
+        return PixelElement(0x7FE00010, "OB", encapsulate_frames(streams), True), used
     if ts in PYDICOM_LOSSLESS and tag == 0x7FE00010:
         data = _pydicom_compress(header, frames, ts)
         if data is not None:
@@ -229,38 +227,34 @@ def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[Pixel
         ts = ExplicitVRLittleEndian
     if ts not in NATIVE:
         ts = ExplicitVRLittleEndian
-    return PixelElement(tag, vr, _native_bytes(header, frames, ts == ExplicitVRBigEndian, vr)), ts
+    return PixelElement(tag, vr, native_pixel_bytes(header, frames, ts == ExplicitVRBigEndian, vr)), ts
 
 
-def _default_file_meta(header: dict) -> dict:
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-
-    def ui(v):
-        return {"vr": "UI", "Value": [str(v)]} if v else {"vr": "UI"}
-
-    return {"00020001": {"vr": "OB", "InlineBinary": "AAE="},
-            "00020002": ui(_value(header, "00080016")), "00020003": ui(_value(header, "00080018")),
-            "00020010": ui(ExplicitVRLittleEndian), "00020012": ui(PYDICOM_IMPLEMENTATION_UID)}
-
-
-def _file_bytes(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
-                transfer_syntax: Optional[str]) -> bytes:
+def slice_header(meta, k: int) -> tuple[dict, dict, Optional[bytes]]:
+    """(DICOM JSON with group 0002, slice info, preamble or None) of slice ``k`` of a
+    DicomMeta; a slice without file meta (version-1 files) gets dicube's own."""
     import base64
 
     header = dict(meta.slice_json(k))
     slice_info = getattr(meta, "slice_info", None) or []
     info = slice_info[k] if k < len(slice_info) else {}
     if not any(key.startswith("0002") for key in header):  # e.g. metadata of a version-1 file
-        header.update(_default_file_meta(header))
-    source = _value(header, "00020010")
+        header.update(dicube_file_meta(first_value(header, "00080016"),
+                                       first_value(header, "00080018"), ExplicitVRLittleEndian))
+    pre = info.get("preamble")
+    return header, info, base64.b64decode(pre) if pre else None
+
+
+def _file_bytes(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
+                transfer_syntax: Optional[str]) -> bytes:
+    header, info, preamble = slice_header(meta, k)
+    source = first_value(header, "00020010")
     source = str(source).rstrip("\0 ") if source else None
     frames = _stored_values(image, header, frames)
     pixel, used = _pixel(header, info, frames, _target_syntax(source, transfer_syntax))
     if used != source:
         header["00020010"] = {"vr": "UI", "Value": [used]}
         header.pop("00020000", None)  # recomputed for the new file meta
-    pre = info.get("preamble")
-    preamble = base64.b64decode(pre) if pre else None
     return encode_part10(header, pixel, used, preamble)
 
 

@@ -7,11 +7,13 @@ deflated explicit VR little endian or explicit VR big endian.
 """
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import Optional
 
+from .. import __version__
 from ..dicom.dicom_json import encode_element, encodings_for
 from ..exceptions import MetaDataError
 
@@ -25,6 +27,14 @@ SEQ_DELIM = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 SWAP = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4,
         "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8}
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
+ITEM = (0xFFFE, 0xE000)
+
+#: dicube's UID root: 2.25 (ISO/IEC 9834-8) with a UUID made once for this project.
+UID_ROOT = "2.25.254286236653498796911119606391642045559"
+#: Implementation Class UID of files dicube writes itself: one per release.
+IMPLEMENTATION_CLASS_UID = ".".join([UID_ROOT, *(str(int(n)) for n in re.findall(r"\d+", __version__))])
+#: Implementation Version Name (SH, at most 16 characters).
+IMPLEMENTATION_VERSION_NAME = f"DICUBE_{__version__}"[:16]
 
 
 @dataclass
@@ -35,6 +45,32 @@ class PixelElement:
     vr: str
     data: bytes
     encapsulated: bool = False
+
+
+def dicube_file_meta(sop_class: Optional[str], sop_instance: Optional[str],
+                     transfer_syntax: str) -> dict:
+    """Group 0002 (DICOM JSON) of a file written by dicube: the instance's SOP Class and
+    Instance UIDs, the transfer syntax and dicube's implementation UID and version name."""
+    def ui(v):
+        return {"vr": "UI", "Value": [str(v)]} if v else {"vr": "UI"}
+
+    return {"00020001": {"vr": "OB", "InlineBinary": "AAE="},
+            "00020002": ui(sop_class), "00020003": ui(sop_instance),
+            "00020010": ui(transfer_syntax), "00020012": ui(IMPLEMENTATION_CLASS_UID),
+            "00020013": {"vr": "SH", "Value": [IMPLEMENTATION_VERSION_NAME]}}
+
+
+def encapsulate_frames(frames: list) -> bytes:
+    """Encapsulated pixel data items without the sequence delimiter: a Basic Offset Table
+    with one offset per frame, then each frame as one fragment padded to even length."""
+    offsets, items, pos = [], [], 0
+    for f in frames:
+        pad = len(f) % 2
+        offsets.append(pos)
+        items += [struct.pack("<HHI", *ITEM, len(f) + pad), f, b"\0" * pad]
+        pos += 8 + len(f) + pad
+    bot = struct.pack(f"<HHI{len(offsets)}I", *ITEM, 4 * len(offsets), *offsets)
+    return b"".join([bot, *items])
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool, big: bool = False) -> bytes:
@@ -102,12 +138,23 @@ def file_meta_bytes(meta: dict) -> bytes:
     return _header(0x00020000, "UL", 4, False) + struct.pack("<I", length) + bytes(body)
 
 
+def pixel_element_bytes(pixel: PixelElement, transfer_syntax: str) -> bytes:
+    """The encoded pixel data element (with its sequence delimiter when encapsulated)."""
+    implicit = transfer_syntax == IMPLICIT_LE
+    if pixel.encapsulated:
+        return b"".join([_header(pixel.tag, "OB", UNDEFINED, implicit), pixel.data, SEQ_DELIM])
+    # native pixel bytes come already in the syntax's byte order
+    big = transfer_syntax == EXPLICIT_BE
+    return _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
+
+
 def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: str,
                   preamble: Optional[bytes] = None) -> bytes:
     """A complete Part 10 file: preamble, 'DICM', file meta, data set, pixel data.
 
     ``header`` is the slice's DICOM JSON with group 0002 (its Transfer Syntax UID must be
-    ``transfer_syntax``).
+    ``transfer_syntax``). Except for deflated syntaxes, the file without ``pixel`` is a
+    prefix of the file with it: the pixel element is appended by :func:`pixel_element_bytes`.
     """
     meta = {k: v for k, v in header.items() if k.startswith("0002")}
     body_json = {k: v for k, v in header.items() if not k.startswith("0002")}
@@ -116,10 +163,7 @@ def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: 
     body = bytearray()
     encode_dataset(body_json, ["iso8859"], implicit, body, big)
     if pixel is not None:
-        if pixel.encapsulated:
-            body += _header(pixel.tag, "OB", UNDEFINED, implicit) + pixel.data + SEQ_DELIM
-        else:  # native pixel bytes come already in the syntax's byte order
-            body += _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
+        body += pixel_element_bytes(pixel, transfer_syntax)
     if transfer_syntax in DEFLATED:
         c = zlib.compressobj(9, zlib.DEFLATED, -15)
         body = bytearray(c.compress(bytes(body)) + c.flush())
