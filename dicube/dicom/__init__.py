@@ -25,4 +25,14 @@ __all__ = [
     "read_dicom_series",
     "SeriesInfo",
     "DiscoveryResult",
+    "DcbStreamingReader",
 ]
+
+
+def __getattr__(name):
+    # lazy: the streaming reader imports dicube.core, which imports this package
+    if name == "DcbStreamingReader":
+        from .streaming import DcbStreamingReader
+
+        return DcbStreamingReader
+    raise AttributeError(f"module 'dicube.dicom' has no attribute {name!r}")

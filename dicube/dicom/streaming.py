@@ -1,0 +1,328 @@
+"""Serve single frames of a .dcbs file as DICOM Part 10 instances, like a PACS backend.
+
+:class:`DcbStreamingReader` turns frame ``i`` into the bytes of the source file of that
+slice: the same data set element for element, with the stored HTJ2K codestream
+encapsulated as-is (no decoding, no re-encoding), or Explicit VR Little Endian with the
+decoded stored values for systems without an HTJ2K decoder. Everything but the pixel
+data is encoded once per frame and cached, so a served frame costs one read of its
+codestream and one join of bytes.
+"""
+from __future__ import annotations
+
+import io
+import operator
+import os
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..codecs.jph import HTJ2K_LOSSLESS, encode_batch, read_header
+from ..core.dicom_export import first_value, native_pixel_bytes, slice_header
+from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
+from ..core.part10 import (
+    EXPLICIT_LE,
+    PixelElement,
+    dicube_file_meta,
+    encapsulate_frames,
+    encode_part10,
+    pixel_element_bytes,
+)
+from ..exceptions import (
+    ClosedReaderError,
+    CodecError,
+    FrameIndexError,
+    InvalidCubeFileError,
+    MetaDataError,
+)
+from ..storage.format import CODEC_HTJ2K
+from ..storage.reader import DcbsReader
+
+__all__ = ["DcbStreamingReader"]
+
+PIXEL_DATA = 0x7FE00010
+#: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
+_STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120", "00280121")
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """Cached per-frame output: all bytes before the pixel data element."""
+
+    transfer_syntax: str
+    data: bytes
+    pixel_tag: int
+    pixel_vr: str
+    planar: int        # Planar Configuration (native colour layout)
+    bits_allocated: int
+
+
+class DcbStreamingReader:
+    """Per-frame DICOM Part 10 instances from a .dcbs file (version 2, or 1 of dicube 0.3.0).
+
+    >>> with DcbStreamingReader("ct.dcbs") as stream:
+    ...     data = stream.get_dicom_for_frame(0)                          # HTJ2K
+    ...     plain = stream.get_dicom_for_frame(0, force_uncompressed=True)  # native
+
+    File meta information holds the source's SOP Class and Instance UIDs and dicube's
+    own Implementation Class UID and version name. One reader may be shared between
+    threads; ``close()`` waits for calls in progress.
+    """
+
+    def __init__(self, path: "os.PathLike[str] | str"):
+        self._reader = DcbsReader(path)
+        self.path = self._reader.path
+        try:
+            meta = meta_from_reader(self._reader)
+            n = self._reader.frame_count
+            if meta is None or len(meta) == 0:
+                raise MetaDataError("the file has no DICOM metadata to build instances from",
+                                    self.path)
+            if len(meta) != n:
+                raise MetaDataError(f"{len(meta)} source file(s) for {n} frames; per-frame "
+                                    "instances need one single-frame source file per frame",
+                                    self.path)
+            self._meta = meta
+            self._pixel_header = (pixel_header_from_reader(self._reader)
+                                  if self._reader.version == 1 else None)
+            _warn(self._reader)
+        except BaseException:
+            self._reader.close()
+            raise
+        self._cache: dict = {}          # (frame, compressed) -> _Prefix; values immutable
+        self._build_lock = threading.Lock()
+        self._state = threading.Condition()
+        self._busy = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def frame_count(self) -> int:
+        """Number of frames (one DICOM instance each)."""
+        return self._reader.frame_count
+
+    def __len__(self) -> int:
+        return self._reader.frame_count
+
+    @property
+    def version(self) -> int:
+        """.dcbs layout version of the file (1 = dicube 0.3.0)."""
+        return self._reader.version
+
+    @property
+    def meta(self):
+        """The series' DicomMeta (source metadata, not adjusted for output)."""
+        return self._meta
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the file once calls in progress on other threads have finished (idempotent)."""
+        with self._state:
+            self._closed = True
+            while self._busy:
+                self._state.wait()
+        self._reader.close()
+
+    def __enter__(self) -> "DcbStreamingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
+
+    def _enter(self, i) -> int:
+        with self._state:
+            if self._closed:
+                raise ClosedReaderError("the streaming reader is closed", self.path)
+            self._busy += 1
+        try:
+            return self._frame_number(i)
+        except BaseException:
+            self._leave()
+            raise
+
+    def _leave(self) -> None:
+        with self._state:
+            self._busy -= 1
+            if not self._busy:
+                self._state.notify_all()
+
+    def _frame_number(self, i) -> int:
+        try:
+            k = operator.index(i)
+        except TypeError:
+            raise TypeError(f"frame numbers are integers, not {type(i).__name__}") from None
+        n = self.frame_count
+        if not -n <= k < n:
+            raise FrameIndexError(f"frame {k} out of range ({n} frames)", self.path)
+        return k % n
+
+    # ------------------------------------------------------------------ public API
+    def get_dicom_for_frame(self, i: int, force_uncompressed: bool = False) -> bytes:
+        """The DICOM Part 10 bytes of frame ``i``.
+
+        By default the data set of the source file with the stored HTJ2K codestream
+        encapsulated (Transfer Syntax 1.2.840.10008.1.2.4.201, or .202 when the codestream
+        meets that syntax); ``force_uncompressed`` gives Explicit VR Little Endian with
+        the stored values (one frame is decoded). Raises FrameIndexError,
+        ClosedReaderError, CorruptFileError (checksum mismatch) or CodecError.
+        """
+        k = self._enter(i)
+        try:
+            if not force_uncompressed and self._reader.frame_codec == CODEC_HTJ2K:
+                return self._compressed(k)
+            return self._uncompressed(k)
+        except InvalidCubeFileError:
+            if self._closed:
+                raise ClosedReaderError("the streaming reader is closed", self.path) from None
+            raise
+        finally:
+            self._leave()
+
+    def get_dataset(self, i: int, force_uncompressed: bool = False):
+        """The pydicom Dataset (with ``file_meta``, without pixel data) of the instance
+        :meth:`get_dicom_for_frame` returns for frame ``i``."""
+        import pydicom
+
+        k = self._enter(i)
+        try:
+            compressed = not force_uncompressed and self._reader.frame_codec == CODEC_HTJ2K
+            prefix = self._cache.get((k, compressed))
+            if prefix is None:
+                info = self._codestream_info(k, self._codestream(k)) if compressed else None
+                prefix = self._prefix(k, compressed, info)
+        finally:
+            self._leave()
+        return pydicom.dcmread(io.BytesIO(prefix.data))
+
+    get_frame_dataset = get_dataset
+
+    # ------------------------------------------------------------------ frames
+    def _codestream(self, k: int) -> bytes:
+        data = self._reader.codestream(k)
+        if not data:  # an empty frame of a version-1 file reads as zeros
+            zeros = np.zeros((1,) + self._reader.frame_shape, self._reader.dtype)
+            data = encode_batch(zeros, bits_stored=self._reader.layout.header.bits_stored or None)[0]
+        return data
+
+    def _codestream_info(self, k: int, data: bytes):
+        try:
+            return read_header(data)
+        except CodecError as exc:
+            raise CodecError(f"frame {k}: {exc.reason}", self.path) from exc
+
+    def _compressed(self, k: int) -> bytes:
+        data = self._codestream(k)
+        prefix = self._cache.get((k, True))
+        if prefix is None:
+            prefix = self._prefix(k, True, self._codestream_info(k, data))
+        pixel = PixelElement(prefix.pixel_tag, "OB", encapsulate_frames([data]), True)
+        return prefix.data + pixel_element_bytes(pixel, prefix.transfer_syntax)
+
+    def _uncompressed(self, k: int) -> bytes:
+        prefix = self._cache.get((k, False)) or self._prefix(k, False, None)
+        frames = self._reader.read_frames([k], num_threads=1)
+        header = {"00280006": {"vr": "US", "Value": [prefix.planar]},
+                  "00280100": {"vr": "US", "Value": [prefix.bits_allocated]}}
+        data = native_pixel_bytes(header, frames, False, prefix.pixel_vr)
+        pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, data)
+        return prefix.data + pixel_element_bytes(pixel, EXPLICIT_LE)
+
+    # ------------------------------------------------------------------ headers
+    def _prefix(self, k: int, compressed: bool, info) -> _Prefix:
+        with self._build_lock:
+            prefix = self._cache.get((k, compressed))
+            if prefix is None:
+                prefix = self._build(k, compressed, info)
+                self._cache[(k, compressed)] = prefix
+            return prefix
+
+    def _build(self, k: int, compressed: bool, info) -> _Prefix:
+        header, slice_info, preamble = slice_header(self._meta, k)
+        dtype = self._reader.dtype
+        if self._reader.version == 1:
+            _legacy_pixel_attributes(header, dtype, self._reader.layout.header.bits_stored,
+                                     self._pixel_header, k)
+        if compressed:
+            ts = info.transfer_syntax or HTJ2K_LOSSLESS
+            _match_codestream(header, info)
+            tag, vr = PIXEL_DATA, "OB"
+        else:
+            ts = EXPLICIT_LE
+            tag = int(slice_info.get("pixel_tag") or "7FE00010", 16)
+            vr = slice_info.get("pixel_vr") or ("OB" if dtype.itemsize == 1 else "OW")
+            if self._reader.version == 1:
+                vr = "OB" if dtype.itemsize == 1 else "OW"
+        sop_class = first_value(header, "00020002") or first_value(header, "00080016")
+        sop_instance = first_value(header, "00020003") or first_value(header, "00080018")
+        for key in [key for key in header if key.startswith("0002")]:
+            del header[key]
+        header.update(dicube_file_meta(sop_class, sop_instance, ts))
+        try:
+            data = encode_part10(header, None, ts, preamble)
+        except MetaDataError as exc:
+            raise MetaDataError(f"frame {k}: {exc.reason}", self.path) from exc
+        return _Prefix(ts, data, tag, vr, int(first_value(header, "00280006", 0)),
+                       int(first_value(header, "00280100", dtype.itemsize * 8)))
+
+
+def _us(v: int) -> dict:
+    return {"vr": "US", "Value": [int(v)]}
+
+
+def _ds(v: float) -> dict:
+    from pydicom.valuerep import format_number_as_ds
+
+    f = float(v)
+    return {"vr": "DS", "Value": [str(int(f)) if f.is_integer() and abs(f) < 1e15
+                                  else format_number_as_ds(f)]}
+
+
+def _match_codestream(header: dict, info) -> None:
+    """Pixel module attributes that must agree with the encapsulated codestream."""
+    if info.bits_stored != first_value(header, "00280101"):
+        header["00280101"] = _us(info.bits_stored)
+        header["00280102"] = _us(info.bits_stored - 1)
+    if "00280103" in header and int(info.signed) != first_value(header, "00280103"):
+        header["00280103"] = _us(int(info.signed))
+    if info.components > 1 and first_value(header, "00280006", 0) != 0:
+        header["00280006"] = _us(0)  # encapsulated colour is always colour-by-pixel
+
+
+def _legacy_pixel_attributes(header: dict, dtype: np.dtype, bits: int, ph, k: int) -> None:
+    """Describe the frames of a version-1 file, which hold values rescaled by dicube 0.3.0:
+    stored value x pixel-header slope + intercept = the source's real value."""
+    slope = getattr(ph, "RescaleSlope", 1.0) if ph is not None else 1.0
+    inter = getattr(ph, "RescaleIntercept", 0.0) if ph is not None else 0.0
+    slope = float(slope[k] if isinstance(slope, list) else slope)
+    inter = float(inter[k] if isinstance(inter, list) else inter)
+    old_slope = float(first_value(header, "00281053", 1) or 1)
+    old_inter = float(first_value(header, "00281052", 0) or 0)
+    signed = dtype.kind == "i"
+    bits = bits or dtype.itemsize * 8
+    header["00280100"] = _us(dtype.itemsize * 8)
+    header["00280101"] = _us(bits)
+    header["00280102"] = _us(bits - 1)
+    header["00280103"] = _us(int(signed))
+    if "00281053" in header or "00281052" in header or (slope, inter) != (1.0, 0.0):
+        header["00281052"] = _ds(inter)
+        header["00281053"] = _ds(slope)
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    for key in _STORED_UNIT_TAGS:  # values in stored units: convert exactly, else drop
+        elem = header.get(key)
+        if elem is None or elem.get("vr") not in ("US", "SS") or not elem.get("Value"):
+            continue
+        new = [(v * old_slope + old_inter - inter) / slope for v in elem["Value"]]
+        if info is None or any(not float(x).is_integer() or not info.min <= x <= info.max
+                               for x in new):
+            del header[key]
+        else:
+            header[key] = {"vr": "SS" if signed else "US", "Value": [int(x) for x in new]}
