@@ -47,3 +47,5 @@ _DICOM_EXPORTS.update({
     "save_to_nifti": "dicube.core.nifti_io",
     "DcbsReader": "dicube.storage.reader",
 })
+# --- streaming reader: per-frame DICOM instances (issue 5)
+_DICOM_EXPORTS["DcbStreamingReader"] = "dicube.dicom.streaming"
