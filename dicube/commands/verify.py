@@ -141,7 +141,9 @@ def _check_frames(r, rep: Report, num_threads: Optional[int]) -> None:
             except Exception as exc:  # noqa: BLE001
                 count_bad += 1
                 if len(bad) < MAX_LISTED:
-                    msg = _reason(exc, r.path)
+                    # the decoder numbers frames within the one-frame batch: drop that
+                    msg = _reason(exc, r.path).replace("cannot decode frames: frame 0: ",
+                                                       "cannot decode: ")
                     bad.append(msg if f"frame {i}" in msg else f"frame {i}: {msg}")
     rep.problems.extend(bad)
     if count_bad > len(bad):
