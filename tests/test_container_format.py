@@ -199,3 +199,32 @@ def test_reader_shared_between_threads(tmp_path):
     with DcbsReader(p) as r, ThreadPoolExecutor(4) as ex:
         got = list(ex.map(lambda i: imdecode_jph(r.codestream(i)), [i % 16 for i in range(64)]))
     assert all(np.array_equal(g, arr[i % 16]) for i, g in enumerate(got))
+
+
+def test_frames_without_embedded_checksum(tmp_path):
+    """Codestreams of another encoder (no dicube checksum COM) take the isolated buffer path."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    arr = np.random.default_rng(9).integers(0, 4096, size=(4, 24, 40)).astype(np.uint16)
+    fs = encode_frames(arr)
+    fs.frames[:] = [imagecodecs.htj2k_encode(a, level=0) for a in arr]
+    write_dcbs(tmp_path / "x.dcbs", fs, [])
+    with DcbsReader(tmp_path / "x.dcbs") as r:
+        assert all(r.codestream(i).find(b"dicube-crc32c") < 0 for i in range(4))
+        assert np.array_equal(r.read_frames([3, 1]), arr[[3, 1]])
+
+
+def test_frame_checksum_error_names_the_frame(tmp_path):
+    arr = np.random.default_rng(10).integers(0, 4096, size=(5, 32, 32)).astype(np.uint16)
+    p = tmp_path / "c.dcbs"
+    dicube.save(_image(arr), p)
+    with DcbsReader(p) as r:
+        rec = r.layout.index[3]
+        pos = r.layout.header.frames_offset + int(rec["offset"]) + int(rec["length"]) // 2
+    data = bytearray(p.read_bytes())
+    data[pos] ^= 0x10
+    p.write_bytes(bytes(data))
+    assert np.array_equal(dicube.load(p, frames=[0, 1, 2, 4]).raw_image, arr[[0, 1, 2, 4]])
+    for frames in (None, [4, 3], slice(3, 4)):
+        with pytest.raises(CorruptFileError, match="frame 3") as info:
+            dicube.load(p, frames=frames)
+        assert info.value.path == str(p)
