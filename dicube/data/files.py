@@ -1,0 +1,96 @@
+"""Per-process cache of open .dcbs files and what their heads say.
+
+Readers are opened on first use in the process that uses them: a cache that finds it
+is running in a different process than the one that filled it (a forked DataLoader
+worker) drops everything and reopens, and it pickles empty (spawned workers).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from ..core.io import meta_from_reader, pixel_header_from_reader, space_from_reader
+from ..core.pixel_header import PixelDataHeader
+from ..storage.reader import DcbsReader
+
+__all__ = ["OpenFile", "FileCache"]
+
+
+@dataclass
+class OpenFile:
+    """An open file and its head: frame count, space, pixel header, metadata values."""
+
+    reader: DcbsReader
+    frame_count: int
+    space: Any
+    pixel_header: Optional[PixelDataHeader]
+    #: tag -> ("shared", value) or ("per_slice", [value per frame]); filled on demand
+    meta_values: dict = field(default_factory=dict)
+
+
+class FileCache:
+    """Open files by path, at most ``max_open`` at once (least recently used closed)."""
+
+    def __init__(self, max_open: int = 128):
+        self.max_open = max_open
+        self._pid = os.getpid()
+        self._files: "OrderedDict[str, OpenFile]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> OpenFile:
+        """The open file at ``path`` (opened now if this process has not opened it)."""
+        with self._lock:
+            if self._pid != os.getpid():  # inherited through fork: the parent's readers
+                self._files = OrderedDict()  # are left to the parent; open our own
+                self._pid = os.getpid()
+            f = self._files.get(path)
+            if f is not None:
+                self._files.move_to_end(path)
+                return f
+        reader = DcbsReader(path)
+        try:
+            f = OpenFile(reader, reader.frame_count, space_from_reader(reader),
+                         pixel_header_from_reader(reader))
+        except BaseException:
+            reader.close()
+            raise
+        with self._lock:
+            old = self._files.get(path)
+            if old is not None:  # another thread opened it meanwhile
+                reader.close()
+                return old
+            self._files[path] = f
+            while len(self._files) > self.max_open:
+                self._files.popitem(last=False)[1].reader.close()
+        return f
+
+    def meta_values(self, f: OpenFile, keys: Sequence[str]) -> dict:
+        """Values of ``keys`` for file ``f`` from its DicomMeta, parsed once per file."""
+        missing = [k for k in keys if k not in f.meta_values]
+        if missing:
+            meta = meta_from_reader(f.reader)
+            for k in missing:
+                if meta is None:
+                    f.meta_values[k] = ("shared", None)
+                elif meta.is_shared(k):
+                    f.meta_values[k] = ("shared", meta.get_shared_value(k))
+                else:
+                    f.meta_values[k] = ("per_slice", meta.get_values(k))
+        return f.meta_values
+
+    def close(self) -> None:
+        """Close every file this process opened."""
+        with self._lock:
+            files, self._files = self._files, OrderedDict()
+            if self._pid == os.getpid():
+                for f in files.values():
+                    f.reader.close()
+
+    def __getstate__(self) -> dict:
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_open"])

@@ -1,0 +1,76 @@
+"""Stored values to float: rescale (slope/intercept, per slice when it varies) and windowing."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+from ..core.pixel_header import PixelDataHeader
+from ..exceptions import DataConsistencyError
+
+__all__ = ["WINDOW_PRESETS", "WindowSpec", "resolve_window", "to_float"]
+
+#: CT windows as (width, center) in Hounsfield units.
+WINDOW_PRESETS = {
+    "abdomen": (400.0, 50.0),
+    "bone": (1800.0, 400.0),
+    "brain": (80.0, 40.0),
+    "liver": (150.0, 30.0),
+    "lung": (1500.0, -600.0),
+    "mediastinum": (350.0, 50.0),
+    "soft_tissue": (400.0, 40.0),
+    "stroke": (40.0, 40.0),
+    "subdural": (200.0, 80.0),
+}
+
+#: a preset name, "dicom" (the file's own WindowWidth/WindowCenter) or (width, center)
+WindowSpec = Union[None, str, Tuple[float, float]]
+
+
+def resolve_window(spec: WindowSpec, header: Optional[PixelDataHeader] = None,
+                   path=None) -> Optional[Tuple[float, float]]:
+    """(width, center) for a window spec; ``header`` supplies the "dicom" window."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec == "dicom":
+            w = None if header is None else (header.WindowWidth, header.WindowCenter)
+            if w is None or w[0] is None or w[1] is None:
+                raise DataConsistencyError("the file stores no WindowWidth/WindowCenter", path)
+            width, center = (float(v[0] if isinstance(v, list) else v) for v in w)
+        elif spec in WINDOW_PRESETS:
+            width, center = WINDOW_PRESETS[spec]
+        else:
+            raise ValueError(f"unknown window preset {spec!r} (known: "
+                             f"{', '.join(sorted(WINDOW_PRESETS))}, dicom)")
+    else:
+        width, center = (float(v) for v in spec)
+    if not width > 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    return width, center
+
+
+def to_float(raw: np.ndarray, header: Optional[PixelDataHeader], out: np.ndarray,
+             window: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """Write into ``out`` the real values of ``raw`` (frames first), computed exactly as
+    :meth:`DicomCubeImage.get_fdata`; with ``window`` (width, center) then mapped
+    linearly onto [0, 1] and clipped. ``header``'s per-slice lists must match ``raw``."""
+    dtype = out.dtype.type
+    np.copyto(out, raw, casting="unsafe")
+    slope = 1.0 if header is None else header.RescaleSlope
+    inter = 0.0 if header is None else header.RescaleIntercept
+    shape = (-1,) + (1,) * (out.ndim - 1)
+    if isinstance(slope, list):
+        out *= np.asarray(slope, dtype=dtype).reshape(shape)
+    elif slope is not None and slope != 1:
+        out *= dtype(slope)
+    if isinstance(inter, list):
+        out += np.asarray(inter, dtype=dtype).reshape(shape)
+    elif inter:
+        out += dtype(inter)
+    if window is not None:
+        width, center = window
+        out -= dtype(center - width / 2)
+        out *= dtype(1.0 / width)
+        np.clip(out, 0, 1, out=out)
+    return out

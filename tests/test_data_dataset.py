@@ -1,0 +1,224 @@
+"""dicube.data: samples equal the matching parts of dicube.load, with their space and meta."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dicube
+from dicube.core.pixel_header import PixelDataHeader
+from dicube.data import WINDOW_PRESETS, DcbsDataset, collate, find_dcbs
+from dicube.exceptions import DataConsistencyError
+
+
+@pytest.fixture(scope="module")
+def files(dcbs_samples):
+    return [str(dcbs_samples["sample_10"]), str(dcbs_samples["sample_200"])]
+
+
+@pytest.fixture(scope="module")
+def loaded(files):
+    return {p: dicube.load(p) for p in files}
+
+
+def _world(meta, frame: int, row: int, col: int) -> np.ndarray:
+    """Patient position of a pixel from its DICOM attributes (PS3.3 C.7.6.2.1.1)."""
+    ipp = meta.get_array("ImagePositionPatient")[frame]
+    iop = meta.get_array("ImageOrientationPatient")[frame]
+    ps = meta.get_array("PixelSpacing")[frame]
+    return ipp + col * ps[1] * iop[:3] + row * ps[0] * iop[3:]
+
+
+def test_data_does_not_import_torch(files):
+    code = ("import sys, dicube.data as d; ds = d.DcbsDataset([%r], 'slice', window='lung',"
+            " keys=['PatientID']); ds[0]; d.collate([ds[0], ds[1 %% len(ds)]]);"
+            " assert 'torch' not in sys.modules, 'torch imported'" % files[0])
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_volumes_equal_load(files, loaded):
+    ds = DcbsDataset(files)
+    assert len(ds) == 2
+    for i, p in enumerate(files):
+        s = ds[i]
+        assert s.path == p and s.frames == (0, loaded[p].shape[0])
+        np.testing.assert_array_equal(s.image, loaded[p].raw_image)
+        assert s.space == loaded[p].space
+
+
+def test_random_slices_equal_load_and_are_deterministic(files, loaded):
+    ds = DcbsDataset(files, "slice", samples_per_file=6, seed=3)
+    assert len(ds) == 12
+    frames = [ds[i].frames for i in range(len(ds))]
+    for i, (z0, z1) in enumerate(frames):
+        s = ds[i]
+        img = loaded[files[i // 6]]
+        assert z1 == z0 + 1 and s.image.shape == img.shape[1:]
+        np.testing.assert_array_equal(s.image, img.raw_image[z0])
+        assert s.space == dicube.load(s.path, frames=[z0]).space
+    again = DcbsDataset(files, "slice", samples_per_file=6, seed=3)
+    assert [again[i].frames for i in reversed(range(12))] == frames[::-1]  # order-free
+    again.set_epoch(1)
+    other_seed = DcbsDataset(files, "slice", samples_per_file=6, seed=4)
+    assert [again[i].frames for i in range(12)] != frames
+    assert [other_seed[i].frames for i in range(12)] != frames
+
+
+def test_enumerated_slices_cover_every_frame(files, loaded):
+    ds = DcbsDataset(files, "slice", random=False)
+    assert len(ds) == 210
+    assert [ds[i].frames[0] for i in range(10)] == list(range(10))
+    s = ds[-1]
+    assert s.path == files[1] and s.frames == (199, 200)
+    np.testing.assert_array_equal(s.image, loaded[files[1]].raw_image[199])
+    with pytest.raises(IndexError):
+        ds[210]
+
+
+def test_slabs_equal_load_with_their_space_and_affine(files, loaded):
+    ds = DcbsDataset(files, "slab", slab_size=16, random=False, stride=24)
+    p = files[1]
+    meta = loaded[p].dicom_meta
+    assert len(ds) == 8  # sample_10 is too short; starts 0, 24, ..., 168 of 200
+    full = loaded[p]
+    for i in range(len(ds)):
+        s = ds[i]
+        z0, z1 = s.frames
+        assert (z0, z1) == (24 * i, 24 * i + 16)
+        np.testing.assert_array_equal(s.image, full.raw_image[z0:z1])
+        sp = s.space
+        assert sp.shape == (full.shape[2], full.shape[1], 16)
+        np.testing.assert_allclose(sp.origin, meta.get_array("ImagePositionPatient")[z0], atol=1e-6)
+        np.testing.assert_allclose(sp.spacing, full.space.spacing)
+        for k, r, c in ((0, 0, 0), (15, 0, 0), (7, 511, 3), (15, 100, 511)):
+            np.testing.assert_allclose((s.affine @ [k, r, c, 1])[:3], _world(meta, z0 + k, r, c),
+                                       atol=1e-4)
+
+
+def test_random_slabs_stay_inside_the_file(files, loaded):
+    ds = DcbsDataset(files[1:], "slab", slab_size=16, samples_per_file=20, seed=7)
+    starts = {ds[i].frames[0] for i in range(20)}
+    assert len(starts) > 10 and min(starts) >= 0 and max(starts) <= 184
+    s = ds[5]
+    np.testing.assert_array_equal(s.image, loaded[files[1]].raw_image[slice(*s.frames)])
+    with pytest.raises(DataConsistencyError, match="fewer than the slab size 16"):
+        DcbsDataset(files[:1], "slab", slab_size=16)[0]
+
+
+def test_rescale_and_windows_follow_get_fdata(files, loaded):
+    p = files[1]
+    fdata = loaded[p].get_fdata()
+    s = DcbsDataset([p], "slab", slab_size=8, rescale=True, seed=1)[0]
+    assert s.image.dtype == np.float32
+    np.testing.assert_array_equal(s.image, fdata[slice(*s.frames)])
+    for window, (ww, wc) in (("lung", WINDOW_PRESETS["lung"]), ("dicom", (750.0, 90.0)),
+                             ((400, 40), (400.0, 40.0))):
+        s = DcbsDataset([p], "slice", window=window, seed=2)[0]
+        want = np.clip((fdata[s.frames[0]] - (wc - ww / 2)) / ww, 0, 1)
+        np.testing.assert_allclose(s.image, want, atol=1e-6)
+        assert 0 < s.image.mean() < 1
+    with pytest.raises(ValueError, match="unknown window preset"):
+        DcbsDataset([p], window="nope")
+
+
+@pytest.fixture(scope="module")
+def per_slice_file(tmp_path_factory, loaded, files):
+    """sample_10 with a rescale that differs per slice."""
+    img = loaded[files[0]]
+    n = img.shape[0]
+    ph = PixelDataHeader(RescaleSlope=[1.0 + 0.5 * i for i in range(n)],
+                         RescaleIntercept=[-1024.0 + 10 * i for i in range(n)],
+                         OriginalPixelDtype="uint16", PixelDtype="uint16")
+    path = tmp_path_factory.mktemp("per_slice") / "rescale.dcbs"
+    dicube.save(dicube.DicomCubeImage(img.raw_image, ph, img.dicom_meta, img.space), path)
+    return str(path)
+
+
+def test_per_slice_rescale(per_slice_file):
+    fdata = dicube.load(per_slice_file).get_fdata()
+    ds = DcbsDataset([per_slice_file], "slab", slab_size=4, random=False, stride=3, rescale=True)
+    for i in range(len(ds)):
+        s = ds[i]
+        np.testing.assert_array_equal(s.image, fdata[slice(*s.frames)])
+    s = DcbsDataset([per_slice_file], "slice", samples_per_file=3, rescale=True)[2]
+    np.testing.assert_array_equal(s.image, fdata[s.frames[0]])
+
+
+def test_metadata_values(files, loaded):
+    keys = ["PatientID", "SliceThickness", "ImagePositionPatient", "NoSuchKeyword"[:0] or "StudyDate"]
+    ds = DcbsDataset(files, "slab", slab_size=4, samples_per_file=2, keys=keys)
+    for i in range(len(ds)):
+        s = ds[i]
+        meta = loaded[s.path].dicom_meta
+        z0, z1 = s.frames
+        assert s.meta["PatientID"] == meta.get_values("PatientID")[z0]
+        assert s.meta["SliceThickness"] == pytest.approx(float(meta.get_values("SliceThickness")[z0]))
+        assert s.meta["StudyDate"] == meta.get_values("StudyDate")[z0]
+        assert s.meta["ImagePositionPatient"] == meta.get_values("ImagePositionPatient")[z0:z1]
+    s = DcbsDataset(files, "slice", keys=["ImagePositionPatient"])[1]
+    assert s.meta["ImagePositionPatient"] == loaded[s.path].dicom_meta.get_values(
+        "ImagePositionPatient")[s.frames[0]]
+
+
+def test_buffers_reused_only_when_free(files):
+    for kw in ({}, {"window": "lung"}):
+        ds = DcbsDataset(files[1:], "slab", slab_size=4, samples_per_file=8, **kw)
+        a, b = ds[0], ds[1]
+        assert not np.shares_memory(a.image, b.image)
+        ptr = a.image.__array_interface__["data"][0]
+        view = a.image[1:]
+        del a
+        c = ds[2]  # a's array is still referenced by `view`
+        assert c.image.__array_interface__["data"][0] != ptr
+        del view
+        d = ds[3]
+        assert d.image.__array_interface__["data"][0] == ptr
+        assert not np.shares_memory(d.image, c.image)
+        np.testing.assert_array_equal(d.image, DcbsDataset(files[1:], "slab", slab_size=4,
+                                      samples_per_file=8, reuse_buffers=False, **kw)[3].image)
+    batch = [ds[i] for i in range(3)]  # a batch holds its samples: all distinct
+    ptrs = {s.image.__array_interface__["data"][0] for s in batch}
+    assert len(ptrs) == 3
+    assert collate(batch)["image"].shape == (3, 4, 512, 512)
+
+
+def _frames_and_sums(ds, indices):
+    return [(ds[i].frames, float(ds[i].image.sum()), ds[i].meta) for i in indices]
+
+
+_INHERITED = {}
+
+
+def _from_inherited(indices):  # a forked child uses the parent's dataset object as is
+    return _frames_and_sums(_INHERITED["ds"], indices)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pickle_and_worker_processes(files, method):
+    ds = DcbsDataset(files, "slab", slab_size=4, samples_per_file=3, seed=11, keys=["PatientID"])
+    want = _frames_and_sums(ds, range(len(ds)))  # handles now open in this process
+    assert want[0][2] == {"PatientID": dicube.load_meta(files[0]).get_shared_value("PatientID")}
+    clone = pickle.loads(pickle.dumps(ds))
+    assert _frames_and_sums(clone, range(len(ds))) == want
+    _INHERITED["ds"] = ds
+    with mp.get_context(method).Pool(2) as pool:
+        if method == "fork":
+            got = pool.map(_from_inherited, [[i] for i in range(len(ds))])
+        else:
+            got = pool.starmap(_frames_and_sums, [(ds, [i]) for i in range(len(ds))])
+    assert [g[0] for g in got] == want
+    assert ds._files._pid == __import__("os").getpid()
+
+
+def test_find_dcbs_and_from_folder(dcbs_samples, tmp_path):
+    folder = dcbs_samples["sample_10"].parent
+    assert find_dcbs(folder) == sorted(str(p) for p in dcbs_samples.values())
+    assert len(DcbsDataset.from_folder(folder, "slice", samples_per_file=2)) == 4
+    with pytest.raises(DataConsistencyError, match="no files"):
+        DcbsDataset.from_folder(tmp_path)
+    with pytest.raises(ValueError, match="mode"):
+        DcbsDataset([], "cube")
