@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -162,8 +161,9 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
                       seconds=time.perf_counter() - t)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+def _pool(workers: int):
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
     # never fork: the parent may hold native thread pools, which a forked child cannot use
     methods = mp.get_all_start_methods()
@@ -182,6 +182,8 @@ def execute(jobs: list[Job], workers: int, quiet: bool = False) -> list[Result]:
                 results[k] = convert_one(job, None if workers <= 1 else threads)
                 bar.update(1)
         else:
+            from concurrent.futures import as_completed
+
             with _pool(min(workers, len(jobs))) as ex:
                 futures = {ex.submit(convert_one, job, threads): k for k, job in enumerate(jobs)}
                 for fut in as_completed(futures):
