@@ -222,3 +222,10 @@ def test_find_dcbs_and_from_folder(dcbs_samples, tmp_path):
         DcbsDataset.from_folder(tmp_path)
     with pytest.raises(ValueError, match="mode"):
         DcbsDataset([], "cube")
+
+
+def test_torch_adapter_without_torch_says_how_to_install():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import dicube.torch\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "dicube.torch needs PyTorch" in out.stdout and "dicube[torch]" in out.stdout
