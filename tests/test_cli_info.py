@@ -83,3 +83,11 @@ def test_info_several_files_through_the_script(dcbs_10, legacy_dcbs, sample_10, 
     assert "not a dicube file" in docs[2]["error"]
     assert proc.stderr.strip() == f"dicube info: error: {docs[2]['error']}"
     assert docs[2]["error"].startswith(f"{bad}: ")
+
+
+def test_typed_error_escaping_a_command_is_one_line(tmp_path, capsys):
+    """dicube.cli.main turns any DicomCubeError into `dicube <cmd>: error: <path>: <problem>`."""
+    missing = tmp_path / "missing"
+    rc, out, err = run_cli(capsys, "demo", missing)
+    assert rc == 1
+    assert err == f"dicube demo: error: {missing}: no such file or folder\n"
