@@ -58,6 +58,15 @@ bool store_line(const ImageView& out, uint32_t y, uint32_t c, const ojph::line_b
   return false;
 }
 
+// Reduced-resolution images are low-pass versions of the samples; the 5/3 filter's
+// negative taps overshoot at sharp edges, so those values are clamped to the range.
+void clamp_line(ojph::line_buf* line, uint32_t cols, int64_t lo, int64_t hi) {
+  const ojph::si32 l = static_cast<ojph::si32>(std::max<int64_t>(lo, INT32_MIN));
+  const ojph::si32 h = static_cast<ojph::si32>(std::min<int64_t>(hi, INT32_MAX));
+  ojph::si32* v = line->i32;
+  for (uint32_t x = 0; x < cols; ++x) v[x] = std::min(std::max(v[x], l), h);
+}
+
 }  // namespace
 
 void reduced_size(const HeaderInfo& h, uint32_t skip, uint32_t& rows, uint32_t& cols) {
@@ -123,6 +132,7 @@ void decode_image(const uint8_t* data, size_t size, const ImageView& out, const 
       ojph::ui32 comp = 0;
       ojph::line_buf* line = cs.pull(comp);
       if (line == nullptr || comp >= out.comps) throw CodecFailure("decoder returned no line");
+      if (opt.skip_levels) clamp_line(line, cols, lo, hi);
       in_range &= store_line(out, y, comp, line, lo, hi);
     }
   }
