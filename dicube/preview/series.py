@@ -1,0 +1,306 @@
+"""A series to preview: slice positions, window, and pixels of chosen slices only.
+
+:class:`DcbsSeries` reads a .dcbs head (one read, or one range request when remote) and
+then only the chosen frames, decoded at reduced resolution (skipped wavelet levels) when
+the tiles are small. :class:`DicomSeries` reads the first bytes of every file (enough for
+the header up to the pixel data, more only when needed), then the rest of the chosen
+files only, in parallel.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..exceptions import DicomCubeError, DicomReadError, MultipleSeriesError
+from ..storage.sources import (ByteSource, LocalFile, TransferStats, is_url, list_folder,
+                               open_source)
+
+__all__ = ["Series", "DcbsSeries", "DicomSeries", "open_series", "reduce_for", "IO_THREADS",
+           "HEADER_PREFETCH"]
+
+log = logging.getLogger("dicube.preview")
+
+#: Parallel requests for remote reads.
+IO_THREADS = 8
+#: First bytes fetched of each DICOM file for its header (grown x4 until the pixel data tag).
+HEADER_PREFETCH = 16 * 1024
+
+
+def reduce_for(shape: Tuple[int, int], levels: int, width: int, height: int) -> int:
+    """Most wavelet levels that can be skipped while the image stays at least ``width``
+    x ``height`` (each level halves rows and columns, rounding up)."""
+    rows, cols = shape
+    k = 0
+    while k < levels and -(-cols // 2 ** (k + 1)) >= width and -(-rows // 2 ** (k + 1)) >= height:
+        k += 1
+    return k
+
+
+def _num(v, default: float) -> float:
+    if isinstance(v, list):
+        v = v[0] if v else None
+    try:
+        return float(v) if v not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _pmap(fn, items: Sequence, parallel: bool) -> list:
+    if not parallel or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(min(IO_THREADS, len(items))) as ex:
+        return list(ex.map(fn, items))
+
+
+class Series:
+    """Slices of one series in the source's own order.
+
+    ``z`` (patient z, mm, or None) and ``instance`` (InstanceNumber or None) per slice;
+    ``frame_shape``; ``embedded_window`` ((width, centre) from the file, or None);
+    ``stats`` counts bytes and requests; :meth:`read` returns rescaled float32 pixels.
+    """
+
+    location: str
+    stats: TransferStats
+    z: List[Optional[float]]
+    instance: List[Optional[float]]
+    frame_shape: tuple
+    embedded_window: Optional[Tuple[float, float]] = None
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
+        """Rescaled (RescaleSlope/Intercept) float32 pixels of ``slices``, each at least
+        ``width`` x ``height`` when the source can decode at reduced resolution."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DcbsSeries(Series):
+    """A .dcbs file (local path, URL, or ByteSource)."""
+
+    def __init__(self, location, stats: Optional[TransferStats] = None):
+        from ..core.io import pixel_header_from_reader, space_from_reader
+        from ..storage.format import FIRST_READ
+        from ..storage.reader import DcbsReader
+
+        self._src = open_source(location, prefetch=FIRST_READ, stats=stats)
+        self.location = self._src.name
+        self.stats = self._src.stats
+        self.remote = not isinstance(location, (str, os.PathLike)) or is_url(location)
+        try:
+            self.reader = DcbsReader(self._src)
+            self._init_meta(space_from_reader(self.reader), pixel_header_from_reader(self.reader))
+        except BaseException:
+            self._src.close()
+            raise
+
+    def _init_meta(self, space, ph) -> None:
+        r = self.reader
+        n = r.frame_count
+        self.frame_shape = r.frame_shape
+        if space is not None and space.shape[2] == n:
+            step = float(space.spacing[2]) * float(space.z_orientation[2])
+            self.z = [float(space.origin[2]) + i * step for i in range(n)]
+        else:
+            from ..core.io import meta_from_reader
+
+            meta = meta_from_reader(r)
+            ipp = meta.get_array("00200032") if meta is not None and "00200032" in meta else None
+            ok = ipp is not None and ipp.ndim == 2 and len(ipp) == n
+            self.z = [float(v) if np.isfinite(v) else None for v in ipp[:, 2]] if ok else [None] * n
+        self.instance = [None] * n  # frames are stored in slice order: the index breaks ties
+        self._slope, self._intercept = 1.0, 0.0
+        if ph is not None:
+            self._slope, self._intercept = ph.RescaleSlope, ph.RescaleIntercept
+            if ph.WindowWidth and ph.WindowCenter is not None and ph.WindowWidth > 0:
+                self.embedded_window = (float(ph.WindowWidth), float(ph.WindowCenter))
+
+    def _rescale(self, i: int, a: np.ndarray) -> np.ndarray:
+        s = self._slope[i] if isinstance(self._slope, list) else self._slope
+        b = self._intercept[i] if isinstance(self._intercept, list) else self._intercept
+        out = a.astype(np.float32)
+        if s != 1:
+            out *= np.float32(s)
+        if b != 0:
+            out += np.float32(b)
+        return out
+
+    def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
+        from ..codecs.jph import decode_batch, read_header
+        from ..storage.format import CODEC_HTJ2K
+
+        slices = [int(i) for i in slices]
+        if not slices:
+            return []
+        r = self.reader
+        arr = None
+        if r.frame_codec == CODEC_HTJ2K:
+            streams = _pmap(r.codestream, slices, self.remote)
+            if all(len(s) for s in streams):  # legacy v1 files may have empty frames
+                info = read_header(streams[0])
+                k = reduce_for((info.rows, info.columns), info.levels, width, height)
+                log.info("decoding %d frames at 1/%d resolution", len(streams), 2 ** k)
+                arr = decode_batch(streams, reduce=k)
+        if arr is None:
+            arr = r.read_frames(slices)
+        return [self._rescale(i, a) for i, a in zip(slices, arr)]
+
+    def close(self) -> None:
+        self.reader.close()
+        self._src.close()
+
+
+class _Instance:
+    """One DICOM file: its source, the bytes fetched so far, its parsed header."""
+
+    __slots__ = ("location", "size", "src", "buf", "pf")
+
+    def __init__(self, src: ByteSource, buf: bytes, pf):
+        self.location, self.size, self.buf, self.pf = src.name, src.size, buf, pf
+        # local files are reopened for their pixels: a large folder must not hold all open
+        self.src: Optional[ByteSource] = None if isinstance(src, LocalFile) else src
+        if self.src is None:
+            src.close()
+
+    def rest(self, stats: TransferStats) -> bytes:
+        """The whole file: the bytes not fetched yet are read in one more request."""
+        if len(self.buf) < self.size:
+            src = self.src or open_source(self.location, stats=stats)
+            try:
+                self.buf += src.pread(self.size - len(self.buf), len(self.buf))
+            finally:
+                if src is not self.src:
+                    src.close()
+        return self.buf
+
+
+def _fetch_header(location: str, stats: TransferStats) -> Optional[_Instance]:
+    """Fetch the first bytes of a file until its header up to the pixel data parses.
+    None for non-DICOM and non-image files."""
+    from ..dicom.file_parser import NotDicomError, parse_bytes
+
+    src = open_source(location, prefetch=HEADER_PREFETCH, stats=stats)
+    have = min(HEADER_PREFETCH, src.size)
+    buf = src.pread(have, 0)
+    while True:
+        pf = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pf, _ = parse_bytes(location, buf)
+        except (NotDicomError, DicomCubeError, ValueError, KeyError, IndexError, EOFError):
+            pf = None
+        if pf is not None and pf.pixel_tag is not None:
+            return _Instance(src, buf, pf)
+        if len(buf) >= src.size:
+            src.close()
+            return None
+        more = min(len(buf) * 4, src.size) - len(buf)
+        log.debug("%s: header not complete in %d bytes, fetching %d more", location, len(buf), more)
+        buf += src.pread(more, len(buf))
+
+
+class DicomSeries(Series):
+    """A folder (local path, s3:// prefix, or http(s):// folder with a directory index)
+    of DICOM files of one series (``series_uid`` chooses one when it holds several)."""
+
+    def __init__(self, location: str, series_uid: Optional[str] = None,
+                 stats: Optional[TransferStats] = None):
+        self.location = location
+        self.stats = stats or TransferStats()
+        self.remote = is_url(location)
+        entries = list_folder(location, self.stats)
+        if not entries:
+            raise DicomReadError("no files found", location)
+        found = _pmap(lambda e: _fetch_header(e.location, self.stats), entries, True)
+        items = [it for it in found if it is not None]
+        if not items:
+            raise DicomReadError("no DICOM image files found", location)
+        uids = sorted({str(it.pf.value("0020000E", "")).strip() for it in items})
+        if series_uid is not None:
+            items = [it for it in items if str(it.pf.value("0020000E", "")).strip() == series_uid]
+            if not items:
+                raise DicomReadError(f"series {series_uid} not found", location)
+        elif len(uids) > 1:
+            raise MultipleSeriesError(f"{len(uids)} series found: {', '.join(uids)}", location,
+                                      series=uids)
+        self._items = items
+        log.info("%s: %d DICOM headers read (%d bytes, %d requests)", location, len(items),
+                 self.stats.bytes, self.stats.requests)
+        first = items[0].pf
+        rows, cols, spp = first.value("00280010"), first.value("00280011"), first.value("00280002", 1)
+        self.frame_shape = (int(rows), int(cols)) + ((int(spp),) if spp and int(spp) > 1 else ())
+        self.z = []
+        for it in items:
+            ipp = it.pf.values("00200032")
+            z = _num(ipp[2], np.nan) if ipp and len(ipp) >= 3 else _num(it.pf.value("00201041"), np.nan)
+            self.z.append(z if np.isfinite(z) else None)
+        self.instance = [(lambda v: v if np.isfinite(v) else None)(_num(it.pf.value("00200013"), np.nan))
+                         for it in items]
+        ww, wc = _num(first.value("00281051"), np.nan), _num(first.value("00281050"), np.nan)
+        if np.isfinite(ww) and ww > 0 and np.isfinite(wc):
+            self.embedded_window = (ww, wc)
+
+    def _pixels(self, i: int) -> np.ndarray:
+        from ..dicom.file_parser import decode_pixels
+
+        it = self._items[i]
+        buf = it.rest(self.stats)
+        try:
+            arr = decode_pixels(it.pf, buf, None)[0]
+        except Exception as exc:  # pydicom's decoders raise many types
+            raise DicomReadError(f"cannot decode pixel data: {exc}", it.location) from exc
+        out = arr.astype(np.float32)
+        s, b = _num(it.pf.value("00281053"), 1.0), _num(it.pf.value("00281052"), 0.0)
+        if s != 1:
+            out *= np.float32(s)
+        if b != 0:
+            out += np.float32(b)
+        return out
+
+    def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
+        return _pmap(self._pixels, [int(i) for i in slices], True)
+
+    def close(self) -> None:
+        for it in self._items:
+            if it.src is not None:
+                it.src.close()
+
+
+def _is_dcbs_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(7) == b"DCMCUBE"
+    except OSError:
+        return False
+
+
+def open_series(location: str, series_uid: Optional[str] = None,
+                stats: Optional[TransferStats] = None) -> Series:
+    """A .dcbs file or a DICOM series folder, local or remote (http(s)://, s3://)."""
+    if is_url(location):
+        if location.rstrip("/").lower().endswith(".dcbs"):
+            return DcbsSeries(location, stats)
+        return DicomSeries(location, series_uid, stats)
+    if os.path.isdir(location):
+        return DicomSeries(location, series_uid, stats)
+    if not os.path.exists(location):
+        raise DicomCubeError("no such file or folder", location)
+    if _is_dcbs_file(location):
+        return DcbsSeries(location, stats)
+    return DicomSeries(location, series_uid, stats)
