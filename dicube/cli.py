@@ -8,7 +8,7 @@ from typing import List, Optional
 
 # Subcommand modules, in the order ``dicube --help`` lists them. Each defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func`` (args -> exit code).
-COMMANDS = ("demo", "convert", "info", "export", "verify")
+COMMANDS = ("demo", "convert", "info", "export", "verify", "preview")
 
 
 def build_parser() -> argparse.ArgumentParser:
