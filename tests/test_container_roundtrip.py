@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.data import get_testdata_file
 import pytest
 
 import dicube
@@ -102,16 +103,8 @@ LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.
          "1.2.840.10008.1.2.4.91"}
 
 
-#: Sources whose YBR_FULL_422 pixels pydicom returns upsampled: the loader's raw_image is not
-#: the stored (subsampled) data, so they cannot be written back uncompressed as they were.
-YBR_422 = {"SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_dcmtk_+eb+cy+s2.dcm",
-           "SC_ybr_full_422_uncompressed.dcm", "examples_ybr_color.dcm"}
-
-
 @pytest.mark.parametrize("path", _bundled(), ids=lambda p: p.name)
 def test_pydicom_bundled(path, tmp_path):
-    if path.name in YBR_422:
-        pytest.xfail("YBR_FULL_422 pixels are upsampled on load (see issue 3/4 notes)")
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(path, src / path.name)
@@ -214,3 +207,15 @@ def test_export_from_legacy_file(legacy_dcbs, sample_10, tmp_path):
         a = pydicom.dcmread(by_uid[b.SOPInstanceUID])
         assert np.array_equal(a.pixel_array, b.pixel_array)
         assert dataset_differences(a, b) == []
+
+
+def test_ybr_full_422_stored_bytes_exact(tmp_path):
+    """4:2:2 chroma is kept as stored (no RGB conversion on load), so the export's pixel
+    bytes equal the source's."""
+    path = Path(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(path, src / path.name)
+    _roundtrip(src, tmp_path)
+    a, b = pydicom.dcmread(path), pydicom.dcmread(tmp_path / "out" / path.name)
+    assert b.PhotometricInterpretation == "YBR_FULL_422" and a.PixelData == b.PixelData

@@ -145,10 +145,23 @@ def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> n
     return rounded.astype(dt)
 
 
+def _pack_ybr_422(arr: np.ndarray) -> np.ndarray:
+    """(frames, rows, cols, 3) YBR with each chroma pair replicated (as loaded) -> the
+    stored Y0 Y1 Cb Cr order of PS3.3 C.7.6.3.1.2, two pixels per four samples."""
+    packed = np.empty(arr.shape[:2] + (arr.shape[2] // 2, 4), arr.dtype)
+    packed[..., 0] = arr[:, :, 0::2, 0]
+    packed[..., 1] = arr[:, :, 1::2, 0]
+    packed[..., 2] = arr[:, :, 0::2, 1]
+    packed[..., 3] = arr[:, :, 0::2, 2]
+    return packed
+
+
 def native_pixel_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = "OW") -> bytes:
     """Native pixel bytes as the source encoded them (planar colour, 1-bit packing,
-    big endian 16-bit words)."""
+    big endian 16-bit words, 4:2:2 chroma)."""
     arr = frames
+    if arr.ndim == 4 and first_value(header, "00280004") == "YBR_FULL_422" and arr.shape[2] % 2 == 0:
+        arr = _pack_ybr_422(arr)
     if arr.ndim == 4 and int(first_value(header, "00280006", 0)) == 1:
         arr = arr.transpose(0, 3, 1, 2)  # colour-by-plane
     if int(first_value(header, "00280100", 8 * arr.dtype.itemsize)) == 1:

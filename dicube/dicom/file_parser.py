@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 import pydicom
+from pydicom.pixels import pixel_array
 
 from .dicom_json import (
     PIXEL_TAGS,
@@ -269,8 +270,8 @@ def frame_count(pf: ParsedFile) -> int:
 
 def decode_pixels(pf: ParsedFile, buf: bytes, ds: Optional[pydicom.Dataset] = None
                   ) -> np.ndarray:
-    """Pixel array of a parsed file, bit-identical to pydicom's ``pixel_array``,
-    shaped (frames, rows, columns[, samples])."""
+    """Pixel array of a parsed file, bit-identical to pydicom's ``pixel_array`` without
+    colour conversion, shaped (frames, rows, columns[, samples])."""
     dtype = _native_dtype(pf)
     frames = frame_count(pf)
     rows, cols = pf.value("00280010"), pf.value("00280011")
@@ -281,7 +282,9 @@ def decode_pixels(pf: ParsedFile, buf: bytes, ds: Optional[pydicom.Dataset] = No
             return arr.reshape(frames, rows, cols).astype(dtype.newbyteorder("="), copy=False)
     if ds is None:
         ds = pydicom.dcmread(io.BytesIO(buf))
-    arr = ds.pixel_array
+    # as_rgb=False: YBR data stays in its colour space (4:2:2 chroma replicated, which is
+    # exact to undo) instead of a rounding YBR -> RGB conversion.
+    arr = pixel_array(ds, as_rgb=False)
     if not arr.dtype.isnative:  # big endian input: same values, native byte order
         arr = arr.astype(arr.dtype.newbyteorder("="))
     nf = frame_count(pf)
