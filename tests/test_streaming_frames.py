@@ -176,3 +176,26 @@ def test_no_random_parts(dcbs_10, emitted_10):
         for i in (0, 7):
             assert again.get_dicom_for_frame(i) == out[i][0]
             assert again.get_dicom_for_frame(i, True) == out[i][1]
+
+
+def test_12_bit_series(sample_10, tmp_path):
+    """Bits Stored 12: the codestreams have 12-bit precision and the data set stays the source's."""
+    import pydicom
+
+    folder = tmp_path / "s12"
+    folder.mkdir()
+    for k, p in enumerate(sorted(sample_10.iterdir())[:3]):
+        ds = pydicom.dcmread(p)
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.save_as(folder / f"{k}.dcm")
+    sources = sources_by_uid(folder)
+    path = make_dcbs(folder, tmp_path / "s12.dcbs")
+    from dicube.storage.reader import DcbsReader
+
+    with DcbStreamingReader(path) as stream, DcbsReader(path) as raw:
+        for i in range(len(stream)):
+            codestream = raw.codestream(i)
+            assert read_header(codestream).bits_stored == 12
+            src_bytes, src = sources[str(stream.get_dataset(i).SOPInstanceUID)]
+            _check_frame(stream.get_dicom_for_frame(i), stream.get_dicom_for_frame(i, True),
+                         codestream, src_bytes, src, tmp_path)
