@@ -1,6 +1,7 @@
 """DcbsDataset: training samples (volumes, 2-D slices, slabs) from a list of .dcbs files."""
 from __future__ import annotations
 
+import copy
 import glob
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from .intensity import WindowSpec, resolve_window, to_float
 from .sampling import Plan
 
 __all__ = ["Sample", "DcbsDataset", "find_dcbs", "affine_of", "collate"]
+
+_WINDOW_CACHE = 1024  # frame windows whose geometry is kept per open file
 
 
 @dataclass
@@ -146,10 +149,20 @@ class DcbsDataset:
                              self.num_threads if num_threads is None else num_threads)
         if self.mode == "slice":
             image = image[0]
-        space = subset_space(f.space, np.arange(start, stop), f.frame_count) \
-            if self.with_space else None
-        return Sample(image, path, index, (start, stop), space, affine_of(space),
-                      self._meta(f, start, stop))
+        space, affine = self._geometry(f, start, stop) if self.with_space else (None, None)
+        return Sample(image, path, index, (start, stop), space, affine, self._meta(f, start, stop))
+
+    def _geometry(self, f: OpenFile, start: int, stop: int) -> tuple:
+        """(Space, affine) of a frame window, computed once per window (Space validation
+        costs about as much as decoding a slice); each sample gets its own copies."""
+        got = f.windows.get((start, stop))
+        if got is None:
+            if len(f.windows) >= _WINDOW_CACHE:
+                f.windows.clear()
+            space = subset_space(f.space, np.arange(start, stop), f.frame_count)
+            got = f.windows[(start, stop)] = (space, affine_of(space))
+        space, affine = got
+        return copy.copy(space), None if affine is None else affine.copy()
 
     def _empty(self, shape: tuple, dtype) -> np.ndarray:
         return np.empty(shape, dtype) if self._pool is None else self._pool.take(shape, dtype)

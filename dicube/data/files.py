@@ -29,6 +29,8 @@ class OpenFile:
     pixel_header: Optional[PixelDataHeader]
     #: tag -> ("shared", value) or ("per_slice", [value per frame]); filled on demand
     meta_values: dict = field(default_factory=dict)
+    #: (first, stop) -> (Space, affine) of frame windows already drawn
+    windows: dict = field(default_factory=dict)
 
 
 class FileCache:

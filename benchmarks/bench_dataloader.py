@@ -1,0 +1,173 @@
+"""Training-sample throughput: random 2-D slices and random 16-slice slabs.
+
+    python benchmarks/bench_dataloader.py [folder] [--copies 6] [--seconds 3]
+
+Copies of one series (default: the shared 200-slice CT) are written to a temporary
+folder as DICOM folders, .dcbs files and .nii.gz files (nibabel's default compression),
+then samples are drawn at random series and positions from
+  - .dcbs through dicube.data.DcbsDataset (stored values, and float HU via rescale=True),
+  - the DICOM folders with pydicom: only the files needed, in the slice order found by
+    one header pass done before timing (pixel_array, stored values),
+  - .nii.gz with nibabel as training code does: nib.load(p).dataobj[..., z0:z1]
+    (float HU: the files carry scl_inter, as dicube and dcm2niix write them).
+Each is timed in one process (dicube decoding on all cores, the others single-threaded)
+and as 2 forked worker processes (dicube: one decoding thread each), the setting of a
+DataLoader with num_workers=2. The files are in the page cache (warm).
+Goals (issue 7): slab rate >= 5x the DICOM-folder rate and >= 3x the .nii.gz rate.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from _common import best_of, print_table, testdata_root
+
+import dicube
+from dicube.data import DcbsDataset
+
+SLAB = 16
+GOALS = {"pydicom": 5.0, "nibabel": 3.0}
+_STATE: dict = {}  # samplers, inherited by forked workers
+
+
+def prepare(src: Path, root: Path, copies: int) -> dict:
+    """Write the copies; return, per format, the paths (DICOM: sorted file lists)."""
+    import nibabel  # noqa: F401  (fail early when missing)
+
+    img = dicube.load_from_dicom_folder(src)
+    out = {"dcbs": [], "dicom": [], "nifti": []}
+    for k in range(copies):
+        name = f"case{k:02d}"
+        d = root / "dicom" / name
+        shutil.copytree(src, d)
+        out["dicom"].append(d)
+        p = root / "dcbs" / f"{name}.dcbs"
+        p.parent.mkdir(exist_ok=True)
+        dicube.save(img, p)
+        out["dcbs"].append(str(p))
+        q = root / "nifti" / f"{name}.nii.gz"
+        q.parent.mkdir(exist_ok=True)
+        dicube.save_to_nifti(img, q)
+        out["nifti"].append(str(q))
+    out["dicom"] = [sorted_slices(d) for d in out["dicom"]]
+    out["frames"] = img.shape[0]
+    return out
+
+
+def sorted_slices(folder: Path) -> list[str]:
+    """The folder's files in slice order (position along the slice normal)."""
+    keyed = []
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        normal = np.cross(iop[:3], iop[3:])
+        keyed.append((float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))), str(f)))
+    return [f for _, f in sorted(keyed)]
+
+
+def make_samplers(files: dict, size: int, threads) -> dict:
+    """name -> function(rng) drawing one sample of ``size`` slices."""
+    import nibabel as nib
+
+    n = files["frames"]
+    mode = "slice" if size == 1 else "slab"
+    many = 1 << 20  # samples per file: random indices give random positions
+    raw = DcbsDataset(files["dcbs"], mode, slab_size=size, samples_per_file=many,
+                      num_threads=threads)
+    hu = DcbsDataset(files["dcbs"], mode, slab_size=size, samples_per_file=many, rescale=True,
+                     num_threads=threads)
+
+    def dicube_raw(rng):
+        return raw[int(rng.integers(len(raw)))].image
+
+    def dicube_hu(rng):
+        return hu[int(rng.integers(len(hu)))].image
+
+    def pydicom_(rng):
+        series = files["dicom"][rng.integers(len(files["dicom"]))]
+        z0 = int(rng.integers(n - size + 1))
+        return np.stack([pydicom.dcmread(f).pixel_array for f in series[z0:z0 + size]])
+
+    def nibabel_(rng):
+        path = files["nifti"][rng.integers(len(files["nifti"]))]
+        z0 = int(rng.integers(n - size + 1))
+        return np.asarray(nib.load(path).dataobj[..., z0:z0 + size])
+
+    return {"dicube .dcbs": dicube_raw, "dicube .dcbs HU": dicube_hu,
+            "pydicom DICOM folder": pydicom_, "nibabel .nii.gz HU": nibabel_}
+
+
+def _draw(args) -> int:
+    key, name, count, seed = args
+    rng = np.random.default_rng(seed)
+    fn = _STATE[key][name]
+    for _ in range(count):
+        fn(rng)
+    return count
+
+
+def rate(key, name, seconds: float, pool=None) -> float:
+    """Samples per second, the batch size chosen so one timed run lasts about ``seconds``."""
+    seeds = iter(range(1, 1 << 30))
+    workers = 1 if pool is None else 2
+
+    def run(count):
+        jobs = [(key, name, max(1, count // workers), next(seeds)) for _ in range(workers)]
+        return sum(pool.map(_draw, jobs) if pool else map(_draw, jobs))
+
+    t = time.perf_counter()
+    probe = run(workers)  # also opens the files and fills the buffers
+    per = (time.perf_counter() - t) / probe
+    count = max(workers, int(seconds / max(per, 1e-6)))
+    drawn = workers * max(1, count // workers)
+    return drawn / best_of(lambda: run(count), 3)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?")
+    ap.add_argument("--copies", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
+    args = ap.parse_args(argv)
+    src = Path(args.folder or testdata_root() / "dicom" / "sample_200")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        files = prepare(src, Path(tmp), args.copies)
+        print(f"{args.copies} copies of {src.name} ({files['frames']} slices) written and "
+              f"sorted in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
+        rows = []
+        for label, size in (("slice", 1), (f"slab {SLAB}", SLAB)):
+            _STATE[(size, None)] = make_samplers(files, size, None)
+            _STATE[(size, 1)] = make_samplers(files, size, 1)
+            with mp.get_context("fork").Pool(2) as pool:
+                res = {name: (rate((size, None), name, args.seconds),
+                              rate((size, 1), name, args.seconds, pool))
+                       for name in _STATE[(size, None)]}
+            for name, (one, two) in res.items():
+                ref = {"dicube .dcbs": "pydicom DICOM folder",
+                       "dicube .dcbs HU": "nibabel .nii.gz HU"}.get(name)
+                if ref is None:
+                    ratio = "-"
+                else:
+                    goal = GOALS["pydicom" if ref.startswith("pydicom") else "nibabel"]
+                    r1, r2 = one / res[ref][0], two / res[ref][1]
+                    ratio = f"{r1:.1f}x / {r2:.1f}x vs {ref.split()[0]} (goal {goal:g}x" + (
+                        ", met)" if size == SLAB and min(r1, r2) >= goal else
+                        ", NOT met)" if size == SLAB else ")")
+                rows.append([label, name, one, two, ratio])
+        print_table(["sample", "reader", "samples/s 1 process", "samples/s 2 workers",
+                     "ratio 1 process / 2 workers"], rows)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
