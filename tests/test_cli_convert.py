@@ -116,3 +116,41 @@ def test_jobs_2_same_as_jobs_1(sample_10, sample_200, tmp_path, capsys):
     assert outs["1"] == outs["2"]
     assert np.array_equal(dicube.load(tmp_path / "out2" / "ID12345_CT_S20214-2.dcbs").raw_image,
                           dicube.load_from_dicom_folder(sample_200).raw_image)
+
+
+def _stderr_on_a_terminal(*args) -> bytes:
+    """Run the console script with stderr on a pseudo-terminal; return what it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from cli_helpers import dicube_script
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    try:
+        proc = subprocess.run([dicube_script(), *map(str, args)], stderr=slave,
+                              stdout=subprocess.DEVNULL, timeout=300)
+    finally:
+        os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the terminal is closed and drained
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    assert proc.returncode == 0, data
+    return data
+
+
+def test_progress_bar_only_on_a_terminal(sample_10, tmp_path):
+    shown = _stderr_on_a_terminal("convert", sample_10, "-o", tmp_path / "a")
+    # tqdm redraws at most every 0.1 s, so the final 100% may be skipped: check the start
+    assert b"converting:   0%" in shown and b"/1 [" in shown and b"444_1_CT_S20214]" in shown, shown
+    assert _stderr_on_a_terminal("convert", sample_10, "-o", tmp_path / "b", "--quiet") == b""

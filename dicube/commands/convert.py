@@ -179,6 +179,7 @@ def execute(jobs: list[Job], workers: int, quiet: bool = False) -> list[Result]:
     try:
         if workers <= 1 or len(jobs) <= 1:
             for k, job in enumerate(jobs):
+                bar.set_postfix_str(job.name, refresh=True)
                 results[k] = convert_one(job, None if workers <= 1 else threads)
                 bar.update(1)
         else:
@@ -190,6 +191,7 @@ def execute(jobs: list[Job], workers: int, quiet: bool = False) -> list[Result]:
                     k = futures[fut]
                     try:
                         results[k] = fut.result()
+                        bar.set_postfix_str(jobs[k].name, refresh=False)
                     except Exception as exc:  # noqa: BLE001 - e.g. a worker killed
                         results[k] = Result(jobs[k], False,
                                             error=f"{jobs[k].folder}: worker failed: {exc}")

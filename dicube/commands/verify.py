@@ -68,6 +68,7 @@ def _check_sections(r, rep: Report) -> Optional[int]:
             r.section_bytes(kind)  # checksum and decompression
         except Exception as exc:  # noqa: BLE001 - every problem is reported
             rep.problems.append(_reason(exc, r.path))
+    _check_info(r, rep)
     meta_slices = None
     for what, parse in (("metadata", meta_from_reader), ("space", space_from_reader),
                         ("pixel header", pixel_header_from_reader),
@@ -85,6 +86,24 @@ def _check_sections(r, rep: Report) -> Optional[int]:
             if msg not in rep.problems:
                 rep.problems.append(f"{what}: {msg}")
     return meta_slices
+
+
+def _check_info(r, rep: Report) -> None:
+    """The INFO section's shape and dtype must be those of the header (version 2)."""
+    from ..storage.format import SEC_INFO
+
+    try:
+        info = r.section_json(SEC_INFO)
+    except Exception as exc:  # noqa: BLE001
+        rep.problems.append(f"info: {_reason(exc, r.path)}")
+        return
+    if not isinstance(info, dict):
+        return
+    shape = [r.frame_count, *r.frame_shape]
+    if "shape" in info and list(info["shape"]) != shape:
+        rep.problems.append(f"INFO shape {info['shape']} differs from the header's {shape}")
+    if "dtype" in info and str(info["dtype"]) != str(r.dtype):
+        rep.problems.append(f"INFO dtype {info['dtype']} differs from the header's {r.dtype}")
 
 
 def _check_space(space, r, rep: Report) -> None:
