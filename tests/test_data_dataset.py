@@ -146,6 +146,10 @@ def test_per_slice_rescale(per_slice_file):
         np.testing.assert_array_equal(s.image, fdata[slice(*s.frames)])
     s = DcbsDataset([per_slice_file], "slice", samples_per_file=3, rescale=True)[2]
     np.testing.assert_array_equal(s.image, fdata[s.frames[0]])
+    s = DcbsDataset([per_slice_file], "slab", slab_size=3, window=(600, 100), seed=4)[0]
+    want = np.clip((fdata[slice(*s.frames)] - (100 - 300)) / 600, 0, 1)
+    np.testing.assert_allclose(s.image, want, atol=1e-6)
+    assert 0 < s.image.mean() < 1
 
 
 def test_metadata_values(files, loaded):

@@ -57,20 +57,24 @@ def to_float(raw: np.ndarray, header: Optional[PixelDataHeader], out: np.ndarray
     linearly onto [0, 1] and clipped. ``header``'s per-slice lists must match ``raw``."""
     dtype = out.dtype.type
     np.copyto(out, raw, casting="unsafe")
-    slope = 1.0 if header is None else header.RescaleSlope
-    inter = 0.0 if header is None else header.RescaleIntercept
+    slope = 1.0 if header is None or header.RescaleSlope is None else header.RescaleSlope
+    inter = 0.0 if header is None or header.RescaleIntercept is None else header.RescaleIntercept
     shape = (-1,) + (1,) * (out.ndim - 1)
-    if isinstance(slope, list):
+    if window is not None:  # one multiply-add: (raw * slope + inter - low) / width
+        width, center = window
+        low = center - width / 2
+        a = np.asarray(slope, np.float64) / width
+        b = (np.asarray(inter, np.float64) - low) / width
+        out *= a.astype(dtype).reshape(shape) if a.ndim else dtype(a)
+        out += b.astype(dtype).reshape(shape) if b.ndim else dtype(b)
+        np.clip(out, 0, 1, out=out)
+        return out
+    if isinstance(slope, list):  # the operations of DicomCubeImage.get_fdata, exactly
         out *= np.asarray(slope, dtype=dtype).reshape(shape)
-    elif slope is not None and slope != 1:
+    elif slope != 1:
         out *= dtype(slope)
     if isinstance(inter, list):
         out += np.asarray(inter, dtype=dtype).reshape(shape)
     elif inter:
         out += dtype(inter)
-    if window is not None:
-        width, center = window
-        out -= dtype(center - width / 2)
-        out *= dtype(1.0 / width)
-        np.clip(out, 0, 1, out=out)
     return out
