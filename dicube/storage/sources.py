@@ -246,7 +246,7 @@ def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
 
 
 # ---------------------------------------------------------------------------- listing
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Entry:
     """One listed object: full location (path or URL), size in bytes (-1 if unknown)."""
 
