@@ -94,15 +94,21 @@ def _swap(vr: str, raw: bytes) -> bytes:
     return np.frombuffer(raw, f"<u{width}").astype(f">u{width}").tobytes()
 
 
+def _charset(data: dict, encodings: list[str]) -> list[str]:
+    """The encodings in force in ``data`` (its Specific Character Set, else ``encodings``)."""
+    cs = data.get("00080005")
+    if cs is None:
+        return encodings
+    raw = encode_element("CS", cs, encodings)
+    value = raw.decode("latin_1").rstrip(" \0").split("\\")
+    return encodings_for(value[0] if len(value) == 1 else value, encodings)
+
+
 def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytearray,
                    big: bool = False) -> None:
     """Append the elements of DICOM JSON ``data`` (ascending tags) to ``out``
     (little endian, or explicit VR big endian when ``big``)."""
-    cs = data.get("00080005")
-    if cs is not None:
-        raw = encode_element("CS", cs, encodings)
-        value = raw.decode("latin_1").rstrip(" \0").split("\\")
-        encodings = encodings_for(value[0] if len(value) == 1 else value, encodings)
+    encodings = _charset(data, encodings)
     for key in sorted(data, key=lambda k: int(k, 16)):
         elem = data[key]
         tag = int(key, 16)
@@ -148,26 +154,51 @@ def pixel_element_bytes(pixel: PixelElement, transfer_syntax: str) -> bytes:
     return _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
 
 
-def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: str,
-                  preamble: Optional[bytes] = None) -> bytes:
-    """A complete Part 10 file: preamble, 'DICM', file meta, data set, pixel data.
-
-    ``header`` is the slice's DICOM JSON with group 0002 (its Transfer Syntax UID must be
-    ``transfer_syntax``). Except for deflated syntaxes, the file without ``pixel`` is a
-    prefix of the file with it: the pixel element is appended by :func:`pixel_element_bytes`.
-    """
+def _split_body(header: dict, pixel_tag: Optional[int], transfer_syntax: str
+                ) -> tuple[dict, bytes, bytes]:
+    """(file meta JSON, data set bytes before the pixel element, bytes after it)."""
+    cut = pixel_tag if pixel_tag is not None else 1 << 32
     meta = {k: v for k, v in header.items() if k.startswith("0002")}
-    body_json = {k: v for k, v in header.items() if not k.startswith("0002")}
+    low_json = {k: v for k, v in header.items() if not k.startswith("0002") and int(k, 16) < cut}
+    high_json = {k: v for k, v in header.items() if int(k, 16) > cut}
     implicit = transfer_syntax == IMPLICIT_LE
     big = transfer_syntax == EXPLICIT_BE
-    body = bytearray()
-    encode_dataset(body_json, ["iso8859"], implicit, body, big)
-    if pixel is not None:
-        body += pixel_element_bytes(pixel, transfer_syntax)
+    low, high = bytearray(), bytearray()
+    encode_dataset(low_json, ["iso8859"], implicit, low, big)
+    if high_json:  # e.g. Data Set Trailing Padding: same character set, after the pixels
+        encode_dataset(high_json, _charset(low_json, ["iso8859"]), implicit, high, big)
+    return meta, bytes(low), bytes(high)
+
+
+def encode_part10_parts(header: dict, pixel_tag: Optional[int], transfer_syntax: str,
+                        preamble: Optional[bytes] = None) -> tuple[bytes, bytes]:
+    """``(before, after)``: the file of :func:`encode_part10` is
+    ``before + pixel_element_bytes(pixel, transfer_syntax) + after`` for a pixel element
+    of tag ``pixel_tag``; elements with higher tags (e.g. Data Set Trailing Padding) are
+    in ``after``. Not for deflated syntaxes, whose data set is compressed as a whole."""
+    if transfer_syntax in DEFLATED:
+        raise ValueError("a deflated data set cannot be split around its pixel data")
+    meta, low, high = _split_body(header, pixel_tag, transfer_syntax)
+    return _preamble(preamble) + b"DICM" + file_meta_bytes(meta) + low, high
+
+
+def _preamble(preamble: Optional[bytes]) -> bytes:
+    return preamble if preamble and len(preamble) == 128 else b"\0" * 128
+
+
+def encode_part10(header: dict, pixel: Optional[PixelElement], transfer_syntax: str,
+                  preamble: Optional[bytes] = None) -> bytes:
+    """A complete Part 10 file: preamble, 'DICM', file meta, data set with pixel data.
+
+    ``header`` is the slice's DICOM JSON with group 0002 (its Transfer Syntax UID must be
+    ``transfer_syntax``).
+    """
+    meta, low, high = _split_body(header, pixel.tag if pixel else None, transfer_syntax)
+    pix = pixel_element_bytes(pixel, transfer_syntax) if pixel is not None else b""
+    body = low + pix + high
     if transfer_syntax in DEFLATED:
         c = zlib.compressobj(9, zlib.DEFLATED, -15)
-        body = bytearray(c.compress(bytes(body)) + c.flush())
+        body = c.compress(body) + c.flush()
         if len(body) % 2:
             body += b"\0"
-    pre = preamble if preamble and len(preamble) == 128 else b"\0" * 128
-    return pre + b"DICM" + file_meta_bytes(meta) + bytes(body)
+    return _preamble(preamble) + b"DICM" + file_meta_bytes(meta) + body
