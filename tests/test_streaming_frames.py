@@ -199,3 +199,36 @@ def test_12_bit_series(sample_10, tmp_path):
             src_bytes, src = sources[str(stream.get_dataset(i).SOPInstanceUID)]
             _check_frame(stream.get_dicom_for_frame(i), stream.get_dicom_for_frame(i, True),
                          codestream, src_bytes, src, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "SC_rgb_small_odd.dcm",
+                                  "SC_ybr_full_422_uncompressed.dcm"])
+def test_pydicom_examples(name, tmp_path):
+    """Trailing padding after the pixel data (MR_small), odd-sized RGB, YBR_FULL_422."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    import dicube
+
+    src_path = get_testdata_file(name)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(src_path, folder)
+    src_bytes = open(src_path, "rb").read()
+    src = read(src_bytes)
+    path = make_dcbs(folder, tmp_path / "x.dcbs")
+    with DcbStreamingReader(path) as stream:
+        c, u = stream.get_dicom_for_frame(0), stream.get_dicom_for_frame(0, True)
+        assert dataset_differences(src, stream.get_dataset(0, force_uncompressed=True)) == []
+    assert body(u) == body(src_bytes)
+    dc = read(c, plugin="pylibjpeg")
+    diffs = dataset_differences(src, dc)
+    if src.PhotometricInterpretation == "YBR_FULL_422":  # the codestream has full chroma
+        assert diffs == ["(0028,0004) (CS): 'YBR_FULL_422' != 'YBR_FULL'"]
+    else:
+        assert diffs == []
+    assert np.array_equal(dc.pixel_array, src.pixel_array)
+    # the Part 10 writer shared with save_to_dicom_folder keeps the element order too
+    out = dicube.save_to_dicom_folder(dicube.load(path), tmp_path / "export")
+    assert body(open(out[0], "rb").read()) == body(src_bytes)

@@ -14,7 +14,8 @@ import operator
 import os
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from ..core.part10 import (
     PixelElement,
     dicube_file_meta,
     encapsulate_frames,
-    encode_part10,
+    encode_part10_parts,
     pixel_element_bytes,
 )
 from ..exceptions import (
@@ -48,14 +49,14 @@ _STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120",
 
 @dataclass(frozen=True)
 class _Prefix:
-    """Cached per-frame output: all bytes before the pixel data element."""
+    """Cached per-frame output: the bytes before and after the pixel data element."""
 
     transfer_syntax: str
-    data: bytes
+    before: bytes
+    after: bytes
     pixel_tag: int
     pixel_vr: str
-    planar: int        # Planar Configuration (native colour layout)
-    bits_allocated: int
+    image_pixel: Mapping[str, dict]  # group 0028 as emitted: how native pixel bytes are laid out
 
 
 class DcbStreamingReader:
@@ -201,7 +202,7 @@ class DcbStreamingReader:
                 prefix = self._prefix(k, compressed, info)
         finally:
             self._leave()
-        return pydicom.dcmread(io.BytesIO(prefix.data))
+        return pydicom.dcmread(io.BytesIO(prefix.before + prefix.after))
 
     get_frame_dataset = get_dataset
 
@@ -225,16 +226,15 @@ class DcbStreamingReader:
         if prefix is None:
             prefix = self._prefix(k, True, self._codestream_info(k, data))
         pixel = PixelElement(prefix.pixel_tag, "OB", encapsulate_frames([data]), True)
-        return prefix.data + pixel_element_bytes(pixel, prefix.transfer_syntax)
+        return b"".join([prefix.before, pixel_element_bytes(pixel, prefix.transfer_syntax),
+                         prefix.after])
 
     def _uncompressed(self, k: int) -> bytes:
         prefix = self._cache.get((k, False)) or self._prefix(k, False, None)
         frames = self._reader.read_frames([k], num_threads=1)
-        header = {"00280006": {"vr": "US", "Value": [prefix.planar]},
-                  "00280100": {"vr": "US", "Value": [prefix.bits_allocated]}}
-        data = native_pixel_bytes(header, frames, False, prefix.pixel_vr)
+        data = native_pixel_bytes(prefix.image_pixel, frames, False, prefix.pixel_vr)
         pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, data)
-        return prefix.data + pixel_element_bytes(pixel, EXPLICIT_LE)
+        return b"".join([prefix.before, pixel_element_bytes(pixel, EXPLICIT_LE), prefix.after])
 
     # ------------------------------------------------------------------ headers
     def _prefix(self, k: int, compressed: bool, info) -> _Prefix:
@@ -267,11 +267,11 @@ class DcbStreamingReader:
             del header[key]
         header.update(dicube_file_meta(sop_class, sop_instance, ts))
         try:
-            data = encode_part10(header, None, ts, preamble)
+            before, after = encode_part10_parts(header, tag, ts, preamble)
         except MetaDataError as exc:
             raise MetaDataError(f"frame {k}: {exc.reason}", self.path) from exc
-        return _Prefix(ts, data, tag, vr, int(first_value(header, "00280006", 0)),
-                       int(first_value(header, "00280100", dtype.itemsize * 8)))
+        image_pixel = MappingProxyType({key: v for key, v in header.items() if key.startswith("0028")})
+        return _Prefix(ts, before, after, tag, vr, image_pixel)
 
 
 def _us(v: int) -> dict:
@@ -295,6 +295,9 @@ def _match_codestream(header: dict, info) -> None:
         header["00280103"] = _us(int(info.signed))
     if info.components > 1 and first_value(header, "00280006", 0) != 0:
         header["00280006"] = _us(0)  # encapsulated colour is always colour-by-pixel
+    if info.components == 3 and first_value(header, "00280004") == "YBR_FULL_422":
+        # the codestream holds full-resolution chroma (4:2:2 pairs replicated on load)
+        header["00280004"] = {"vr": "CS", "Value": ["YBR_FULL"]}
 
 
 def _legacy_pixel_attributes(header: dict, dtype: np.dtype, bits: int, ph, k: int) -> None:
