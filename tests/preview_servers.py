@@ -58,6 +58,7 @@ class Nginx:
 
     def __init__(self, proc, url: str, www: Path, access_log: Path):
         self.proc, self.url, self.www, self.access_log = proc, url, www, access_log
+        self.base = www.parent
         self._mark = 0
 
     def mark(self) -> None:
@@ -79,6 +80,8 @@ class Nginx:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def start_nginx() -> Nginx:
