@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..codecs.jph import HTJ2K_LOSSLESS, encode_batch, read_header
+from ..codecs.jph import encode_batch, read_header
 from ..core.dicom_export import first_value, native_pixel_bytes, slice_header
 from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
 from ..core.part10 import (
@@ -34,7 +34,6 @@ from ..exceptions import (
     ClosedReaderError,
     CodecError,
     FrameIndexError,
-    InvalidCubeFileError,
     MetaDataError,
 )
 from ..storage.format import CODEC_HTJ2K
@@ -43,6 +42,7 @@ from ..storage.reader import DcbsReader
 __all__ = ["DcbStreamingReader"]
 
 PIXEL_DATA = 0x7FE00010
+JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 #: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
 _STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120", "00280121")
 
@@ -181,10 +181,6 @@ class DcbStreamingReader:
             if not force_uncompressed and self._reader.frame_codec == CODEC_HTJ2K:
                 return self._compressed(k)
             return self._uncompressed(k)
-        except InvalidCubeFileError:
-            if self._closed:
-                raise ClosedReaderError("the streaming reader is closed", self.path) from None
-            raise
         finally:
             self._leave()
 
@@ -252,7 +248,11 @@ class DcbStreamingReader:
             _legacy_pixel_attributes(header, dtype, self._reader.layout.header.bits_stored,
                                      self._pixel_header, k)
         if compressed:
-            ts = info.transfer_syntax or HTJ2K_LOSSLESS
+            # not HT (never written by dicube): a reversible one is JPEG 2000 Lossless
+            ts = info.transfer_syntax or (JPEG2000_LOSSLESS if info.reversible else None)
+            if ts is None:
+                raise CodecError(f"frame {k}: the codestream meets no DICOM transfer syntax",
+                                 self.path)
             _match_codestream(header, info)
             tag, vr = PIXEL_DATA, "OB"
         else:
