@@ -83,7 +83,7 @@ def gdcm_pixels(path: Path) -> np.ndarray:
 
 def require_tool(name: str) -> str:
     """Path of an external program; fails under CI when missing, else skips."""
-    path = shutil.which(name)
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")  # Orthanc
     if path is None:
         msg = f"{name} not found (Debian packages in .ci/apt-packages.txt)"
         if os.environ.get("CI"):
