@@ -269,3 +269,13 @@ def test_cli_mosaic_and_get_image(capsys, dcbs200, sample_10, tmp_path):
                 ["get-image", tmp_path / "missing.dcbs", one, "--position", "0.5"]):
         rc, _, err = run_cli(capsys, *bad)
         assert rc == 1 and "error:" in err, bad
+
+
+def test_htj2k_dicom_folder_decodes_reduced(dcbs10, tmp_path):
+    """DICOM files holding HTJ2K (here dicube's own codestreams) are decoded at reduced
+    resolution too: tiles equal those of the .dcbs exactly (a full decode then resize would not)."""
+    folder = tmp_path / "htj2k"
+    dicube.save_to_dicom_folder(dicube.load(dcbs10), folder, transfer_syntax="1.2.840.10008.1.2.4.201")
+    a = mosaic(dcbs10, tile_width=4, image_width=128)
+    b = mosaic(folder, tile_width=4, image_width=128)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))

@@ -52,7 +52,7 @@ def _resize(values: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if values.ndim == 3:
         return np.stack([_resize(values[..., c], size) for c in range(values.shape[2])], axis=-1)
     img = Image.fromarray(np.ascontiguousarray(values, np.float32), mode="F")
-    return np.asarray(img.resize(size, Image.LANCZOS), np.float32)
+    return np.asarray(img.resize(size, Image.LANCZOS, reducing_gap=2.0), np.float32)
 
 
 def _window(contrast: Contrast, series: Series, tiles: List[np.ndarray]) -> Tuple[float, float, str]:

@@ -215,6 +215,35 @@ def _fetch_header(location: str, stats: TransferStats) -> Optional[_Instance]:
         buf += src.pread(more, len(buf))
 
 
+HTJ2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                            "1.2.840.10008.1.2.4.203"})
+
+
+def _htj2k_reduced(it: _Instance, buf: bytes, width: int, height: int) -> Optional[np.ndarray]:
+    """The first frame of an HTJ2K file decoded with as many wavelet levels skipped as the
+    tile size allows; None when the file is not HTJ2K or our decoder refuses it."""
+    from ..codecs.jph import imdecode_jph, read_header
+    from ..exceptions import CodecError
+
+    pf = it.pf
+    if not pf.encapsulated or pf.transfer_syntax not in HTJ2K_SYNTAXES:
+        return None
+    try:
+        import pydicom.encaps
+
+        value = memoryview(buf)[pf.pixel_offset:pf.pixel_offset + pf.pixel_length]
+        nf = max(1, int(_num(pf.value("00280008"), 1)))
+        cs = pydicom.encaps.get_frame(bytes(value), 0, number_of_frames=nf)
+        if cs.endswith(b"\xff\xd9\x00"):  # the even-length padding of the DICOM item
+            cs = cs[:-1]
+        info = read_header(cs)
+        k = reduce_for((info.rows, info.columns), info.levels, width, height)
+        return imdecode_jph(cs, reduce=k)
+    except (CodecError, ValueError, KeyError, IndexError) as exc:
+        log.debug("%s: reduced HTJ2K decode failed (%s), decoding in full", it.location, exc)
+        return None
+
+
 class DicomSeries(Series):
     """A folder (local path, s3:// prefix, or http(s):// folder with a directory index)
     of DICOM files of one series (``series_uid`` chooses one when it holds several)."""
@@ -256,15 +285,17 @@ class DicomSeries(Series):
         if np.isfinite(ww) and ww > 0 and np.isfinite(wc):
             self.embedded_window = (ww, wc)
 
-    def _pixels(self, i: int) -> np.ndarray:
+    def _pixels(self, i: int, width: int, height: int) -> np.ndarray:
         from ..dicom.file_parser import decode_pixels
 
         it = self._items[i]
         buf = it.rest(self.stats)
-        try:
-            arr = decode_pixels(it.pf, buf, None)[0]
-        except Exception as exc:  # pydicom's decoders raise many types
-            raise DicomReadError(f"cannot decode pixel data: {exc}", it.location) from exc
+        arr = _htj2k_reduced(it, buf, width, height)
+        if arr is None:
+            try:
+                arr = decode_pixels(it.pf, buf, None)[0]
+            except Exception as exc:  # pydicom's decoders raise many types
+                raise DicomReadError(f"cannot decode pixel data: {exc}", it.location) from exc
         out = arr.astype(np.float32)
         s, b = _num(it.pf.value("00281053"), 1.0), _num(it.pf.value("00281052"), 0.0)
         if s != 1:
@@ -274,7 +305,7 @@ class DicomSeries(Series):
         return out
 
     def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
-        return _pmap(self._pixels, [int(i) for i in slices], True)
+        return _pmap(lambda i: self._pixels(i, width, height), [int(i) for i in slices], True)
 
     def close(self) -> None:
         for it in self._items:
