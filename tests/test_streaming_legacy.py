@@ -59,3 +59,24 @@ def test_legacy_frames_show_the_source_real_values(legacy_dcbs, sample_10, tmp_p
     for i in (0, 5):
         new = dciodvfy_errors(tmp_path / f"u{i}.dcm") - dciodvfy_errors(tmp_path / f"s{i}.dcm")
         assert not new, sorted(new)
+
+
+def test_legacy_empty_frame_streams_zeros(legacy_dcbs, tmp_path):
+    """A version-1 frame of length 0 reads as zeros; it streams as zeros in both syntaxes."""
+    import struct
+    import warnings
+
+    data = bytearray(legacy_dcbs.read_bytes())
+    fields = struct.unpack_from("<8sI13Q", data, 0)
+    lengths_at = fields[2 + 10]
+    struct.pack_into("<Q", data, lengths_at + 8 * 2, 0)  # frame 2 becomes empty
+    path = tmp_path / "empty.dcbs"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stream = DcbStreamingReader(path)
+    assert any("1 empty frame" in str(w.message) for w in caught)
+    with stream:
+        for force in (False, True):
+            ds = read(stream.get_dicom_for_frame(2, force), plugin=None if force else "pylibjpeg")
+            assert ds.pixel_array.shape == (512, 512) and not ds.pixel_array.any()
