@@ -279,3 +279,37 @@ def test_htj2k_dicom_folder_decodes_reduced(dcbs10, tmp_path):
     a = mosaic(dcbs10, tile_width=4, image_width=128)
     b = mosaic(folder, tile_width=4, image_width=128)
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+
+
+def test_enhanced_multiframe_file(sample_10, tmp_path):
+    """One multi-frame file, frames in shuffled order with per-frame positions in the
+    functional groups: previewed like the folder of single-frame files."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    files = sorted(os.listdir(sample_10))
+    dss = [pydicom.dcmread(os.path.join(sample_10, n)) for n in files]
+    perm = np.random.default_rng(1).permutation(len(dss))
+    ds = pydicom.dcmread(os.path.join(sample_10, files[0]))
+    del ds.ImagePositionPatient
+    ds.NumberOfFrames = len(dss)
+    per = []
+    for k in perm:
+        item, pp = Dataset(), Dataset()
+        pp.ImagePositionPatient = dss[k].ImagePositionPatient
+        item.PlanePositionSequence = Sequence([pp])
+        per.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+    ds.PixelData = np.stack([dss[k].pixel_array for k in perm]).tobytes()
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    ds.save_as(folder / "enhanced.dcm")
+    a = mosaic(sample_10, tile_width=4, image_width=64)
+    b = mosaic(folder, tile_width=4, image_width=64)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    top = get_image(folder, position=0.0, image_width=512, contrast="350,50")
+    z = [float(d.ImagePositionPatient[2]) for d in dss]
+    best = int(np.argmax(z))
+    assert top.slices == [int(np.flatnonzero(perm == best)[0])]
+    ref = dss[best].pixel_array * float(dss[best].RescaleSlope) + float(dss[best].RescaleIntercept)
+    assert np.array_equal(np.asarray(top.image), apply_window(ref, 350, 50))

@@ -219,8 +219,45 @@ HTJ2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"
                             "1.2.840.10008.1.2.4.203"})
 
 
-def _htj2k_reduced(it: _Instance, buf: bytes, width: int, height: int) -> Optional[np.ndarray]:
-    """The first frame of an HTJ2K file decoded with as many wavelet levels skipped as the
+def _first(elem_value):
+    return elem_value[0] if isinstance(elem_value, list) and elem_value else None
+
+
+def _attr(pf, frame: int, macro: str, tag: str):
+    """A value of the file's top level, else of an enhanced file's functional groups
+    (per-frame item ``frame``, then shared) inside the macro sequence ``macro``."""
+    v = pf.value(tag)
+    if v is not None:
+        return v
+    for fg, idx in (("52009230", frame), ("52009229", 0)):
+        items = pf.values(fg) or []
+        item = items[idx] if idx < len(items) and isinstance(items[idx], dict) else {}
+        inner = _first((item.get(macro) or {}).get("Value")) or {}
+        got = _first((inner.get(tag) or {}).get("Value"))
+        if got is not None:
+            return got
+    return None
+
+
+def _frame_z(pf) -> List[Optional[float]]:
+    """Patient z of each frame: ImagePositionPatient (per frame for enhanced files), else
+    SliceLocation."""
+    from ..dicom import geometry
+    from ..dicom.file_parser import frame_count
+
+    nf = frame_count(pf)
+    if nf > 1:
+        pos, _, _ = geometry.frame_geometry(pf.header, nf)
+        if pos is not None:
+            return [float(p[2]) for p in pos]
+        return [None] * nf
+    ipp = pf.values("00200032")
+    z = _num(ipp[2], np.nan) if ipp and len(ipp) >= 3 else _num(pf.value("00201041"), np.nan)
+    return [z if np.isfinite(z) else None]
+
+
+def _htj2k_reduced(it: _Instance, buf: bytes, frame: int, width: int, height: int) -> Optional[np.ndarray]:
+    """Frame ``frame`` of an HTJ2K file decoded with as many wavelet levels skipped as the
     tile size allows; None when the file is not HTJ2K or our decoder refuses it."""
     from ..codecs.jph import imdecode_jph, read_header
     from ..exceptions import CodecError
@@ -233,7 +270,7 @@ def _htj2k_reduced(it: _Instance, buf: bytes, width: int, height: int) -> Option
 
         value = memoryview(buf)[pf.pixel_offset:pf.pixel_offset + pf.pixel_length]
         nf = max(1, int(_num(pf.value("00280008"), 1)))
-        cs = pydicom.encaps.get_frame(bytes(value), 0, number_of_frames=nf)
+        cs = pydicom.encaps.get_frame(bytes(value), frame, number_of_frames=nf)
         if cs.endswith(b"\xff\xd9\x00"):  # the even-length padding of the DICOM item
             cs = cs[:-1]
         info = read_header(cs)
@@ -274,38 +311,58 @@ class DicomSeries(Series):
         first = items[0].pf
         rows, cols, spp = first.value("00280010"), first.value("00280011"), first.value("00280002", 1)
         self.frame_shape = (int(rows), int(cols)) + ((int(spp),) if spp and int(spp) > 1 else ())
-        self.z = []
-        for it in items:
-            ipp = it.pf.values("00200032")
-            z = _num(ipp[2], np.nan) if ipp and len(ipp) >= 3 else _num(it.pf.value("00201041"), np.nan)
-            self.z.append(z if np.isfinite(z) else None)
-        self.instance = [(lambda v: v if np.isfinite(v) else None)(_num(it.pf.value("00200013"), np.nan))
-                         for it in items]
-        ww, wc = _num(first.value("00281051"), np.nan), _num(first.value("00281050"), np.nan)
+        #: (file, frame) of each slice: multi-frame files give one slice per frame
+        self._slices: List[Tuple[int, int]] = []
+        self.z, self.instance = [], []
+        for k, it in enumerate(items):
+            inst = _num(it.pf.value("00200013"), np.nan)
+            for f, z in enumerate(_frame_z(it.pf)):
+                self._slices.append((k, f))
+                self.z.append(z)
+                self.instance.append(inst + f / 1e4 if np.isfinite(inst) else None)
+        ww = _num(_attr(first, 0, "00289132", "00281051"), np.nan)
+        wc = _num(_attr(first, 0, "00289132", "00281050"), np.nan)
         if np.isfinite(ww) and ww > 0 and np.isfinite(wc):
             self.embedded_window = (ww, wc)
 
-    def _pixels(self, i: int, width: int, height: int) -> np.ndarray:
+    def _file_pixels(self, k: int, frames: List[int], width: int, height: int) -> dict:
         from ..dicom.file_parser import decode_pixels
 
-        it = self._items[i]
+        it = self._items[k]
         buf = it.rest(self.stats)
-        arr = _htj2k_reduced(it, buf, width, height)
-        if arr is None:
+        out = {}
+        for f in frames:
+            arr = _htj2k_reduced(it, buf, f, width, height)
+            if arr is None:
+                break
+            out[f] = arr
+        if len(out) < len(frames):
             try:
-                arr = decode_pixels(it.pf, buf, None)[0]
+                full = decode_pixels(it.pf, buf, None)
             except Exception as exc:  # pydicom's decoders raise many types
                 raise DicomReadError(f"cannot decode pixel data: {exc}", it.location) from exc
-        out = arr.astype(np.float32)
-        s, b = _num(it.pf.value("00281053"), 1.0), _num(it.pf.value("00281052"), 0.0)
-        if s != 1:
-            out *= np.float32(s)
-        if b != 0:
-            out += np.float32(b)
-        return out
+            out = {f: full[f] for f in frames}
+        result = {}
+        for f, arr in out.items():
+            v = arr.astype(np.float32)
+            s = _num(_attr(it.pf, f, "00289145", "00281053"), 1.0)
+            b = _num(_attr(it.pf, f, "00289145", "00281052"), 0.0)
+            if s != 1:
+                v *= np.float32(s)
+            if b != 0:
+                v += np.float32(b)
+            result[f] = v
+        return result
 
     def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
-        return _pmap(lambda i: self._pixels(i, width, height), [int(i) for i in slices], True)
+        wanted: dict = {}
+        for i in slices:
+            k, f = self._slices[int(i)]
+            wanted.setdefault(k, []).append(f)
+        files = list(wanted)
+        done = _pmap(lambda k: self._file_pixels(k, wanted[k], width, height), files, True)
+        by_file = dict(zip(files, done))
+        return [by_file[self._slices[int(i)][0]][self._slices[int(i)][1]] for i in slices]
 
     def close(self) -> None:
         for it in self._items:
