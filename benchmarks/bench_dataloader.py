@@ -12,7 +12,8 @@ then samples are drawn at random series and positions from
     (float HU: the files carry scl_inter, as dicube and dcm2niix write them).
 Each is timed in one process (dicube decoding on all cores, the others single-threaded)
 and as 2 forked worker processes (dicube: one decoding thread each), the setting of a
-DataLoader with num_workers=2. The files are in the page cache (warm).
+DataLoader with num_workers=2. The files are in the page cache (warm), or with --cold
+evicted from it before each timed run (a data set larger than memory).
 Goals (issue 7): slab rate >= 5x the DICOM-folder rate and >= 3x the .nii.gz rate.
 """
 from __future__ import annotations
@@ -114,8 +115,19 @@ def _draw(args) -> int:
     return count
 
 
-def rate(key, name, seconds: float, pool=None) -> float:
-    """Samples per second, the batch size chosen so one timed run lasts about ``seconds``."""
+def evict(paths) -> None:
+    """Drop the files' pages from the page cache (theirs only: other processes' files stay)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def rate(key, name, seconds: float, pool=None, cold=None) -> float:
+    """Samples per second, the batch size chosen so one timed run lasts about ``seconds``.
+    ``cold``: files evicted from the page cache before each run (eviction time excluded)."""
     seeds = iter(range(1, 1 << 30))
     workers = 1 if pool is None else 2
 
@@ -123,12 +135,18 @@ def rate(key, name, seconds: float, pool=None) -> float:
         jobs = [(key, name, max(1, count // workers), next(seeds)) for _ in range(workers)]
         return sum(pool.map(_draw, jobs) if pool else map(_draw, jobs))
 
+    run(workers)  # opens the files, fills the buffers
+    if cold:
+        evict(cold)
     t = time.perf_counter()
-    probe = run(workers)  # also opens the files and fills the buffers
+    probe = run(workers)
     per = (time.perf_counter() - t) / probe
     count = max(workers, int(seconds / max(per, 1e-6)))
     drawn = workers * max(1, count // workers)
-    return drawn / best_of(lambda: run(count), 3)
+    if not cold:
+        return drawn / best_of(lambda: run(count), 3)
+    t_evict = best_of(lambda: evict(cold), 3)
+    return drawn / (best_of(lambda: (evict(cold), run(count)), 3) - t_evict)
 
 
 def main(argv=None) -> int:
@@ -136,20 +154,30 @@ def main(argv=None) -> int:
     ap.add_argument("folder", nargs="?")
     ap.add_argument("--copies", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
+    ap.add_argument("--cold", action="store_true",
+                    help="evict the files from the page cache before each timed run")
     args = ap.parse_args(argv)
     src = Path(args.folder or testdata_root() / "dicom" / "sample_200")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         files = prepare(src, Path(tmp), args.copies)
+        os.sync()  # written pages must be clean to be evicted (--cold)
+        sources = {"dicube .dcbs": files["dcbs"], "dicube .dcbs HU": files["dcbs"],
+                   "pydicom DICOM folder": [f for s in files["dicom"] for f in s],
+                   "nibabel .nii.gz HU": files["nifti"]}
         print(f"{args.copies} copies of {src.name} ({files['frames']} slices) written and "
-              f"sorted in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.2f}")
+              f"sorted in {time.perf_counter() - t:.1f} s; page cache "
+              f"{'evicted before each run' if args.cold else 'warm'}; "
+              f"load average {os.getloadavg()[0]:.2f}")
         rows = []
         for label, size in (("slice", 1), (f"slab {SLAB}", SLAB)):
             _STATE[(size, None)] = make_samplers(files, size, None)
             _STATE[(size, 1)] = make_samplers(files, size, 1)
             with mp.get_context("fork").Pool(2) as pool:
-                res = {name: (rate((size, None), name, args.seconds),
-                              rate((size, 1), name, args.seconds, pool))
+                res = {name: (rate((size, None), name, args.seconds,
+                                   cold=args.cold and sources[name]),
+                              rate((size, 1), name, args.seconds, pool,
+                                   cold=args.cold and sources[name]))
                        for name in _STATE[(size, None)]}
             for name, (one, two) in res.items():
                 ref = {"dicube .dcbs": "pydicom DICOM folder",
