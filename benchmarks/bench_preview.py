@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -48,7 +44,7 @@ def _decode_rows(dcbs: str):
 
 def main() -> None:
     folder = series_folder()
-    from preview_servers import start_nginx  # noqa: E402 - the tests' nginx launcher
+    from preview_servers import publish, start_nginx  # the tests' nginx launcher
 
     server = start_nginx()
     try:
@@ -56,7 +52,7 @@ def main() -> None:
         dcbs = www / "series.dcbs"
         dicube.save(dicube.load_from_dicom_folder(folder), dcbs)
         dcbs.chmod(0o644)
-        os.symlink(folder, www / "series")
+        publish(folder, www / "series")
         files = [folder / n for n in os.listdir(folder)]
         folder_size = sum(f.stat().st_size for f in files if f.is_file())
         dcbs_size = dcbs.stat().st_size

@@ -52,6 +52,22 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float
     pytest.fail(f"{what} did not start: " + (log.read_text(errors="replace")[-2000:] if log.exists() else ""))
 
 
+def publish(folder, dest: Path) -> Path:
+    """Put the files of ``folder`` into ``dest`` (hard links, else copies), world-readable:
+    nginx's workers may not be able to pass through the folders above the test data."""
+    dest.mkdir(mode=0o755, parents=True)
+    for name in sorted(os.listdir(folder)):
+        src = Path(folder) / name
+        if not src.is_file():
+            continue
+        try:
+            os.link(src, dest / name)
+        except OSError:
+            shutil.copyfile(src, dest / name)
+            (dest / name).chmod(0o644)
+    return dest
+
+
 class Nginx:
     """A running nginx: ``url`` of its document root ``www``; ``sent_bytes()`` sums the
     body bytes of the requests logged since the last ``mark()``."""

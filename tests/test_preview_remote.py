@@ -17,7 +17,7 @@ from dicube.preview.series import HEADER_PREFETCH
 from dicube.storage.format import FIRST_READ
 from dicube.storage.reader import DcbsReader
 from dicube.storage.sources import RemoteFile, list_folder
-from preview_servers import start_moto, start_nginx
+from preview_servers import publish, start_moto, start_nginx
 
 UUID = "1b3c5d7e-0000-4000-8000-00000000beef"
 
@@ -28,9 +28,8 @@ def nginx(sample_200, sample_10, tmp_path_factory):
     www = server.www
     dicube.save(dicube.load_from_dicom_folder(sample_200), www / "s200.dcbs")
     (www / "s200.dcbs").chmod(0o644)
-    os.symlink(sample_200, www / "sample_200")
-    (www / "root").mkdir(mode=0o755)
-    os.symlink(sample_10, www / "root" / UUID)
+    publish(sample_200, www / "sample_200")
+    publish(sample_10, www / "root" / UUID)
     yield server
     server.stop()
 
