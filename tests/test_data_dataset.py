@@ -233,3 +233,15 @@ def test_torch_adapter_without_torch_says_how_to_install():
             "try:\n    import dicube.torch\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "dicube.torch needs PyTorch" in out.stdout and "dicube[torch]" in out.stdout
+
+
+@pytest.mark.filterwarnings("ignore:.*version-1 file")  # dicube.load's notes on what v1 lost
+def test_legacy_file(legacy_dcbs):
+    img = dicube.load(legacy_dcbs)
+    ds = DcbsDataset([legacy_dcbs], "slab", slab_size=3, random=False, rescale=True,
+                     keys=["PatientID"])
+    assert len(ds) == img.shape[0] // 3
+    s = ds[1]
+    np.testing.assert_array_equal(s.image, img.get_fdata()[3:6])
+    assert s.space == dicube.load(legacy_dcbs, frames=slice(3, 6)).space
+    assert s.meta["PatientID"] == img.dicom_meta.get_values("PatientID")[3]
