@@ -56,25 +56,29 @@ def to_float(raw: np.ndarray, header: Optional[PixelDataHeader], out: np.ndarray
     :meth:`DicomCubeImage.get_fdata`; with ``window`` (width, center) then mapped
     linearly onto [0, 1] and clipped. ``header``'s per-slice lists must match ``raw``."""
     dtype = out.dtype.type
-    np.copyto(out, raw, casting="unsafe")
     slope = 1.0 if header is None or header.RescaleSlope is None else header.RescaleSlope
     inter = 0.0 if header is None or header.RescaleIntercept is None else header.RescaleIntercept
     shape = (-1,) + (1,) * (out.ndim - 1)
+
+    def per_frame(v) -> np.ndarray:
+        return np.asarray(v, dtype=dtype).reshape(shape) if isinstance(v, list) else dtype(v)
+
     if window is not None:  # one multiply-add: (raw * slope + inter - low) / width
         width, center = window
         low = center - width / 2
-        a = np.asarray(slope, np.float64) / width
-        b = (np.asarray(inter, np.float64) - low) / width
-        out *= a.astype(dtype).reshape(shape) if a.ndim else dtype(a)
-        out += b.astype(dtype).reshape(shape) if b.ndim else dtype(b)
+        a = (np.asarray(slope, np.float64) / width).tolist()
+        b = ((np.asarray(inter, np.float64) - low) / width).tolist()
+        np.multiply(raw, per_frame(a), out=out, dtype=dtype, casting="unsafe")
+        out += per_frame(b)
         np.clip(out, 0, 1, out=out)
         return out
-    if isinstance(slope, list):  # the operations of DicomCubeImage.get_fdata, exactly
-        out *= np.asarray(slope, dtype=dtype).reshape(shape)
-    elif slope != 1:
-        out *= dtype(slope)
-    if isinstance(inter, list):
-        out += np.asarray(inter, dtype=dtype).reshape(shape)
-    elif inter:
-        out += dtype(inter)
+    # the operations of DicomCubeImage.get_fdata, with the cast fused into the first one
+    if isinstance(slope, list) or slope != 1:
+        np.multiply(raw, per_frame(slope), out=out, dtype=dtype, casting="unsafe")
+        if isinstance(inter, list) or inter:
+            out += per_frame(inter)
+    elif isinstance(inter, list) or inter:
+        np.add(raw, per_frame(inter), out=out, dtype=dtype, casting="unsafe")
+    else:
+        np.copyto(out, raw, casting="unsafe")
     return out
