@@ -245,3 +245,16 @@ def test_legacy_file(legacy_dcbs):
     np.testing.assert_array_equal(s.image, img.get_fdata()[3:6])
     assert s.space == dicube.load(legacy_dcbs, frames=slice(3, 6)).space
     assert s.meta["PatientID"] == img.dicom_meta.get_values("PatientID")[3]
+
+
+def test_iter_batches_match_sequential_batches(files):
+    from dicube.data import iter_batches
+
+    ds = DcbsDataset(files, "slice", samples_per_file=5, window="lung", seed=2)
+    order = np.random.default_rng(0).permutation(len(ds)).tolist()
+    got = list(iter_batches(ds, 4, indices=order, threads=2, prefetch=2))
+    assert [len(b["index"]) for b in got] == [4, 4, 2]
+    for k, b in enumerate(got):
+        want = collate([ds[i] for i in order[4 * k:4 * k + 4]])
+        assert b["index"].tolist() == want["index"].tolist() and b["frames"] == want["frames"]
+        np.testing.assert_array_equal(b["image"], want["image"])

@@ -8,7 +8,8 @@ See docs/training.md; :mod:`dicube.torch` wraps the dataset for PyTorch.
 from .buffers import BufferPool
 from .dataset import DcbsDataset, Sample, affine_of, collate, find_dcbs
 from .intensity import WINDOW_PRESETS, resolve_window, to_float
+from .loader import iter_batches
 from .sampling import MODES, sample_rng
 
-__all__ = ["DcbsDataset", "Sample", "find_dcbs", "collate", "affine_of", "BufferPool",
-           "WINDOW_PRESETS", "resolve_window", "to_float", "MODES", "sample_rng"]
+__all__ = ["DcbsDataset", "Sample", "find_dcbs", "collate", "iter_batches", "affine_of",
+           "BufferPool", "WINDOW_PRESETS", "resolve_window", "to_float", "MODES", "sample_rng"]
