@@ -20,6 +20,14 @@ void check_crc(const uint8_t* data, size_t size, const uint32_t* crcs, size_t i)
     throw ChecksumFailure(i, "checksum mismatch in frame " + std::to_string(i));
 }
 
+// Once the container's CRC-32C of the whole codestream matched, checking the embedded
+// one (over the same bytes but its own marker) again would only cost a pass over the data.
+DecodeOptions after_crc(const DecodeOptions& opt, const uint32_t* crcs) {
+  DecodeOptions o = opt;
+  if (crcs != nullptr) o.verify = false;
+  return o;
+}
+
 bool has_checksum(const uint8_t* data, size_t size) {
   try {
     return parse_main_header(data, size).has_checksum;
@@ -50,15 +58,17 @@ void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const Im
     });
     return;
   }
+  const DecodeOptions checked = after_crc(opt, crcs);
   parallel_for(spans.size(), threads, [&](size_t i) {
     check_crc(spans[i].data, spans[i].size, crcs, i);
-    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame_at(out, i), opt); });
+    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame_at(out, i), checked); });
   });
 }
 
 bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
                          const ImageView& out, const DecodeOptions& opt, unsigned threads) {
   std::atomic<bool> unverified{false};
+  const DecodeOptions checked = after_crc(opt, crcs);
   parallel_for(regions.size(), threads, [&](size_t i) {
     if (unverified.load(std::memory_order_relaxed)) return;
     thread_local std::vector<uint8_t> buf;
@@ -77,7 +87,7 @@ bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regio
       unverified = true;
       return;
     }
-    for_frame(i, [&] { decode_image(buf.data(), n, frame_at(out, i), opt); });
+    for_frame(i, [&] { decode_image(buf.data(), n, frame_at(out, i), checked); });
     if (buf.size() > (size_t(64) << 20)) std::vector<uint8_t>().swap(buf);  // keep no huge frame around
   });
   return !unverified.load();
