@@ -17,6 +17,7 @@
 #include "jph_codec.hpp"
 #include "parallel.hpp"
 #include "regions.hpp"
+#include "zstd_planes.hpp"
 
 namespace py = pybind11;
 using namespace dicube;
@@ -94,6 +95,12 @@ const uint32_t* crc_data(const std::optional<py::array_t<uint32_t, py::array::c_
   if (!crcs) return nullptr;
   if (static_cast<size_t>(crcs->size()) != n) throw CodecFailure("crcs and frames differ in count");
   return crcs->data();
+}
+
+FrameCodec frame_codec(int codec) {
+  if (codec != static_cast<int>(FrameCodec::HTJ2K) && codec != static_cast<int>(FrameCodec::ZSTD_PLANES))
+    throw CodecFailure("unknown frame codec " + std::to_string(codec));
+  return static_cast<FrameCodec>(codec);
 }
 
 std::vector<Region> regions_of(const py::array_t<uint64_t, py::array::c_style>& offsets,
@@ -215,6 +222,25 @@ PYBIND11_MODULE(_native, m) {
       py::arg("checksum"), py::arg("num_threads"));
 
   m.def(
+      "encode_planes_batch",
+      [](const py::array& volume, int level, int threads) {
+        size_t count;
+        ImageView v = image_view(volume, 1, false, count);
+        std::vector<std::string> out(count);
+        {
+          py::gil_scoped_release release;
+          parallel_for(count, resolve_threads(threads), [&](size_t i) {
+            for_frame(i, [&] { out[i] = encode_planes(frame_at(v, i), level); });
+          });
+        }
+        py::list result(count);
+        for (size_t i = 0; i < count; ++i) result[i] = py::bytes(out[i]);
+        return result;
+      },
+      py::arg("volume"), py::arg("level"), py::arg("num_threads"),
+      "Frames as zstd-compressed byte planes (the .dcbs 'zstd' frame codec).");
+
+  m.def(
       "header",
       [](const py::buffer& data) {
         py::buffer_info b = data.request();
@@ -246,7 +272,7 @@ PYBIND11_MODULE(_native, m) {
         DecodeOptions o{skip, verify, resilient};
         ImageView v = output_view(out, spans.size());
         py::gil_scoped_release release;
-        decode_spans(spans, nullptr, v, o, resolve_threads(threads), isolate);
+        decode_spans(FrameCodec::HTJ2K, spans, nullptr, v, o, resolve_threads(threads), isolate);
       },
       py::arg("codestreams"), py::arg("out"), py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"),
       py::arg("num_threads"), py::arg("isolate"));
@@ -256,7 +282,7 @@ PYBIND11_MODULE(_native, m) {
       [](const py::buffer& buffer, const py::array_t<uint64_t, py::array::c_style>& offsets,
          const py::array_t<uint64_t, py::array::c_style>& lengths,
          const std::optional<py::array_t<uint32_t, py::array::c_style>>& crcs, const py::array& out, uint32_t skip,
-         bool verify, bool resilient, int threads) {
+         bool verify, bool resilient, int threads, int codec) {
         py::buffer_info b = buffer.request();
         Span whole = span_of(b);
         std::vector<Span> spans;
@@ -269,10 +295,10 @@ PYBIND11_MODULE(_native, m) {
         ImageView v = output_view(out, spans.size());
         DecodeOptions o{skip, verify, resilient};
         py::gil_scoped_release release;
-        decode_spans(spans, c, v, o, resolve_threads(threads), 2);
+        decode_spans(frame_codec(codec), spans, c, v, o, resolve_threads(threads), 2);
       },
       py::arg("buffer"), py::arg("offsets"), py::arg("lengths"), py::arg("crcs"), py::arg("out"),
-      py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"), py::arg("num_threads"),
+      py::arg("skip_levels"), py::arg("verify"), py::arg("resilient"), py::arg("num_threads"), py::arg("codec"),
       "Decode codestreams stored at byte ranges of one buffer into out (frames, rows, cols[, samples]).");
 
   m.def(
@@ -280,16 +306,16 @@ PYBIND11_MODULE(_native, m) {
       [](int fd, uint64_t base, const py::array_t<uint64_t, py::array::c_style>& offsets,
          const py::array_t<uint64_t, py::array::c_style>& lengths,
          const std::optional<py::array_t<uint32_t, py::array::c_style>>& crcs, const py::array& out, uint32_t skip,
-         int threads) {
+         int threads, int codec) {
         std::vector<Region> regions = regions_of(offsets, lengths);
         const uint32_t* c = crc_data(crcs, regions.size());
         ImageView v = output_view(out, regions.size());
         DecodeOptions o{skip, true, false};
         py::gil_scoped_release release;
-        return decode_file_regions(fd, base, regions, c, v, o, resolve_threads(threads));
+        return decode_file_regions(frame_codec(codec), fd, base, regions, c, v, o, resolve_threads(threads));
       },
       py::arg("fd"), py::arg("base"), py::arg("offsets"), py::arg("lengths"), py::arg("crcs"), py::arg("out"),
-      py::arg("skip_levels"), py::arg("num_threads"),
+      py::arg("skip_levels"), py::arg("num_threads"), py::arg("codec"),
       "Read (pread) and decode codestreams at byte ranges base+offset of an open file; False when one "
       "lacks dicube's checksum (decode those from a buffer instead, which can isolate).");
 

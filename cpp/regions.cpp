@@ -10,6 +10,7 @@
 #include "crc32c.hpp"
 #include "isolate.hpp"
 #include "parallel.hpp"
+#include "zstd_planes.hpp"
 
 namespace dicube {
 
@@ -36,12 +37,19 @@ bool has_checksum(const uint8_t* data, size_t size) {
   }
 }
 
+void decode_one(FrameCodec codec, const uint8_t* data, size_t size, const ImageView& out, const DecodeOptions& opt) {
+  if (codec == FrameCodec::ZSTD_PLANES)
+    decode_planes(data, size, out);
+  else
+    decode_image(data, size, out, opt);
+}
+
 }  // namespace
 
-void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
+void decode_spans(FrameCodec codec, const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
                   const DecodeOptions& opt, unsigned threads, int isolate) {
-  bool isolated = isolate == 1;
-  if (isolate == 2) {
+  bool isolated = isolate == 1 && codec == FrameCodec::HTJ2K;
+  if (isolate == 2 && codec == FrameCodec::HTJ2K) {
     isolated = !opt.verify;
     for (size_t i = 0; i < spans.size() && !isolated; ++i) isolated = !has_checksum(spans[i].data, spans[i].size);
   }
@@ -61,11 +69,11 @@ void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const Im
   const DecodeOptions checked = after_crc(opt, crcs);
   parallel_for(spans.size(), threads, [&](size_t i) {
     check_crc(spans[i].data, spans[i].size, crcs, i);
-    for_frame(i, [&] { decode_image(spans[i].data, spans[i].size, frame_at(out, i), checked); });
+    for_frame(i, [&] { decode_one(codec, spans[i].data, spans[i].size, frame_at(out, i), checked); });
   });
 }
 
-bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
+bool decode_file_regions(FrameCodec codec, int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
                          const ImageView& out, const DecodeOptions& opt, unsigned threads) {
   std::atomic<bool> unverified{false};
   const DecodeOptions checked = after_crc(opt, crcs);
@@ -83,11 +91,11 @@ bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regio
       done += static_cast<size_t>(got);
     }
     check_crc(buf.data(), n, crcs, i);
-    if (!opt.verify || !has_checksum(buf.data(), n)) {
+    if (codec == FrameCodec::HTJ2K && (!opt.verify || !has_checksum(buf.data(), n))) {
       unverified = true;
       return;
     }
-    for_frame(i, [&] { decode_image(buf.data(), n, frame_at(out, i), checked); });
+    for_frame(i, [&] { decode_one(codec, buf.data(), n, frame_at(out, i), checked); });
     if (buf.size() > (size_t(64) << 20)) std::vector<uint8_t>().swap(buf);  // keep no huge frame around
   });
   return !unverified.load();

@@ -19,6 +19,9 @@ struct ReadFailure : CodecFailure {
   using CodecFailure::CodecFailure;
 };
 
+// Frame codecs of the .dcbs container (values as in its header).
+enum class FrameCodec : int { HTJ2K = 1, ZSTD_PLANES = 3 };
+
 struct Span {
   const uint8_t* data;
   size_t size;
@@ -27,17 +30,17 @@ struct Region {
   uint64_t offset, length;
 };
 
-// Decode codestreams into consecutive frames of `out`. When `crcs` is given, each
-// codestream's CRC-32C is checked before decoding. isolate: 0 never, 1 always, 2 when
-// some codestream lacks (or verification skips) dicube's embedded checksum.
-void decode_spans(const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
+// Decode frames into consecutive images of `out`. When `crcs` is given, each frame's
+// CRC-32C is checked before decoding. isolate (HTJ2K): 0 never, 1 always, 2 when some
+// codestream lacks (or verification skips) dicube's embedded checksum.
+void decode_spans(FrameCodec codec, const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
                   const DecodeOptions& opt, unsigned threads, int isolate);
 
 // The same for regions of an open file at `base` + offset: each worker reads its frame with
-// pread into a buffer it reuses. Returns false, having decoded nothing further, when a
-// codestream lacks dicube's embedded checksum: the caller then decodes from a buffer with
-// isolation, which this path cannot offer.
-bool decode_file_regions(int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
+// pread into a buffer it reuses. Returns false, having decoded nothing further, when an
+// HTJ2K codestream lacks dicube's embedded checksum: the caller then decodes from a buffer
+// with isolation, which this path cannot offer.
+bool decode_file_regions(FrameCodec codec, int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
                          const ImageView& out, const DecodeOptions& opt, unsigned threads);
 
 }  // namespace dicube

@@ -15,10 +15,12 @@ import numpy as np
 from .. import __version__
 from ..codecs.jph import encode_batch
 from ..codecs.jph._options import SUPPORTED_DTYPES
+from ..codecs.zstd_planes import encode_planes_batch
 from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
 from ..storage.format import (
     CODEC_HTJ2K,
     CODEC_ZSTD,
+    CODEC_ZSTD_PLANES,
     SEC_INFO,
     SEC_META,
     SEC_PIXEL,
@@ -35,6 +37,9 @@ __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta
            "subset_pixel_header"]
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
+#: Frame codecs ``save`` offers: HTJ2K (smallest; frames served as DICOM without
+#: re-encoding) or zstd byte planes (about 5x faster to decode, about 1.4x larger).
+FRAME_CODECS = ("htj2k", "zstd")
 
 
 # ------------------------------------------------------------------------------ save
@@ -48,22 +53,27 @@ def _bits_stored(image: DicomCubeImage) -> Optional[int]:
 
 
 def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
-                  num_threads: Optional[int] = None) -> FrameSet:
-    """Encode a (frames, rows, columns[, 3]) volume: HTJ2K when the codec supports the
-    sample type and values, else zstd-compressed raw samples."""
+                  num_threads: Optional[int] = None, codec: str = "htj2k") -> FrameSet:
+    """Encode a (frames, rows, columns[, 3]) volume with ``codec`` ("htj2k" or "zstd");
+    sample types or values HTJ2K cannot hold fall back to zstd, floats to raw zstd."""
     vol = np.asarray(volume)
     if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
         raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
+    if codec not in FRAME_CODECS:
+        raise DataConsistencyError(f"unknown frame codec {codec!r} (use one of {FRAME_CODECS})")
     samples = 1 if vol.ndim == 3 else 3
     dt = vol.dtype.newbyteorder("=")
-    if dt in SUPPORTED_DTYPES and len(vol):
-        for bits in ([bits_stored] if bits_stored else []) + [None]:
-            try:
-                frames = encode_batch(vol, bits_stored=bits, num_threads=num_threads)
-            except CodecError:
-                continue
-            used = bits or (dt.itemsize * 8 if dt.itemsize < 4 else 0)
-            return FrameSet(frames, CODEC_HTJ2K, vol.shape[1], vol.shape[2], samples, dt, used)
+    if dt in SUPPORTED_DTYPES:
+        if codec == "htj2k":
+            for bits in ([bits_stored] if bits_stored else []) + [None]:
+                try:
+                    frames = encode_batch(vol, bits_stored=bits, num_threads=num_threads)
+                except CodecError:
+                    continue
+                used = bits or (dt.itemsize * 8 if dt.itemsize < 4 else 0)
+                return FrameSet(frames, CODEC_HTJ2K, vol.shape[1], vol.shape[2], samples, dt, used)
+        frames = encode_planes_batch(vol, num_threads=num_threads)
+        return FrameSet(frames, CODEC_ZSTD_PLANES, vol.shape[1], vol.shape[2], samples, dt, 0)
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=3)
@@ -93,12 +103,14 @@ def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
 
 
 def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str = "s",
-         num_threads: Optional[int] = None) -> int:
+         num_threads: Optional[int] = None, codec: str = "htj2k") -> int:
     """Write ``image`` to a .dcbs file atomically; return the file size in bytes.
 
-    ``file_type`` "s" is the speed format (lossless HTJ2K frames); the archive ("a")
-    and lossy ("l") variants are not implemented. Frames are encoded on ``num_threads``
-    threads (default: all cores).
+    ``file_type`` "s" is the speed format (lossless frames); the archive ("a") and lossy
+    ("l") variants are not implemented. ``codec`` "htj2k" (default) stores HTJ2K
+    codestreams, the smallest files, served as DICOM without re-encoding; "zstd" stores
+    zstd-compressed byte planes, several times faster to decode and about 1.4x larger
+    (for training copies). Frames are encoded on ``num_threads`` threads (default: all cores).
     """
     if file_type not in FILE_TYPES:
         raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's')", path)
@@ -108,7 +120,7 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     meta = image.dicom_meta
     if meta is not None and len(meta) not in (raw.shape[0], 1):
         raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
-    fs = encode_frames(raw, _bits_stored(image), num_threads)
+    fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
     try:
         return write_dcbs(path, fs, _sections(image, fs))
     except OSError as exc:

@@ -52,7 +52,8 @@ SEC_INDEX = b"FIDX"  # frame index (FRAME_INDEX_DTYPE records)
 #: Frame codecs.
 CODEC_HTJ2K = 1  # one lossless HTJ2K codestream per frame
 CODEC_ZSTD = 2  # raw little-endian samples of one frame, zstd-compressed
-CODEC_NAMES = {CODEC_HTJ2K: "htj2k", CODEC_ZSTD: "zstd"}
+CODEC_ZSTD_PLANES = 3  # byte planes of one frame's samples, zstd-compressed (fast to decode)
+CODEC_NAMES = {CODEC_HTJ2K: "htj2k", CODEC_ZSTD: "zstd", CODEC_ZSTD_PLANES: "zstd-planes"}
 
 #: One frame index record: offset from the start of the frames region, length, CRC-32C.
 FRAME_INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("reserved", "<u4")])

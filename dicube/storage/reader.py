@@ -25,6 +25,7 @@ from ..exceptions import (
 from .format import (
     CODEC_HTJ2K,
     CODEC_ZSTD,
+    CODEC_ZSTD_PLANES,
     ENC_ZSTD,
     FIRST_READ,
     FRAME_INDEX_DTYPE,
@@ -306,8 +307,8 @@ class DcbsReader:
                 out[keep] = self.read_frames(sel[keep], num_threads=num_threads, verify=verify)
             return out
         try:
-            if self.frame_codec == CODEC_HTJ2K:
-                self._decode_htj2k(rec, out, num_threads, verify)
+            if self.frame_codec in (CODEC_HTJ2K, CODEC_ZSTD_PLANES):
+                self._decode_native(rec, out, num_threads, verify)
             elif self.frame_codec == CODEC_ZSTD:
                 buf, offs = self._read_region(rec)
                 if verify and self._has_crc():
@@ -326,12 +327,12 @@ class DcbsReader:
             raise CodecError(f"cannot decode frames: {exc.reason}", self.path) from exc
         return out
 
-    def _decode_htj2k(self, rec: np.ndarray, out: np.ndarray, num_threads, verify: bool) -> None:
+    def _decode_native(self, rec: np.ndarray, out: np.ndarray, num_threads, verify: bool) -> None:
         """Decode frames ``rec`` of the index, their CRC-32C checked on the worker threads.
 
-        Files of ours are read by the workers themselves (no buffer of the selection); a
-        codestream lacking dicube's embedded checksum makes it fall back to one buffer,
-        whose decoding can be isolated in a child process.
+        Local files are read by the workers themselves (no buffer of the selection); an
+        HTJ2K codestream lacking dicube's embedded checksum makes it fall back to one
+        buffer, whose decoding can be isolated in a child process.
         """
         if self._src is None:
             raise InvalidCubeFileError("reader is closed", self.path)
@@ -339,11 +340,12 @@ class DcbsReader:
         crcs = rec["crc"] if verify and self._has_crc() else None
         if crcs is not None and isinstance(self._src, LocalFile):
             if decode_file_regions(self._src.fileno(), base, rec["offset"], rec["length"], out,
-                                   crcs=crcs, num_threads=num_threads):
+                                   crcs=crcs, num_threads=num_threads, codec=self.frame_codec):
                 self._src.stats.add(int(rec["length"].sum()), len(rec))
                 return
         buf, offs = self._read_region(rec)
-        decode_regions(buf, offs, rec["length"], out, crcs=crcs, num_threads=num_threads, verify=verify)
+        decode_regions(buf, offs, rec["length"], out, crcs=crcs, num_threads=num_threads, verify=verify,
+                       codec=self.frame_codec)
 
     def _decode_zstd(self, buf, offs, lens, out) -> None:
         dctx = zstandard.ZstdDecompressor()

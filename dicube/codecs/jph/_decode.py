@@ -94,6 +94,10 @@ def decode_batch(
     return out
 
 
+#: Frame codec number of HTJ2K in the .dcbs header (see ``codec`` below).
+HTJ2K_FRAMES = 1
+
+
 def decode_regions(
     buffer,
     offsets,
@@ -104,6 +108,7 @@ def decode_regions(
     reduce: int = 0,
     num_threads: Optional[int] = None,
     verify: bool = True,
+    codec: int = HTJ2K_FRAMES,
 ) -> np.ndarray:
     """Decode codestreams lying at byte ``offsets``/``lengths`` of one buffer into ``out``.
 
@@ -112,15 +117,18 @@ def decode_regions(
     ``crcs`` (CRC-32C per codestream) are checked on the worker threads before decoding;
     a mismatch raises :class:`~dicube.exceptions.CorruptFileError` with a ``frame`` attribute.
     Codestreams without dicube's checksum are decoded isolated (see :func:`imdecode_jph`).
+    ``codec`` is the .dcbs frame codec: 1 HTJ2K, 3 zstd byte planes
+    (:mod:`dicube.codecs.zstd_planes`).
     """
     _check_writeable(out)
     native.decode_regions(buffer, *_regions(offsets, lengths, crcs), out, reduce, verify, False,
-                          thread_count(num_threads))
+                          thread_count(num_threads), codec)
     return out
 
 
 def decode_file_regions(fd: int, base: int, offsets, lengths, out: np.ndarray, *, crcs=None,
-                        reduce: int = 0, num_threads: Optional[int] = None) -> bool:
+                        reduce: int = 0, num_threads: Optional[int] = None,
+                        codec: int = HTJ2K_FRAMES) -> bool:
     """Like :func:`decode_regions` for codestreams at ``base + offsets`` of the open file ``fd``.
 
     Each worker thread reads (``pread``) its frames, so no buffer of the whole selection
@@ -130,7 +138,7 @@ def decode_file_regions(fd: int, base: int, offsets, lengths, out: np.ndarray, *
     """
     _check_writeable(out)
     return native.decode_file_regions(fd, base, *_regions(offsets, lengths, crcs), out, reduce,
-                                      thread_count(num_threads))
+                                      thread_count(num_threads), codec)
 
 
 def _regions(offsets, lengths, crcs):
