@@ -154,3 +154,15 @@ def test_progress_bar_only_on_a_terminal(sample_10, tmp_path):
     # tqdm redraws at most every 0.1 s, so the final 100% may be skipped: check the start
     assert b"converting:   0%" in shown and b"/1 [" in shown and b"444_1_CT_S20214]" in shown, shown
     assert _stderr_on_a_terminal("convert", sample_10, "-o", tmp_path / "b", "--quiet") == b""
+
+
+def test_convert_zstd_codec(sample_10, tmp_path, capsys):
+    from dicube.storage.format import CODEC_ZSTD_PLANES
+    from dicube.storage.reader import DcbsReader
+
+    rc, out, err = run_cli(capsys, "convert", sample_10, "-o", tmp_path, "--codec", "zstd")
+    assert rc == 0, err
+    with DcbsReader(tmp_path / SAMPLE_10_NAME) as r:
+        assert r.frame_codec == CODEC_ZSTD_PLANES
+    assert np.array_equal(dicube.load(tmp_path / SAMPLE_10_NAME).raw_image,
+                          dicube.load_from_dicom_folder(sample_10).raw_image)
