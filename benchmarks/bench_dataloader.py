@@ -44,7 +44,7 @@ def prepare(src: Path, root: Path, copies: int) -> dict:
     import nibabel  # noqa: F401  (fail early when missing)
 
     img = dicube.load_from_dicom_folder(src)
-    out = {"dcbs": [], "dicom": [], "nifti": []}
+    out = {"dcbs": [], "dcbs-zstd": [], "dicom": [], "nifti": []}
     for k in range(copies):
         name = f"case{k:02d}"
         d = root / "dicom" / name
@@ -54,6 +54,9 @@ def prepare(src: Path, root: Path, copies: int) -> dict:
         p.parent.mkdir(exist_ok=True)
         dicube.save(img, p)
         out["dcbs"].append(str(p))
+        pz = root / "dcbs" / f"{name}-zstd.dcbs"
+        dicube.save(img, pz, codec="zstd")
+        out["dcbs-zstd"].append(str(pz))
         q = root / "nifti" / f"{name}.nii.gz"
         q.parent.mkdir(exist_ok=True)
         dicube.save_to_nifti(img, q)
@@ -85,12 +88,17 @@ def make_samplers(files: dict, size: int, threads) -> dict:
                       num_threads=threads)
     hu = DcbsDataset(files["dcbs"], mode, slab_size=size, samples_per_file=many, rescale=True,
                      num_threads=threads)
+    fast = DcbsDataset(files["dcbs-zstd"], mode, slab_size=size, samples_per_file=many,
+                       num_threads=threads)
 
     def dicube_raw(rng):
         return raw[int(rng.integers(len(raw)))].image
 
     def dicube_hu(rng):
         return hu[int(rng.integers(len(hu)))].image
+
+    def dicube_fast(rng):
+        return fast[int(rng.integers(len(fast)))].image
 
     def pydicom_(rng):
         series = files["dicom"][rng.integers(len(files["dicom"]))]
@@ -103,6 +111,7 @@ def make_samplers(files: dict, size: int, threads) -> dict:
         return np.asarray(nib.load(path).dataobj[..., z0:z0 + size])
 
     return {"dicube .dcbs": dicube_raw, "dicube .dcbs HU": dicube_hu,
+            "dicube .dcbs codec=zstd": dicube_fast,
             "pydicom DICOM folder": pydicom_, "nibabel .nii.gz HU": nibabel_}
 
 
@@ -163,6 +172,7 @@ def main(argv=None) -> int:
         files = prepare(src, Path(tmp), args.copies)
         os.sync()  # written pages must be clean to be evicted (--cold)
         sources = {"dicube .dcbs": files["dcbs"], "dicube .dcbs HU": files["dcbs"],
+                   "dicube .dcbs codec=zstd": files["dcbs-zstd"],
                    "pydicom DICOM folder": [f for s in files["dicom"] for f in s],
                    "nibabel .nii.gz HU": files["nifti"]}
         print(f"{args.copies} copies of {src.name} ({files['frames']} slices) written and "
@@ -181,6 +191,7 @@ def main(argv=None) -> int:
                        for name in _STATE[(size, None)]}
             for name, (one, two) in res.items():
                 ref = {"dicube .dcbs": "pydicom DICOM folder",
+                       "dicube .dcbs codec=zstd": "pydicom DICOM folder",
                        "dicube .dcbs HU": "nibabel .nii.gz HU"}.get(name)
                 if ref is None:
                     ratio = "-"

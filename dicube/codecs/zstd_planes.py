@@ -21,9 +21,13 @@ from ..exceptions import CodecError
 ZSTD_PLANES = 3
 
 
-def encode_planes_batch(volume: np.ndarray, *, level: int = 3,
+def encode_planes_batch(volume: np.ndarray, *, level: int = -1,
                         num_threads: Optional[int] = None) -> List[bytes]:
-    """Encode a (frames, rows, columns[, samples]) integer volume, one zstd frame per image."""
+    """Encode a (frames, rows, columns[, samples]) integer volume, one zstd frame per image.
+
+    The default level -1 (no Huffman stage) decodes about 1.5x faster than level 3 on CT
+    for files about 3% larger; higher levels compress a little more, decode no faster.
+    """
     vol = np.ascontiguousarray(volume)
     if vol.dtype.newbyteorder("=") not in SUPPORTED_DTYPES:
         raise CodecError(f"zstd byte planes hold 8, 16 or 32-bit integers, not {vol.dtype}")
