@@ -2,6 +2,10 @@
 
 #include <zstd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <memory>
 #include <vector>
 
@@ -28,7 +32,16 @@ template <typename T>
 void join(const uint8_t* planes, size_t n, T* dst) {
   using U = std::make_unsigned_t<T>;
   if constexpr (sizeof(T) == 2) {
-    for (size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(static_cast<U>(planes[i] | (planes[n + i] << 8)));
+    size_t i = 0;
+#if defined(__SSE2__)  // x86 is little-endian: interleaving the planes' bytes gives the samples
+    for (; i + 16 <= n; i += 16) {
+      __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + i));
+      __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(planes + n + i));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_unpacklo_epi8(lo, hi));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i + 8), _mm_unpackhi_epi8(lo, hi));
+    }
+#endif
+    for (; i < n; ++i) dst[i] = static_cast<T>(static_cast<U>(planes[i] | (planes[n + i] << 8)));
   } else {
     for (size_t i = 0; i < n; ++i) {
       uint32_t v = 0;
