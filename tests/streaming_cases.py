@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from cli_helpers import make_dcbs  # noqa: F401  (re-exported for the streaming tests)
 
 HTJ2K_SYNTAXES = {"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-
-
-def make_dcbs(folder: Path, path: Path) -> Path:
-    import dicube
-
-    dicube.save(dicube.load_from_dicom_folder(folder), path)
-    return path
 
 
 def sources_by_uid(folder: Path) -> dict:

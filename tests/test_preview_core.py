@@ -31,10 +31,8 @@ from dicube.storage.reader import DcbsReader
 
 
 @pytest.fixture(scope="module")
-def dcbs200(sample_200, tmp_path_factory):
-    path = tmp_path_factory.mktemp("preview") / "s200.dcbs"
-    dicube.save(dicube.load_from_dicom_folder(sample_200), path)
-    return path
+def dcbs200(dcbs_samples):
+    return dcbs_samples["sample_200"]
 
 
 @pytest.fixture(scope="module")

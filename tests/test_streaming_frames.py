@@ -124,8 +124,8 @@ def test_dataset_matches_emitted_bytes(dcbs_10):
             assert dataset_differences(full.file_meta, ds.file_meta) == []
 
 
-def test_sample_200_some_frames(sample_200, tmp_path_factory, tmp_path):
-    path = make_dcbs(sample_200, tmp_path_factory.mktemp("s200") / "sample_200.dcbs")
+def test_sample_200_some_frames(sample_200, dcbs_samples, tmp_path):
+    path = dcbs_samples["sample_200"]
     sources = {}
     with DcbStreamingReader(path) as stream:
         from dicube.storage.reader import DcbsReader
