@@ -97,6 +97,23 @@ const uint32_t* crc_data(const std::optional<py::array_t<uint32_t, py::array::c_
   return crcs->data();
 }
 
+// Encode every image of a (frames, rows, cols[, samples]) volume on worker threads.
+template <typename Encode>
+py::list encode_each(const py::array& volume, int threads, Encode encode) {
+  size_t count;
+  ImageView v = image_view(volume, 1, false, count);
+  std::vector<std::string> out(count);
+  {
+    py::gil_scoped_release release;
+    parallel_for(count, resolve_threads(threads), [&](size_t i) {
+      for_frame(i, [&] { out[i] = encode(frame_at(v, i)); });
+    });
+  }
+  py::list result(count);
+  for (size_t i = 0; i < count; ++i) result[i] = py::bytes(out[i]);
+  return result;
+}
+
 FrameCodec frame_codec(int codec) {
   if (codec != static_cast<int>(FrameCodec::HTJ2K) && codec != static_cast<int>(FrameCodec::ZSTD_PLANES))
     throw CodecFailure("unknown frame codec " + std::to_string(codec));
@@ -203,19 +220,8 @@ PYBIND11_MODULE(_native, m) {
       "encode_batch",
       [](const py::array& volume, uint32_t bits_stored, uint32_t levels, uint32_t bw, uint32_t bh,
          const std::string& progression, bool color_transform, bool tlm, bool checksum, int threads) {
-        size_t count;
-        ImageView v = image_view(volume, 1, false, count);
         EncodeOptions o = encode_options(bits_stored, levels, bw, bh, progression, color_transform, tlm, checksum);
-        std::vector<std::string> out(count);
-        {
-          py::gil_scoped_release release;
-          parallel_for(count, resolve_threads(threads), [&](size_t i) {
-            for_frame(i, [&] { out[i] = encode_image(frame_at(v, i), o); });
-          });
-        }
-        py::list result(count);
-        for (size_t i = 0; i < count; ++i) result[i] = py::bytes(out[i]);
-        return result;
+        return encode_each(volume, threads, [&](const ImageView& f) { return encode_image(f, o); });
       },
       py::arg("volume"), py::arg("bits_stored"), py::arg("levels"), py::arg("block_width"),
       py::arg("block_height"), py::arg("progression"), py::arg("color_transform"), py::arg("tlm"),
@@ -224,18 +230,7 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "encode_planes_batch",
       [](const py::array& volume, int level, int threads) {
-        size_t count;
-        ImageView v = image_view(volume, 1, false, count);
-        std::vector<std::string> out(count);
-        {
-          py::gil_scoped_release release;
-          parallel_for(count, resolve_threads(threads), [&](size_t i) {
-            for_frame(i, [&] { out[i] = encode_planes(frame_at(v, i), level); });
-          });
-        }
-        py::list result(count);
-        for (size_t i = 0; i < count; ++i) result[i] = py::bytes(out[i]);
-        return result;
+        return encode_each(volume, threads, [&](const ImageView& f) { return encode_planes(f, level); });
       },
       py::arg("volume"), py::arg("level"), py::arg("num_threads"),
       "Frames as zstd-compressed byte planes (the .dcbs 'zstd' frame codec).");
