@@ -61,6 +61,11 @@ def main(argv=None) -> int:
                 lambda: decode_batch(streams, out=out, num_threads=threads), args.repeat)
         check = dicube.load(path)
         assert np.array_equal(check.raw_image, img.raw_image)
+        zpath = Path(tmp) / "series-zstd.dcbs"
+        t_zsave = timeit(lambda: dicube.save(img, zpath, codec="zstd"), max(1, args.repeat // 2))
+        zsize = zpath.stat().st_size
+        t_zload = timeit(lambda: dicube.load(zpath, num_threads=2), args.repeat)
+        assert np.array_equal(dicube.load(zpath).raw_image, img.raw_image)
 
     rows.append(("series", f"{folder.name}: {n} x {img.raw_image.shape[1:]} {img.raw_image.dtype}"))
     rows.append(("DICOM bytes", f"{dicom_bytes:,}"))
@@ -76,6 +81,10 @@ def main(argv=None) -> int:
         rows.append((f"codec decode_batch, {threads} thread(s)",
                      f"{cd * 1e3:8.1f} ms  ({mb / cd:.0f} MB/s)"))
     rows.append(("load_meta", f"{t_meta * 1e3:8.2f} ms  (goal < 3 ms)"))
+    rows.append(("codec='zstd': bytes", f"{zsize:,}  (ratio {dicom_bytes / zsize:.2f}x)"))
+    rows.append(("codec='zstd': save", f"{t_zsave * 1e3:8.1f} ms"))
+    rows.append(("codec='zstd': load, 2 threads",
+                 f"{t_zload * 1e3:8.1f} ms  ({t_zload / t_pyd:.2f}x pydicom)"))
     rows.append(("machine load average", " / ".join(f"{x:.2f}" for x in os.getloadavg())
                  + f" on {os.cpu_count()} cores (other work skews thread timings)"))
     width = max(len(k) for k, _ in rows)
