@@ -34,6 +34,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        print(f"dicube {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - any other failure: one line, no traceback
+        import os
+
+        if os.environ.get("DICUBE_TRACEBACK"):
+            raise
+        from .commands._output import error_message
+
+        print(f"dicube {args.command}: error: {error_message(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
