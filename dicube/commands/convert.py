@@ -34,7 +34,7 @@ def register(sub) -> None:
                                    "OUT/<PatientID>_<Modality>_S<SeriesNumber>.dcbs.")
     p.add_argument("sources", nargs="+", metavar="SRC", help="DICOM series folder, or a root holding series")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="series converted at once, in separate processes (default 1; 0 = one per core)")
     p.add_argument("--codec", choices=("htj2k", "zstd"), default="htj2k",
                    help="frame codec: htj2k (smallest, served as DICOM as is; the default) or zstd "
@@ -42,6 +42,18 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing .dcbs files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=run)
+
+
+def _jobs(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
 
 
 @dataclass

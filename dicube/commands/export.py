@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ._output import human_bytes, print_error
+from ._output import error_message, human_bytes, print_error
 
 CMD = "export"
 
@@ -57,6 +57,8 @@ def run(args) -> int:
         ts = _syntax(args.transfer_syntax)
     except ValueError as exc:
         args._parser.error(str(exc))
+    if args.nifti and not args.nifti.lower().endswith((".nii", ".nii.gz")):
+        args._parser.error(f"--nifti {args.nifti}: the name must end in .nii or .nii.gz")
     if args.nifti and os.path.exists(args.nifti) and not args.overwrite:
         print_error(CMD, "already exists (pass --overwrite to replace it)", args.nifti)
         return 1
@@ -65,7 +67,8 @@ def run(args) -> int:
     try:
         _export(args, ts)
     except (DicomCubeError, OSError) as exc:
-        print_error(CMD, exc, args.file)
+        # the library's hint names its keyword argument; here it is the option
+        print_error(CMD, error_message(exc, args.file).replace("overwrite=True", "--overwrite"))
         return 1
     return 0
 

@@ -17,7 +17,7 @@ from typing import Optional, Union
 from ..storage.sources import TransferStats
 from .contrast import ALIASES, PRESETS, Contrast, apply_window, auto_window, parse_contrast
 from .locate import DEFAULT_ROOT, find_series, resolve_source
-from .render import Preview, check_output, make_image, make_mosaic, save_image, tile_size
+from .render import MAX_SIDE, Preview, check_output, make_image, make_mosaic, save_image, tile_size
 from .selection import normalized_positions, radiological_order, select_position, select_slices
 from .series import DcbsSeries, DicomSeries, Series, open_series, reduce_for
 
@@ -32,12 +32,11 @@ Output = Union[None, str, "os.PathLike[str]"]
 
 def _run(build, source: str, output: Output, root: Optional[str], series_uid: Optional[str],
          quality: int) -> Preview:
-    if output is not None:
-        check_output(output, quality)
+    max_side = MAX_SIDE[check_output(output, quality)] if output is not None else 65500
     stats = TransferStats()
     location = resolve_source(os.fspath(source), root, stats)
     with open_series(location, series_uid, stats) as series:
-        preview = build(series)
+        preview = build(series, max_side)
     preview.stats = stats  # type: ignore[attr-defined]
     preview.location = location  # type: ignore[attr-defined]
     if output is not None:
@@ -51,9 +50,10 @@ def mosaic(source, output: Output = None, *, root: Optional[str] = None,
            start: float = 0.0, end: float = 1.0, quality: int = 25) -> Preview:
     """Render (and write to ``output`` if given) a mosaic of a series; see
     :func:`~dicube.preview.render.make_mosaic`. The result has ``stats`` (bytes, requests)."""
-    return _run(lambda s: make_mosaic(s, tile_width=tile_width, tile_height=tile_height,
-                                      image_width=image_width, contrast=contrast, start=start,
-                                      end=end), source, output, root, series_uid, quality)
+    return _run(lambda s, m: make_mosaic(s, tile_width=tile_width, tile_height=tile_height,
+                                         image_width=image_width, contrast=contrast, start=start,
+                                         end=end, max_side=m), source, output, root, series_uid,
+                quality)
 
 
 def get_image(source, output: Output = None, *, position: float, slice_offset: int = 0,
@@ -61,6 +61,6 @@ def get_image(source, output: Output = None, *, position: float, slice_offset: i
               image_width: int = 128, contrast: Union[str, Contrast, None] = None,
               quality: int = 25) -> Preview:
     """Render (and write) one slice of a series; see :func:`~dicube.preview.render.make_image`."""
-    return _run(lambda s: make_image(s, position=position, slice_offset=slice_offset,
-                                     image_width=image_width, contrast=contrast),
+    return _run(lambda s, m: make_image(s, position=position, slice_offset=slice_offset,
+                                        image_width=image_width, contrast=contrast, max_side=m),
                 source, output, root, series_uid, quality)

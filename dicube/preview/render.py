@@ -13,12 +13,17 @@ from .contrast import Contrast, apply_window, auto_window, parse_contrast
 from .selection import normalized_positions, radiological_order, select_position, select_slices
 from .series import Series
 
-__all__ = ["Preview", "make_mosaic", "make_image", "save_image", "check_output", "tile_size", "FORMATS"]
+__all__ = ["Preview", "make_mosaic", "make_image", "save_image", "check_output", "check_size",
+           "tile_size", "FORMATS", "MAX_SIDE"]
 
 log = logging.getLogger("dicube.preview")
 
 #: Output formats by file extension.
 FORMATS = {".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+#: Largest side each format can encode (WebP 16383, libjpeg 65500).
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "PNG": 65500}
+#: Largest preview rendered, in pixels: beyond it the float tiles alone need gigabytes.
+MAX_PIXELS = 1 << 27
 
 
 @dataclass
@@ -41,6 +46,15 @@ def tile_size(frame_shape: tuple, width: int) -> Tuple[int, int]:
         raise DicomCubeError(f"image width must be at least 1 pixel, got {width}")
     rows, cols = frame_shape[0], frame_shape[1]
     return width, max(1, int(round(width * rows / cols)))
+
+
+def check_size(width: int, height: int, max_side: int = 65500) -> None:
+    """Refuse a preview too large to encode (``max_side``) or to render (MAX_PIXELS)
+    before any pixel is read."""
+    if max(width, height) > max_side or width * height > MAX_PIXELS:
+        raise DicomCubeError(f"the preview would be {width}x{height} pixels, more than "
+                             f"{max_side} per side or {MAX_PIXELS} in all: use a smaller "
+                             "image width or tile grid")
 
 
 def _resize(values: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -83,10 +97,11 @@ def _render(series: Series, chosen: List[int], size: Tuple[int, int], contrast):
 
 def make_mosaic(series: Series, *, tile_width: int = 6, tile_height: Optional[int] = None,
                 image_width: int = 128, contrast: Union[str, Contrast, None] = None,
-                start: float = 0.0, end: float = 1.0) -> Preview:
+                start: float = 0.0, end: float = 1.0, max_side: int = 65500) -> Preview:
     """A grid of ``tile_width`` x ``tile_height`` tiles, each ``image_width`` pixels wide:
     evenly spaced slices of the normalized range [start, end], superior to inferior,
-    row by row; blank (black) tiles when the range has fewer slices than tiles."""
+    row by row; blank (black) tiles when the range has fewer slices than tiles.
+    Raises DicomCubeError when the mosaic would exceed ``max_side`` (see check_size)."""
     tile_height = tile_width if tile_height is None else tile_height
     if tile_width < 1 or tile_height < 1:
         raise DicomCubeError(f"tile grid must be at least 1x1, got {tile_width}x{tile_height}")
@@ -98,6 +113,7 @@ def make_mosaic(series: Series, *, tile_width: int = 6, tile_height: Optional[in
     log.info("%d of %d slices chosen for a %dx%d mosaic", len(chosen), len(series), tile_width,
              tile_height)
     size = tile_size(series.frame_shape, image_width)
+    check_size(size[0] * tile_width, size[1] * tile_height, max_side)
     tiles, window, source = _render(series, chosen, size, contrast)
     from PIL import Image
 
@@ -113,13 +129,14 @@ def make_mosaic(series: Series, *, tile_width: int = 6, tile_height: Optional[in
 
 
 def make_image(series: Series, *, position: float, slice_offset: int = 0, image_width: int = 128,
-               contrast: Union[str, Contrast, None] = None) -> Preview:
+               contrast: Union[str, Contrast, None] = None, max_side: int = 65500) -> Preview:
     """The slice nearest the normalized ``position`` (0 superior .. 1 inferior), moved by
-    ``slice_offset`` slices, ``image_width`` pixels wide."""
+    ``slice_offset`` slices, ``image_width`` pixels wide (see check_size for limits)."""
     order, pos = _sorted(series)
     k = select_position(pos, position, slice_offset)
     chosen = [int(order[k])]
     size = tile_size(series.frame_shape, image_width)
+    check_size(size[0], size[1], max_side)
     tiles, window, source = _render(series, chosen, size, contrast)
     from PIL import Image
 

@@ -323,7 +323,13 @@ def list_folder(folder: str, stats: Optional[TransferStats] = None) -> list[Entr
     if not is_url(folder):
         from ..dicom.dicom_io import list_files
 
-        return [Entry(p, os.path.getsize(p)) for p in list_files(folder)]
+        out = []
+        for p in list_files(folder):
+            try:
+                out.append(Entry(p, os.path.getsize(p)))
+            except OSError:  # a dangling link, or gone since listed: not part of the series
+                pass
+        return out
     if urllib.parse.urlsplit(folder).scheme.lower() == "s3":
         import obstore
 
