@@ -284,8 +284,8 @@ class DcbsReader:
                     num_threads: Optional[int] = None, verify: bool = True) -> np.ndarray:
         """Decode the selected frames into ``out`` (or a new array) of shape (n, rows, cols[, 3]).
 
-        ``verify`` checks each frame's CRC-32C before decoding and the checksum embedded in
-        its codestream while decoding.
+        ``verify`` checks each frame's CRC-32C (version 2), or else the checksum embedded
+        in an HTJ2K codestream while decoding (version-1 files have neither).
         """
         sel = self.select(frames)
         shape = (len(sel),) + self.frame_shape
