@@ -65,3 +65,16 @@ def dcbs_samples(tmp_path_factory, sample_10, sample_200) -> dict:
         out[name] = folder / f"{name}.dcbs"
         dicube.save(dicube.load_from_dicom_folder(src), out[name])
     return out
+
+
+@pytest.fixture(scope="session")
+def dcbs_zstd_samples(tmp_path_factory, dcbs_samples) -> dict:
+    """The same series saved with the zstd frame codec: name -> path."""
+    import dicube
+
+    folder = tmp_path_factory.mktemp("dcbs_zstd_samples")
+    out = {}
+    for name, src in dcbs_samples.items():
+        out[name] = folder / f"{name}.dcbs"
+        dicube.save(dicube.load(src), out[name], codec="zstd")
+    return out
