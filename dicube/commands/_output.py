@@ -91,12 +91,25 @@ def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None
                 dynamic_ncols=True, leave=False)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at each message (it may be replaced after the
+    handler is installed, e.g. by a caller capturing output)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbosity: int = 0) -> None:
     """Log dicube's messages to stderr: warnings by default, INFO with ``-v``, DEBUG with ``-vv``."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logger = logging.getLogger("dicube")
     if not any(getattr(h, "_dicube_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._dicube_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
