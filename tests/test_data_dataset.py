@@ -258,3 +258,20 @@ def test_iter_batches_match_sequential_batches(files):
         want = collate([ds[i] for i in order[4 * k:4 * k + 4]])
         assert b["index"].tolist() == want["index"].tolist() and b["frames"] == want["frames"]
         np.testing.assert_array_equal(b["image"], want["image"])
+
+
+def test_zstd_frames_give_the_same_samples(files, loaded, dcbs_zstd_samples):
+    """A training copy saved with codec="zstd" yields the samples of the HTJ2K file."""
+    z = str(dcbs_zstd_samples["sample_200"])
+    full = loaded[files[1]]
+    for mode, kw in (("slab", {"slab_size": 16}), ("slice", {"window": "lung"}),
+                     ("slab", {"slab_size": 5, "rescale": True})):
+        zs = DcbsDataset([z], mode, samples_per_file=3, seed=6, **kw)
+        hs = DcbsDataset([files[1]], mode, samples_per_file=3, seed=6, **kw)
+        for i in range(3):
+            a, b = zs[i], hs[i]
+            assert a.frames == b.frames and a.space == b.space
+            np.testing.assert_array_equal(a.image, b.image)
+        if not kw.get("window") and not kw.get("rescale"):
+            np.testing.assert_array_equal(a.image, full.raw_image[slice(*a.frames)])
+    np.testing.assert_array_equal(DcbsDataset([z])[0].image, full.raw_image)
