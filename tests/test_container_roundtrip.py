@@ -190,6 +190,15 @@ def test_overwrite_replaces_only_own_files(sample_10, tmp_path):
     assert set(first) - set(names)  # the earlier export's own files were removed
 
 
+def test_unwritable_target_gives_dicube_errors(sample_10, tmp_path):
+    img = dicube.load(_saved(dicube.load_from_dicom_folder(sample_10), tmp_path), frames=[0])
+    (tmp_path / "afile").write_bytes(b"mine")
+    for target in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(DicomCubeError, match="not a folder|cannot write"):
+            dicube.save_to_dicom_folder(img, target)
+    assert (tmp_path / "afile").read_bytes() == b"mine"
+
+
 def _saved(img, tmp_path) -> Path:
     p = tmp_path / "x.dcbs"
     dicube.save(img, p)

@@ -293,6 +293,19 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
         raise DataConsistencyError(f"{raw.shape[0]} frames cannot be split over {n} files")
     per = raw.shape[0] // n
     folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DicomCubeError("exists and is not a folder", folder)
+    try:
+        return _export(image, meta, folder, per, transfer_syntax, overwrite)
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else folder
+        raise DicomCubeError(f"cannot write: {exc.strerror or exc}", where) from exc
+
+
+def _export(image: DicomCubeImage, meta, folder: str, per: int, transfer_syntax: Optional[str],
+            overwrite: bool) -> list[str]:
+    raw = image.raw_image
+    n = len(meta)
     os.makedirs(folder, exist_ok=True)
     names = _names(meta, n)
     old = _read_manifest(folder)
