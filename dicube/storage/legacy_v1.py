@@ -51,8 +51,9 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
     (so, sl), (mo, ml), (spo, spl), (po, pl), (oo, ol), (lo, ll) = pairs
     if ol != 8 * count or ll != 8 * count or count > (1 << 24):
         raise InvalidCubeFileError(f"version-1 frame index does not match {count} frames", path)
-    offsets = np.frombuffer(reader.pread(ol, oo), "<u8") if count else np.zeros(0, "<u8")
-    lengths = np.frombuffer(reader.pread(ll, lo), "<u8") if count else np.zeros(0, "<u8")
+    reader._head = head  # sections, index and first codestream header: usually in this read
+    offsets = np.frombuffer(reader._head_bytes(oo, ol), "<u8") if count else np.zeros(0, "<u8")
+    lengths = np.frombuffer(reader._head_bytes(lo, ll), "<u8") if count else np.zeros(0, "<u8")
     present = (offsets != 0) & (lengths != 0)
     index_end = max(oo + ol, lo + ll, V1_HEADER.size)
     frames_start = int(offsets[present].min()) if present.any() else index_end
@@ -80,7 +81,7 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
     samples = 1
     if present.any():
         k = int(np.flatnonzero(present)[0])
-        first = reader.pread(min(int(lengths[k]), 4096), int(offsets[k]))
+        first = reader._head_bytes(int(offsets[k]), min(int(lengths[k]), 4096))
         try:
             info = read_header(first)
         except CodecError as exc:
