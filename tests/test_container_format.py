@@ -228,3 +228,23 @@ def test_frame_checksum_error_names_the_frame(tmp_path):
         with pytest.raises(CorruptFileError, match="frame 3") as info:
             dicube.load(p, frames=frames)
         assert info.value.path == str(p)
+
+
+def test_selected_frames_keep_their_geometry(dcbs_samples):
+    """load(frames=...) gives the space and metadata of the frames chosen: every selected
+    frame lies where its ImagePositionPatient says (strided, reversed, single); frames
+    that are not evenly spaced have no space."""
+    p = dcbs_samples["sample_10"]
+    full = dicube.load(p)
+    ipp = full.dicom_meta.get_array("ImagePositionPatient").astype(float)
+    for sel in (slice(2, 8, 2), [7, 5, 3], slice(None, None, -1), [4], slice(3, 6)):
+        img = dicube.load(p, frames=sel)
+        idx = np.arange(10)[sel] if isinstance(sel, slice) else np.asarray(sel)
+        assert np.array_equal(img.raw_image, full.raw_image[idx])
+        assert np.allclose(img.dicom_meta.get_array("ImagePositionPatient").astype(float), ipp[idx])
+        sp = img.space
+        assert sp.shape == (512, 512, len(idx))
+        step = np.asarray(sp.z_orientation) * sp.spacing[2]
+        for k, i in enumerate(idx):
+            assert np.allclose(np.asarray(sp.origin) + k * step, ipp[i], atol=1e-4)
+    assert dicube.load(p, frames=[0, 1, 5]).space is None
