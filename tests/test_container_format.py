@@ -10,7 +10,7 @@ import pytest
 import dicube
 from dicube.core.image import DicomCubeImage
 from dicube.core.io import encode_frames
-from dicube.exceptions import CorruptFileError, DicomCubeError, InvalidCubeFileError
+from dicube.exceptions import CorruptFileError, DicomCubeError, FrameIndexError, InvalidCubeFileError
 from dicube.storage import format as fmt
 from dicube.storage.reader import DcbsReader
 from dicube.storage.writer import write_dcbs
@@ -47,8 +47,9 @@ def test_rgb_and_selection(tmp_path):
     assert np.array_equal(dicube.load(p, frames=[5, 0, 2]).raw_image, arr[[5, 0, 2]])
     assert np.array_equal(dicube.load(p, frames=slice(1, 4)).raw_image, arr[1:4])
     assert np.array_equal(dicube.load(p, frames=-1).raw_image, arr[-1:])
-    with pytest.raises(IndexError):
-        dicube.load(p, frames=[6])
+    for bad in ([6], -7, [1.5], "3", np.ones(6, bool)):
+        with pytest.raises(FrameIndexError):  # a DicomCubeError and an IndexError
+            dicube.load(p, frames=bad)
 
 
 def test_out_buffer_and_threads(tmp_path):

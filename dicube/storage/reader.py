@@ -19,6 +19,7 @@ from ..exceptions import (
     CodecError,
     CorruptFileError,
     DataConsistencyError,
+    FrameIndexError,
     InvalidCubeFileError,
     MetaDataError,
 )
@@ -219,7 +220,9 @@ class DcbsReader:
         return self.layout.header.frame_codec
 
     def select(self, frames: FrameSelection) -> np.ndarray:
-        """Frame numbers (int64 array) for a selection: None, int, slice, range or sequence."""
+        """Frame numbers (int64 array) for a selection: None, int, slice, range or sequence
+        of integers; anything else or a frame out of range raises FrameIndexError (an
+        IndexError)."""
         n = self.frame_count
         if frames is None:
             return np.arange(n, dtype=np.int64)
@@ -229,11 +232,13 @@ class DcbsReader:
             frames = [int(frames)]
         sel = np.asarray(list(frames) if isinstance(frames, range) else frames)
         if sel.dtype == bool:
-            raise IndexError("boolean frame selections are not supported")
+            raise FrameIndexError("boolean frame selections are not supported", self.path)
+        if sel.size and sel.dtype.kind not in "iu":
+            raise FrameIndexError(f"frame numbers must be integers, got {sel.dtype}", self.path)
         sel = sel.astype(np.int64, copy=False).reshape(-1)
         sel = np.where(sel < 0, sel + n, sel)
         if len(sel) and (sel.min() < 0 or sel.max() >= n):
-            raise IndexError(f"frame index out of range for {n} frames")
+            raise FrameIndexError(f"frame index out of range for {n} frames", self.path)
         return sel
 
     def _has_crc(self) -> bool:
