@@ -110,9 +110,14 @@ def _read(path: str) -> bytes:
 
 
 def _parse_header(path: str) -> Optional[ParsedFile]:
+    """The header of a file for discovery; None for files that cannot be parsed at all,
+    so that one damaged file does not hide every other series of a folder tree (reading
+    that file's series reports the problem)."""
     try:
         pf, _ = parse_bytes(path, _read(path))
     except (NotDicomError, OSError):
+        return None
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged data
         return None
     return pf
 

@@ -205,10 +205,19 @@ def dataset_to_json(ds: Dataset, parent_encodings: Optional[list[str]] = None,
     if 0x00080005 in ds:
         encodings = encodings_for(ds[0x00080005].value, encodings)
     out = {}
-    for elem in ds:  # converts raw elements with pydicom's own rules
-        if skip_pixels and elem.tag in PIXEL_TAGS:
+    for tag in ds.keys():
+        if skip_pixels and tag in PIXEL_TAGS:
             continue
-        out[f"{elem.tag:08X}"] = element_from_value(elem, encodings)
+        try:
+            elem = ds[tag]  # converts raw elements with pydicom's own rules
+        except Exception:  # noqa: BLE001 - e.g. implicit VR data not fitting the dictionary VR
+            raw = ds.get_item(tag)
+            value = getattr(raw, "value", None)
+            if not isinstance(value, (bytes, bytearray)):
+                raise
+            out[f"{tag:08X}"] = _binary("UN", bytes(value))  # the bytes kept as they are
+            continue
+        out[f"{tag:08X}"] = element_from_value(elem, encodings)
     return out
 
 
