@@ -71,3 +71,20 @@ def test_preview_folder_with_dangling_link(capsys, sample_10, tmp_path):
     rc, _, err = run_cli(capsys, "get-image", folder, tmp_path / "one.webp", "-p", "0.5")
     assert rc == 0, err
     assert (tmp_path / "one.webp").stat().st_size > 0
+
+
+def test_convert_split_series_of_lone_files(capsys, sample_10, tmp_path):
+    """One SeriesInstanceUID in two geometries, one file each in its own folder: the parts
+    found under the root ("<uid>#1", "#2") are each read from their lone file."""
+    import pydicom
+
+    src = sorted(sample_10.iterdir())[0]
+    root = tmp_path / "root"
+    for name, iop in (("x", [1, 0, 0, 0, 1, 0]), ("y", [1, 0, 0, 0, 0, -1])):
+        ds = pydicom.dcmread(src)
+        ds.ImageOrientationPatient = iop
+        (root / name).mkdir(parents=True)
+        ds.save_as(root / name / "one.dcm")
+    rc, out, err = run_cli(capsys, "convert", root, "-o", tmp_path / "out")
+    assert rc == 0, err
+    assert len(list((tmp_path / "out").glob("*.dcbs"))) == 2

@@ -167,7 +167,10 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
         from ..dicom.dicom_io import load_from_dicom_folder
         from ..dicom.dicom_status import check_series
 
-        image = load_from_dicom_folder(job.folder, series_uid=job.key, num_threads=num_threads)
+        # a lone file is its own series; a split key ("<uid>#<n>") numbers the parts found
+        # under the whole SRC and would not match when the file is read alone
+        key = None if len(job.files) == 1 and job.folder == job.files[0] else job.key
+        image = load_from_dicom_folder(job.folder, series_uid=key, num_threads=num_threads)
         size = save(image, job.output, num_threads=num_threads, codec=job.codec)
         qc = check_series(image.dicom_meta).status.value if image.dicom_meta is not None else "-"
         return Result(job, True, image.raw_image.shape[0], size, qc,
