@@ -275,3 +275,27 @@ def test_zstd_frames_give_the_same_samples(files, loaded, dcbs_zstd_samples):
         if not kw.get("window") and not kw.get("rescale"):
             np.testing.assert_array_equal(a.image, full.raw_image[slice(*a.frames)])
     np.testing.assert_array_equal(DcbsDataset([z])[0].image, full.raw_image)
+
+
+def test_affine_of_an_oblique_anisotropic_space(tmp_path):
+    """Sample affines agree with spacetransformer's own index -> world map, for a slab
+    of a volume whose axes are oblique and whose three spacings differ."""
+    from spacetransformer import Space
+
+    a, b = np.radians(25), np.radians(-40)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rz = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    axes = rz @ rx
+    space = Space(shape=(7, 5, 12), origin=(10.0, -20.0, 30.0), spacing=(0.5, 0.8, 2.5),
+                  x_orientation=tuple(axes[:, 0]), y_orientation=tuple(axes[:, 1]),
+                  z_orientation=tuple(axes[:, 2]))
+    arr = np.arange(12 * 5 * 7, dtype=np.int16).reshape(12, 5, 7)
+    p = tmp_path / "oblique.dcbs"
+    dicube.save(dicube.DicomCubeImage(arr, space=space), p)
+    world = space.to_world_transform.matrix
+    s = DcbsDataset([p], "slab", slab_size=4, random=False, stride=4)[1]
+    assert s.frames == (4, 8)
+    for k, j, i in ((0, 0, 0), (3, 0, 0), (1, 4, 0), (2, 3, 6)):
+        np.testing.assert_allclose(s.affine @ [k, j, i, 1], world @ [i, j, 4 + k, 1], atol=1e-9)
+        np.testing.assert_allclose(s.space.to_world_transform.matrix @ [i, j, k, 1],
+                                   world @ [i, j, 4 + k, 1], atol=1e-9)
