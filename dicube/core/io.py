@@ -38,7 +38,7 @@ __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
 #: Frame codecs ``save`` offers: HTJ2K (smallest; frames served as DICOM without
-#: re-encoding) or zstd byte planes (about 5x faster to decode, about 1.4x larger).
+#: re-encoding) or zstd byte planes (about 5x faster to decode, about 1.5x larger).
 FRAME_CODECS = ("htj2k", "zstd")
 
 
@@ -109,7 +109,7 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     ``file_type`` "s" is the speed format (lossless frames); the archive ("a") and lossy
     ("l") variants are not implemented. ``codec`` "htj2k" (default) stores HTJ2K
     codestreams, the smallest files, served as DICOM without re-encoding; "zstd" stores
-    zstd-compressed byte planes, several times faster to decode and about 1.4x larger
+    zstd-compressed byte planes, several times faster to decode and about 1.5x larger
     (for training copies). Frames are encoded on ``num_threads`` threads (default: all cores).
     """
     if file_type not in FILE_TYPES:
