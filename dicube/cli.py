@@ -44,7 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         from .commands._output import error_message
 
-        print(f"dicube {args.command}: error: {error_message(exc)}", file=sys.stderr)
+        first = (error_message(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"dicube {args.command}: error: {first}", file=sys.stderr)
         return 1
 
 
