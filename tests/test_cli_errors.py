@@ -88,3 +88,12 @@ def test_convert_split_series_of_lone_files(capsys, sample_10, tmp_path):
     rc, out, err = run_cli(capsys, "convert", root, "-o", tmp_path / "out")
     assert rc == 0, err
     assert len(list((tmp_path / "out").glob("*.dcbs"))) == 2
+
+
+def test_unreachable_s3_root_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    rc, _, err = run_cli(capsys, "mosaic", "38902e14*", tmp_path / "m.webp",
+                         "--root", "s3://dicube-test-unreachable/series")
+    assert rc == 1
+    assert "s3://dicube-test-unreachable/series: remote read failed" in _one_error_line(err, "mosaic")

@@ -60,11 +60,18 @@ def _pick(root: str, uid: str, names: list[str]) -> str:
 def _s3_candidates(root: str, uid: str) -> list[str]:
     """Entry names under an S3 root that may match ``uid``, without listing the whole root
     (which may hold millions of series): listing starts at the id's first characters."""
-    import obstore
-
-    from ..storage.sources import _store_for
+    from ..storage.sources import _remote_error, _store_for
 
     store, prefix = _store_for(root)
+    try:
+        return _list_matching(store, prefix, uid)
+    except Exception as exc:  # obstore raises its own exception types
+        raise _remote_error(exc, root) from exc
+
+
+def _list_matching(store, prefix: str, uid: str) -> list[str]:
+    import obstore
+
     prefix = prefix.strip("/")
     base = prefix + "/" if prefix else ""
     names: set = set()
