@@ -1,5 +1,5 @@
 """Robust reading: implicit VR files whose private elements do not fit the dictionary VR (the
-Philips CT series written as Implicit VR Little Endian) and discovery past damaged files.
+Philips CT series written as Implicit VR Little Endian) and discovery past damaged files."""
 from __future__ import annotations
 
 import numpy as np
