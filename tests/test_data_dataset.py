@@ -299,3 +299,26 @@ def test_affine_of_an_oblique_anisotropic_space(tmp_path):
         np.testing.assert_allclose(s.affine @ [k, j, i, 1], world @ [i, j, 4 + k, 1], atol=1e-9)
         np.testing.assert_allclose(s.space.to_world_transform.matrix @ [i, j, k, 1],
                                    world @ [i, j, 4 + k, 1], atol=1e-9)
+
+
+def test_threads_share_a_small_file_cache(files, dcbs_zstd_samples):
+    """With fewer open files allowed than the threads touch, a file dropped from the cache
+    while another thread decodes from it stays open until that sample is done."""
+    import os
+
+    from dicube.data import iter_batches
+
+    paths = files + [str(dcbs_zstd_samples["sample_10"]), str(dcbs_zstd_samples["sample_200"])]
+    ref = DcbsDataset(paths, "slice", samples_per_file=8, seed=3, reuse_buffers=False)
+    want = [ref[i].image for i in range(len(ref))]
+    ref.close()
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for rep in range(2):
+        ds = DcbsDataset(paths, "slice", samples_per_file=8, seed=3, max_open=1)
+        order = np.random.default_rng(rep).permutation(len(ds)).tolist()
+        for b in iter_batches(ds, 4, indices=order, threads=2):
+            for i, img in zip(b["index"].tolist(), b["image"]):
+                np.testing.assert_array_equal(img, want[i])
+        ds.close()
+    if fds is not None:  # readers dropped from the cache were closed, not leaked
+        assert len(os.listdir("/proc/self/fd")) <= fds + 1

@@ -34,7 +34,8 @@ class OpenFile:
 
 
 class FileCache:
-    """Open files by path, at most ``max_open`` at once (least recently used closed)."""
+    """Open files by path, at most ``max_open`` kept open (the least recently used is
+    dropped, and closed as soon as no sample is reading it)."""
 
     def __init__(self, max_open: int = 128):
         self.max_open = max_open
@@ -66,7 +67,9 @@ class FileCache:
                 return old
             self._files[path] = f
             while len(self._files) > self.max_open:
-                self._files.popitem(last=False)[1].reader.close()
+                # not closed here: another thread may be reading it; its reader closes
+                # itself once the last sample using it lets go (DcbsReader.__del__)
+                self._files.popitem(last=False)
         return f
 
     def meta_values(self, f: OpenFile, keys: Sequence[str]) -> dict:

@@ -339,14 +339,15 @@ class DcbsReader:
         HTJ2K codestream lacking dicube's embedded checksum makes it fall back to one
         buffer, whose decoding can be isolated in a child process.
         """
-        if self._src is None:
+        src = self._src  # kept: a close() by another thread must not pull it away mid-read
+        if src is None:
             raise InvalidCubeFileError("reader is closed", self.path)
         base = self.layout.header.frames_offset
         crcs = rec["crc"] if verify and self._has_crc() else None
-        if crcs is not None and isinstance(self._src, LocalFile):
-            if decode_file_regions(self._src.fileno(), base, rec["offset"], rec["length"], out,
+        if crcs is not None and isinstance(src, LocalFile):
+            if decode_file_regions(src.fileno(), base, rec["offset"], rec["length"], out,
                                    crcs=crcs, num_threads=num_threads, codec=self.frame_codec):
-                self._src.stats.add(int(rec["length"].sum()), len(rec))
+                src.stats.add(int(rec["length"].sum()), len(rec))
                 return
         buf, offs = self._read_region(rec)
         decode_regions(buf, offs, rec["length"], out, crcs=crcs, num_threads=num_threads, verify=verify,
