@@ -153,7 +153,7 @@ def test_per_slice_rescale(per_slice_file):
 
 
 def test_metadata_values(files, loaded):
-    keys = ["PatientID", "SliceThickness", "ImagePositionPatient", "NoSuchKeyword"[:0] or "StudyDate"]
+    keys = ["PatientID", "SliceThickness", "ImagePositionPatient", "00080020"]
     ds = DcbsDataset(files, "slab", slab_size=4, samples_per_file=2, keys=keys)
     for i in range(len(ds)):
         s = ds[i]
@@ -161,8 +161,10 @@ def test_metadata_values(files, loaded):
         z0, z1 = s.frames
         assert s.meta["PatientID"] == meta.get_values("PatientID")[z0]
         assert s.meta["SliceThickness"] == pytest.approx(float(meta.get_values("SliceThickness")[z0]))
-        assert s.meta["StudyDate"] == meta.get_values("StudyDate")[z0]
+        assert s.meta["00080020"] == meta.get_values("StudyDate")[z0]
         assert s.meta["ImagePositionPatient"] == meta.get_values("ImagePositionPatient")[z0:z1]
+    with pytest.raises(ValueError, match="unknown metadata key 'PatientsName'"):
+        DcbsDataset(files, "slice", keys=["PatientsName"])
     s = DcbsDataset(files, "slice", keys=["ImagePositionPatient"])[1]
     assert s.meta["ImagePositionPatient"] == loaded[s.path].dicom_meta.get_values(
         "ImagePositionPatient")[s.frames[0]]

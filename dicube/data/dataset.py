@@ -101,6 +101,15 @@ class DcbsDataset:
         self.rescale = rescale or window is not None
         self.dtype = np.dtype(dtype)
         self.keys = list(keys)
+        if self.keys:  # reject a misspelt keyword now, not in a worker
+            from ..dicom.dicom_tags import to_tag
+
+            for k in self.keys:
+                try:
+                    to_tag(k)
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(f"unknown metadata key {k!r} (a DICOM keyword or "
+                                     "GGGGEEEE tag)") from None
         self.with_space = with_space
         self.num_threads = num_threads
         self._files = FileCache(max_open)
