@@ -190,6 +190,46 @@ def test_overwrite_replaces_only_own_files(sample_10, tmp_path):
     assert set(first) - set(names)  # the earlier export's own files were removed
 
 
+def test_export_killed_midway(sample_10, tmp_path, monkeypatch):
+    """An export killed after its first manifest (files listed as pending) leaves files a
+    later export may replace, but not a file someone else put under a pending name."""
+    import dicube.core.dicom_export as de
+
+    img = dicube.load_from_dicom_folder(sample_10)
+    real_bytes, real_manifest = de._file_bytes, de._write_manifest
+    manifests = []
+
+    class Killed(BaseException):
+        pass
+
+    def file_bytes(image, meta, k, *a):
+        if k == 4:
+            raise Killed
+        return real_bytes(image, meta, k, *a)
+
+    def write_manifest(folder, files):  # a hard kill runs no finally: only the first
+        manifests.append(files)
+        if len(manifests) == 1:
+            real_manifest(folder, files)
+
+    monkeypatch.setattr(de, "_file_bytes", file_bytes)
+    monkeypatch.setattr(de, "_write_manifest", write_manifest)
+    out = tmp_path / "out"
+    with pytest.raises(Killed):
+        dicube.save_to_dicom_folder(img, out)
+    monkeypatch.undo()
+    written = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
+    assert len(written) == 4
+    stranger = next(n for n in sorted(manifests[0]) if n not in written)
+    (out / stranger).write_bytes(b"not ours")
+    with pytest.raises(DicomCubeError, match="not written by dicube"):
+        dicube.save_to_dicom_folder(img, out, overwrite=True)
+    assert (out / stranger).read_bytes() == b"not ours"
+    (out / stranger).unlink()
+    dicube.save_to_dicom_folder(img, out, overwrite=True)  # the 4 written files were ours
+    assert _compare_folders(sample_10, out) == []
+
+
 def test_unwritable_target_gives_dicube_errors(sample_10, tmp_path):
     img = dicube.load(_saved(dicube.load_from_dicom_folder(sample_10), tmp_path), frames=[0])
     (tmp_path / "afile").write_bytes(b"mine")

@@ -75,9 +75,17 @@ def _own(folder: str, rel: str, entry) -> bool:
     path = os.path.join(folder, rel)
     if not os.path.isfile(path):
         return False
-    if entry.get("pending"):
-        return True
+    if entry.get("pending"):  # an export stopped before listing it: ours if it is the
+        return _sop_uid(path) == entry.get("sop")  # instance planned under that name
     return entry.get("crc32c") == _file_crc(path) and entry.get("size") == os.path.getsize(path)
+
+
+def _sop_uid(path: str) -> Optional[str]:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[0x00080018])
+        return str(ds.SOPInstanceUID)
+    except Exception:  # not DICOM, unreadable, no such element: not ours
+        return None
 
 
 def _existing(folder: str) -> list[str]:
@@ -320,7 +328,9 @@ def _export(image: DicomCubeImage, meta, folder: str, per: int, transfer_syntax:
     if clash:
         raise DicomCubeError(f"would overwrite files not written by dicube: {clash[:5]}", folder)
 
-    planned = {rel: {"pending": True} for rel in names}
+    uids = meta.get_values("SOPInstanceUID")
+    planned = {rel: {"pending": True, "sop": None if uids[k] is None else str(uids[k])}
+               for k, rel in enumerate(names)}
     _write_manifest(folder, {**{r: old[r] for r in own}, **planned})
     written: dict = {}
     paths = []
