@@ -80,7 +80,8 @@ def test_enumerated_slices_cover_every_frame(files, loaded):
 
 
 def test_slabs_equal_load_with_their_space_and_affine(files, loaded):
-    ds = DcbsDataset(files, "slab", slab_size=16, random=False, stride=24)
+    with pytest.warns(UserWarning, match="fewer than 16 frames"):  # sample_10
+        ds = DcbsDataset(files, "slab", slab_size=16, random=False, stride=24)
     p = files[1]
     meta = loaded[p].dicom_meta
     assert len(ds) == 8  # sample_10 is too short; starts 0, 24, ..., 168 of 200
@@ -105,8 +106,20 @@ def test_random_slabs_stay_inside_the_file(files, loaded):
     assert len(starts) > 10 and min(starts) >= 0 and max(starts) <= 184
     s = ds[5]
     np.testing.assert_array_equal(s.image, loaded[files[1]].raw_image[slice(*s.frames)])
-    with pytest.raises(DataConsistencyError, match="fewer than the slab size 16"):
-        DcbsDataset(files[:1], "slab", slab_size=16)[0]
+
+
+
+def test_files_shorter_than_a_slab(files):
+    """sample_10 holds 10 frames: no 16-slice slab. Found when the dataset is made."""
+    with pytest.warns(UserWarning, match="1 of 2 files have fewer than 16 frames"):
+        ds = DcbsDataset(files, "slab", slab_size=16, samples_per_file=3)
+    assert ds.paths == files[1:] and len(ds) == 3 and ds[2].image.shape == (16, 512, 512)
+    with pytest.raises(DataConsistencyError, match="fewer than 16 frames") as info:
+        DcbsDataset(files, "slab", slab_size=16, short_files="error")
+    assert info.value.path == files[0]
+    with pytest.warns(UserWarning):
+        assert len(DcbsDataset(files, "slab", slab_size=16, random=False)) == 200 // 16
+    assert len(DcbsDataset(files, "slab", slab_size=10, samples_per_file=2)) == 4
 
 
 def test_rescale_and_windows_follow_get_fdata(files, loaded):

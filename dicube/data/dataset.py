@@ -81,6 +81,9 @@ class DcbsDataset:
     and reused only once no sample, view or tensor refers to them any more, which saves
     fresh-memory page faults without two live samples ever sharing memory.
     ``num_threads``: decoding threads per sample (default: all cores).
+    Slab modes read every file's frame count when the dataset is made: files shorter than
+    a slab are left out with a warning (``short_files="skip"``) or refused
+    (``short_files="error"``).
     """
 
     def __init__(self, paths: Iterable["os.PathLike[str] | str"], mode: str = "volume", *,
@@ -89,7 +92,7 @@ class DcbsDataset:
                  window: WindowSpec = None, dtype: Any = np.float32, keys: Sequence[str] = (),
                  with_space: bool = True, reuse_buffers: bool = True,
                  num_threads: Optional[int] = None, max_open: int = 128,
-                 buffer_bytes: int = 1 << 30):
+                 buffer_bytes: int = 1 << 30, short_files: str = "skip"):
         self.paths = [os.fspath(p) for p in paths]
         self.mode = mode
         self.seed, self.epoch = int(seed), 0
@@ -116,9 +119,28 @@ class DcbsDataset:
         self._pool = BufferPool(buffer_bytes) if reuse_buffers else None
         size = 1 if mode == "slice" else slab_size
         counts = None
-        if mode != "volume" and not random:
+        if mode != "volume" and (not random or size > 1):
             counts = [self._files.get(p).frame_count for p in self.paths]
+            self._drop_short(counts, size, short_files)
         self.plan = Plan(mode, len(self.paths), size, random, samples_per_file, stride, counts)
+
+    def _drop_short(self, counts: list, size: int, short_files: str) -> None:
+        """Files with fewer frames than a slab: left out with a warning ("skip"), or refused
+        here ("error") rather than in a worker mid-epoch."""
+        if short_files not in ("skip", "error"):
+            raise ValueError(f"short_files must be 'skip' or 'error', got {short_files!r}")
+        short = [p for p, c in zip(self.paths, counts) if c < size]
+        if not short:
+            return
+        what = f"{len(short)} of {len(self.paths)} files have fewer than {size} frames"
+        if short_files == "error":
+            raise DataConsistencyError(f"{what}, e.g. {short[0]}", short[0])
+        import warnings
+
+        warnings.warn(f"{what}: left out (e.g. {short[0]})", stacklevel=3)
+        keep = [k for k, c in enumerate(counts) if c >= size]
+        self.paths = [self.paths[k] for k in keep]
+        counts[:] = [counts[k] for k in keep]
 
     @classmethod
     def from_folder(cls, folder: "os.PathLike[str] | str", mode: str = "volume",
