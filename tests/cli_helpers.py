@@ -39,10 +39,20 @@ def make_dcbs(folder, path) -> Path:
     return Path(path)
 
 
-def flip_byte(path, offset: int) -> None:
-    """Invert the lowest bit of the byte at ``offset`` of a file."""
+def flip_byte(path, offset: int, mask: int = 1) -> None:
+    """Invert the bits ``mask`` (default: the lowest) of the byte at ``offset`` of a file."""
     with open(path, "r+b") as fh:
         fh.seek(offset)
         b = fh.read(1)
         fh.seek(offset)
-        fh.write(bytes([b[0] ^ 1]))
+        fh.write(bytes([b[0] ^ mask]))
+
+
+def flip_frame_byte(path, frame: int, mask: int = 1) -> None:
+    """Invert bits ``mask`` of the middle byte of frame ``frame`` of a .dcbs file."""
+    from dicube.storage.reader import DcbsReader
+
+    with DcbsReader(path) as r:
+        rec = r.layout.index[frame]
+        pos = r.layout.header.frames_offset + int(rec["offset"]) + int(rec["length"]) // 2
+    flip_byte(path, pos, mask)

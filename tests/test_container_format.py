@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+from cli_helpers import flip_frame_byte
 
 import dicube
 from dicube.core.image import DicomCubeImage
@@ -218,12 +219,7 @@ def test_frame_checksum_error_names_the_frame(tmp_path):
     arr = np.random.default_rng(10).integers(0, 4096, size=(5, 32, 32)).astype(np.uint16)
     p = tmp_path / "c.dcbs"
     dicube.save(_image(arr), p)
-    with DcbsReader(p) as r:
-        rec = r.layout.index[3]
-        pos = r.layout.header.frames_offset + int(rec["offset"]) + int(rec["length"]) // 2
-    data = bytearray(p.read_bytes())
-    data[pos] ^= 0x10
-    p.write_bytes(bytes(data))
+    flip_frame_byte(p, 3, 0x10)
     assert np.array_equal(dicube.load(p, frames=[0, 1, 2, 4]).raw_image, arr[[0, 1, 2, 4]])
     for frames in (None, [4, 3], slice(3, 4)):
         with pytest.raises(CorruptFileError, match="frame 3") as info:

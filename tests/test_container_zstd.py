@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from cli_helpers import flip_frame_byte
 
 import dicube
 from dicube.core.image import DicomCubeImage
@@ -57,12 +58,7 @@ def test_corrupt_frames(tmp_path):
     arr = np.random.default_rng(3).integers(0, 4096, size=(5, 32, 32)).astype(np.uint16)
     p = tmp_path / "c.dcbs"
     dicube.save(DicomCubeImage(arr), p, codec="zstd")
-    with DcbsReader(p) as r:
-        rec = r.layout.index[2]
-        pos = r.layout.header.frames_offset + int(rec["offset"]) + int(rec["length"]) // 2
-    data = bytearray(p.read_bytes())
-    data[pos] ^= 0x01
-    p.write_bytes(bytes(data))
+    flip_frame_byte(p, 2)
     with pytest.raises(CorruptFileError, match="frame 2"):
         dicube.load(p)
     # frames whose checksums match but whose bytes are no zstd frame of the right size

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from cli_helpers import flip_frame_byte
 from streaming_cases import make_dcbs, read
 
 import dicube
@@ -20,7 +21,6 @@ from dicube.exceptions import (
     InvalidCubeFileError,
     MetaDataError,
 )
-from dicube.storage.reader import DcbsReader
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,7 @@ def test_closed_reader(dcbs_10):
 def test_corrupt_frame(dcbs_10, tmp_path):
     bad = tmp_path / "bad.dcbs"
     shutil.copy(dcbs_10, bad)
-    with DcbsReader(bad) as r:
-        rec = r.layout.index[3]
-        pos = r.layout.header.frames_offset + int(rec["offset"]) + int(rec["length"]) // 2
-    with open(bad, "r+b") as fh:
-        fh.seek(pos)
-        b = fh.read(1)
-        fh.seek(pos)
-        fh.write(bytes([b[0] ^ 0x10]))
+    flip_frame_byte(bad, 3, 0x10)
     with DcbStreamingReader(bad) as stream:
         for force in (False, True):
             with pytest.raises(CorruptFileError, match="frame 3") as exc:
