@@ -78,3 +78,19 @@ def dcbs_zstd_samples(tmp_path_factory, dcbs_samples) -> dict:
         out[name] = folder / f"{name}.dcbs"
         dicube.save(dicube.load(src), out[name], codec="zstd")
     return out
+
+
+@pytest.fixture
+def pread_calls(monkeypatch) -> list:
+    """(length, offset) of every os.pread made while the test runs."""
+    import os
+
+    calls = []
+    real = os.pread
+
+    def spy(fd, n, off):
+        calls.append((n, off))
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", spy)
+    return calls

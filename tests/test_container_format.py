@@ -83,18 +83,11 @@ def test_layout_head_before_frames(tmp_path):
         assert np.array_equal(imdecode_jph(r.codestream(2)), arr[2])
 
 
-def test_load_meta_reads_only_the_head(tmp_path, monkeypatch):
+def test_load_meta_reads_only_the_head(tmp_path, pread_calls):
     arr = np.random.default_rng(4).integers(0, 4096, size=(40, 64, 64)).astype(np.uint16)
     p = tmp_path / "d.dcbs"
     dicube.save(_image(arr), p)
-    reads = []
-    real = os.pread
-
-    def spy(fd, n, off):
-        reads.append((n, off))
-        return real(fd, n, off)
-
-    monkeypatch.setattr(os, "pread", spy)
+    reads = pread_calls
     with DcbsReader(p) as r:
         head_end = r.layout.header.frames_offset
         assert r.section_json(fmt.SEC_INFO)["shape"] == [40, 64, 64]

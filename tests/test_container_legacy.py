@@ -78,19 +78,9 @@ def test_corrupt_legacy(legacy_dcbs, tmp_path):
             dicube.load(p)
 
 
-def test_load_meta_is_one_read(legacy_dcbs, monkeypatch):
+def test_load_meta_is_one_read(legacy_dcbs, pread_calls):
     """The whole version-1 head lies in the first read: no more reads (one range request
     for a remote file)."""
-    import os
-
-    reads = []
-    real = os.pread
-
-    def spy(fd, n, off):
-        reads.append((n, off))
-        return real(fd, n, off)
-
-    monkeypatch.setattr(os, "pread", spy)
     with pytest.warns(UserWarning):
         meta = dicube.load_meta(legacy_dcbs)
-    assert len(meta) == 10 and reads == [(65536, 0)]
+    assert len(meta) == 10 and pread_calls == [(65536, 0)]
