@@ -52,6 +52,16 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float
     pytest.fail(f"{what} did not start: " + (log.read_text(errors="replace")[-2000:] if log.exists() else ""))
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a server started by a test: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def publish(folder, dest: Path) -> Path:
     """Put the files of ``folder`` into ``dest`` (hard links, else copies), world-readable:
     nginx's workers may not be able to pass through the folders above the test data."""
@@ -91,12 +101,7 @@ class Nginx:
         return sum(int(ln.split()[1]) for ln in lines), len(lines)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -161,11 +166,7 @@ class Moto:
         urllib.request.urlopen(req, timeout=10).close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def start_moto(log_dir: Path) -> Moto:

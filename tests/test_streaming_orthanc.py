@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from preview_servers import stop_process
 from streaming_cases import make_dcbs, require_tool
 
 from dicube.dicom import DcbStreamingReader
@@ -59,12 +60,7 @@ def orthanc(tmp_path):
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
 
 
