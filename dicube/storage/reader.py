@@ -316,9 +316,10 @@ class DcbsReader:
                 self._decode_native(rec, out, num_threads, verify)
             elif self.frame_codec == CODEC_ZSTD:
                 buf, offs = self._read_region(rec)
+                lens = rec["length"].astype(np.int64)
                 if verify and self._has_crc():
-                    self._check(buf, offs, rec["length"].astype(np.int64), rec["crc"], sel)
-                self._decode_zstd(buf, offs, rec["length"].astype(np.int64), out)
+                    self._check(buf, offs, lens, rec["crc"], sel)
+                self._decode_zstd(buf, offs, lens, out)
             else:  # parse_header rejects unknown codecs; keep the guard
                 raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
         except CorruptFileError as exc:
