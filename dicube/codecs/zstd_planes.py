@@ -2,7 +2,7 @@
 holds byte k, least significant first, of every sample), then one zstd frame.
 
 Lossless for 8/16/32-bit integer samples. It decodes several times faster than HTJ2K
-and compresses less (CT: about 2.4x raw against 3.4x): a choice for training copies
+and compresses less (CT: about 2.3x raw against 3.4x): a choice for training copies
 of an archive, where decode speed is what counts. Frames are decoded by
 :func:`dicube.codecs.jph.decode_regions` / ``decode_file_regions`` with
 ``codec=ZSTD_PLANES``.
