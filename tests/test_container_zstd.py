@@ -31,8 +31,9 @@ def test_rgb_and_bad_codec(tmp_path):
     arr = np.random.default_rng(2).integers(0, 256, size=(3, 8, 10, 3)).astype(np.uint8)
     dicube.save(DicomCubeImage(arr), tmp_path / "rgb.dcbs", codec="zstd")
     assert np.array_equal(dicube.load(tmp_path / "rgb.dcbs").raw_image, arr)
-    with pytest.raises(DataConsistencyError, match="frame codec"):
+    with pytest.raises(DataConsistencyError, match="frame codec") as info:
         dicube.save(DicomCubeImage(arr), tmp_path / "x.dcbs", codec="lz4")
+    assert info.value.path == str(tmp_path / "x.dcbs") and not (tmp_path / "x.dcbs").exists()
 
 
 def test_series_export_and_stream(sample_10, tmp_path):

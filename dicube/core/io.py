@@ -120,7 +120,10 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     meta = image.dicom_meta
     if meta is not None and len(meta) not in (raw.shape[0], 1):
         raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
-    fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
+    try:
+        fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
+    except (CodecError, DataConsistencyError) as exc:  # name the file being written
+        raise type(exc)(exc.reason, path) from None
     try:
         return write_dcbs(path, fs, _sections(image, fs))
     except OSError as exc:
