@@ -59,6 +59,15 @@ class SourceError(DicomCubeError):
     """A file or remote object (http(s)://, s3://) cannot be opened, listed or read."""
 
 
+class WriteError(DicomCubeError):
+    """A file cannot be written (no space, no permission, read-only file system, a folder in
+    the way); ``path`` is the file asked for, never a temporary file."""
+
+
+class UnsafeTargetError(WriteError):
+    """Writing would go through a symbolic link inside an output folder, or out of it."""
+
+
 class MultipleSeriesError(DicomReadError):
     """A folder holds several series and none was chosen; ``series`` lists them."""
 
@@ -78,4 +87,6 @@ __all__ = [
     "MultipleSeriesError",
     "FrameIndexError",
     "ClosedReaderError",
+    "WriteError",
+    "UnsafeTargetError",
 ]
