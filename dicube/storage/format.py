@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..exceptions import CorruptFileError, InvalidCubeFileError
+from . import limits
 
 #: Magic of the speed (HTJ2K) variant, the only one written.
 MAGIC = b"DCMCUBES"
@@ -60,8 +61,8 @@ FRAME_INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4
 
 #: Size of the first read of a file: usually the whole head.
 FIRST_READ = 64 * 1024
-#: Upper bound on any metadata section once decompressed (defence against corrupt sizes).
-MAX_SECTION_RAW = 1 << 31
+#: Upper bound on any metadata section once decompressed (see :mod:`.limits` for the others).
+MAX_SECTION_RAW = limits.MAX_SECTION_BYTES
 
 
 @dataclass
@@ -161,10 +162,12 @@ def parse_header(head: bytes, crc32c, path=None) -> Header:
         problems.append(f"file length {file_length} != {head_length} + {frames_length}")
     if codec not in CODEC_NAMES:
         problems.append(f"frame codec {codec}")
-    if samples not in (1, 3) or (frame_count and (rows == 0 or columns == 0)):
-        problems.append(f"frame shape {rows}x{columns}x{samples}")
+    if frame_count > frames_length:  # every frame holds at least one byte
+        problems.append(f"{frame_count} frames in {frames_length} bytes")
     if problems:
         raise InvalidCubeFileError("inconsistent header: " + ", ".join(problems), path)
+    if frame_count:
+        limits.check_geometry(rows, columns, samples, dtype, path)
     return h
 
 
@@ -186,5 +189,7 @@ def parse_table(head: bytes, header: Header, crc32c, path=None) -> Dict[bytes, S
         kind, enc, off, length, crc, raw = SECTION.unpack_from(table, i * SECTION_SIZE)
         if off < end or off + length > header.head_length or enc not in (ENC_RAW, ENC_ZSTD):
             raise InvalidCubeFileError(f"section {kind!r} lies outside the head", path)
+        if enc == ENC_ZSTD:
+            limits.check_section(kind, raw, length, path)
         out[kind] = Section(kind, enc, off, length, crc, raw)
     return out

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..codecs.jph import read_header
 from ..exceptions import CodecError, InvalidCubeFileError, MetaDataError
+from . import limits
 from .format import (
     CODEC_HTJ2K,
     ENC_RAW,
@@ -32,8 +33,9 @@ V1_HEADER = struct.Struct("<8sI13Q")
 SEC_STATUS = b"STAT"  # status name (UTF-8 text)
 SEC_META_V1 = b"MET1"  # merged metadata JSON (zstd)
 ABSENT = "None"  # placeholder of a slice lacking an element
-#: Largest decompressed metadata accepted from a version-1 file.
-MAX_META = 1 << 30
+#: Largest decompressed metadata accepted from a version-1 file (a section also decodes to
+#: at most limits.MAX_SECTION_RATIO times its stored size above limits.SECTION_FREE_BYTES).
+MAX_META = limits.MAX_SECTION_BYTES
 
 
 def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
@@ -58,10 +60,13 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
     index_end = max(oo + ol, lo + ll, V1_HEADER.size)
     frames_start = int(offsets[present].min()) if present.any() else index_end
     if present.any():
-        ends = offsets[present] + lengths[present]
-        if int(offsets[present].min()) < index_end or int(ends.max()) > size \
-                or (ends < offsets[present]).any():
+        offs, lens = offsets[present], lengths[present]
+        if int(offs.min()) < index_end or int(offs.max()) > size or int(lens.max()) > size \
+                or int((offs + lens).max()) > size:
             raise InvalidCubeFileError("truncated or corrupt version-1 file (frame out of range)", path)
+        if (offs[1:] < (offs + lens)[:-1]).any():  # dicube 0.3.0 wrote them one after another
+            raise InvalidCubeFileError("version-1 frame index entries overlap or are out of order",
+                                       path)
     index = np.zeros(count, FRAME_INDEX_DTYPE)
     index["offset"] = np.where(present, offsets - frames_start, 0)
     index["length"] = np.where(present, lengths, 0)
@@ -75,8 +80,9 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
     pixel = reader.section_json(SEC_PIXEL) or {}
     try:
         dtype = np.dtype(pixel.get("PixelDtype") or "int16")
-    except TypeError:
+    except (TypeError, ValueError):
         raise InvalidCubeFileError(f"unknown PixelDtype {pixel.get('PixelDtype')!r}", path) from None
+    limits.check_dtype(dtype, path)
     rows = cols = 0
     samples = 1
     if present.any():
@@ -87,6 +93,7 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
         except CodecError as exc:
             raise CodecError(f"frame {k} has no valid codestream header: {exc.reason}", path) from exc
         rows, cols, samples = info.rows, info.columns, info.components
+        limits.check_geometry(rows, cols, samples, dtype, path)
     header = Header(frames_start, size - frames_start, size, count, rows, cols, samples,
                     CODEC_HTJ2K, dtype, dtype.itemsize * 8, len(sections))
     warnings = ["version-1 file (dicube 0.3.0): no checksums, so corruption is found only "
@@ -94,6 +101,17 @@ def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
     if (~present).any():
         warnings.append(f"{int((~present).sum())} empty frame(s) read as zeros")
     return Layout(LEGACY_VERSION, header, sections, index), warnings
+
+
+def check_section(kind: bytes, doc: Any, reader) -> None:
+    """Refuse a parsed version-1 section whose shape the reader relies on is wrong."""
+    if kind == SEC_PIXEL and not isinstance(doc, dict):
+        raise MetaDataError("version-1 pixel header is not a JSON object", reader.path)
+    if kind == SEC_META_V1 and isinstance(doc, dict) and "slice_count" in doc:
+        n = doc["slice_count"]
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or n != reader.frame_count:
+            raise MetaDataError(f"version-1 metadata: slice_count {n!r} does not match the "
+                                f"{reader.frame_count} frames", reader.path)
 
 
 # --------------------------------------------------------------------------- metadata

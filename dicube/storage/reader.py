@@ -30,7 +30,6 @@ from .format import (
     ENC_ZSTD,
     FIRST_READ,
     FRAME_INDEX_DTYPE,
-    MAX_SECTION_RAW,
     SEC_INDEX,
     VERSION,
     Layout,
@@ -39,6 +38,7 @@ from .format import (
     parse_header,
     parse_table,
 )
+from . import limits
 from .sources import ByteSource, LocalFile
 
 FrameSelection = Union[None, int, slice, range, Sequence[int], np.ndarray]
@@ -145,17 +145,14 @@ class DcbsReader:
                 raise CorruptFileError(
                     f"checksum mismatch in section {sec.kind.decode('latin-1')}", self.path)
         self.layout = layout
-        raw = self.section_bytes(SEC_INDEX) or b""
-        count = len(raw) // FRAME_INDEX_DTYPE.itemsize
-        if len(raw) % FRAME_INDEX_DTYPE.itemsize or count != header.frame_count:
+        sec = layout.sections.get(SEC_INDEX)
+        if sec is None or sec.raw_length != header.frame_count * FRAME_INDEX_DTYPE.itemsize:
             raise InvalidCubeFileError("frame index does not match the frame count", self.path)
-        index = np.frombuffer(raw, FRAME_INDEX_DTYPE)
-        ends = index["offset"] + index["length"]
-        fl = header.frames_length
-        if len(index) and (int(index["offset"].max()) > fl or int(index["length"].max()) > fl
-                           or int(ends.max()) > fl or (index["length"] == 0).any()):
-            raise InvalidCubeFileError("frame index points outside the frames region", self.path)
-        layout.index = index
+        raw = self.section_bytes(SEC_INDEX)
+        if len(raw) != sec.raw_length:
+            raise InvalidCubeFileError("frame index does not match the frame count", self.path)
+        layout.index = _checked_index(np.frombuffer(raw, FRAME_INDEX_DTYPE), header.frames_length,
+                                      self.path)
         return layout
 
     def _head_bytes(self, offset: int, length: int) -> bytes:
@@ -178,18 +175,30 @@ class DcbsReader:
             raise CorruptFileError(f"checksum mismatch in section {kind.decode('latin-1')}", self.path)
         if sec.encoding != ENC_ZSTD:
             return data
+        name = kind.decode("latin-1")
         try:
-            if sec.raw_length:
-                if sec.raw_length > MAX_SECTION_RAW:
-                    raise zstandard.ZstdError("declared size too large")
-                out = zstandard.ZstdDecompressor().decompress(data, max_output_size=sec.raw_length)
-                if len(out) != sec.raw_length:
-                    raise zstandard.ZstdError("size mismatch")
+            if self.version != VERSION:  # version 1 declares no size: a capped stream
+                cap = limits.section_cap(len(data))
+                out = _zstd_capped(data, cap)
+                if out is None:
+                    raise InvalidCubeFileError(
+                        f"section {name} decodes to more than {cap} bytes, the limit for "
+                        f"{len(data)} stored (see dicube.storage.limits)", self.path)
                 return out
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            size = zstandard.get_frame_parameters(data).content_size
+            if size != zstandard.CONTENTSIZE_UNKNOWN and size != sec.raw_length:
+                raise zstandard.ZstdError(f"zstd frame declares {size} bytes, the section table "
+                                          f"{sec.raw_length}")
+            if sec.raw_length == 0:  # decompress() would take 0 as "no limit"
+                out = _zstd_capped(data, 0)
+            else:
+                out = zstandard.ZstdDecompressor().decompress(
+                    data, max_output_size=sec.raw_length, allow_extra_data=False)
+            if out is None or len(out) != sec.raw_length:
+                raise zstandard.ZstdError(f"decoded size differs from the declared {sec.raw_length}")
+            return out
         except zstandard.ZstdError as exc:
-            raise CorruptFileError(
-                f"section {kind.decode('latin-1')} does not decompress: {exc}", self.path) from exc
+            raise CorruptFileError(f"section {name} does not decompress: {exc}", self.path) from exc
 
     def section_json(self, kind: bytes):
         """A JSON section parsed, or None if absent."""
@@ -197,10 +206,16 @@ class DcbsReader:
         if data is None or len(data) == 0:
             return None
         try:
-            return json.loads(data.decode("utf-8"))
-        except (UnicodeError, ValueError) as exc:
-            raise MetaDataError(f"section {kind.decode('latin-1')} is not valid JSON: {exc}",
-                                self.path) from exc
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeError, ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise MetaDataError(f"section {kind.decode('latin-1')} is not valid JSON: {why}",
+                                self.path) from None
+        if self.version != VERSION:
+            from .legacy_v1 import check_section
+
+            check_section(kind, doc, self)
+        return doc
 
     # -- frames ----------------------------------------------------------------------
     @property
@@ -294,8 +309,14 @@ class DcbsReader:
         """
         sel = self.select(frames)
         shape = (len(sel),) + self.frame_shape
+        nbytes = len(sel) * int(np.prod(self.frame_shape)) * self.dtype.itemsize
+        if len(sel):
+            limits.check_decoded(nbytes, int(self.layout.index["length"][sel].sum()), self.path)
         if out is None:
-            out = np.empty(shape, self.dtype)
+            try:
+                out = np.empty(shape, self.dtype)
+            except MemoryError:
+                raise limits.out_of_memory(nbytes, f"{len(sel)} frames", self.path) from None
         elif (out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous
               or not out.flags.writeable):
             raise DataConsistencyError(
@@ -331,6 +352,8 @@ class DcbsReader:
             raise InvalidCubeFileError(exc.reason, self.path) from None
         except CodecError as exc:
             raise CodecError(f"cannot decode frames: {exc.reason}", self.path) from exc
+        except MemoryError:
+            raise limits.out_of_memory(nbytes, f"decoding {len(sel)} frames", self.path) from None
         return out
 
     def _decode_native(self, rec: np.ndarray, out: np.ndarray, num_threads, verify: bool) -> None:
@@ -368,3 +391,35 @@ class DcbsReader:
                 raise CodecError(f"frame {k} holds {len(raw)} bytes, expected {frame_bytes}")
             out[k] = np.frombuffer(raw, le).reshape(out.shape[1:])
 
+
+
+def _zstd_capped(data, cap: int) -> Optional[bytes]:
+    """The first zstd frame of ``data`` decoded, or None when it holds more than ``cap`` bytes
+    (never more than ``cap`` + 1 MiB held)."""
+    chunks, total = [], 0
+    with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False) as r:
+        while True:
+            chunk = r.read(min(1 << 20, cap + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > cap:
+                return None
+            chunks.append(chunk)
+
+
+def _checked_index(index: np.ndarray, frames_length: int, path) -> np.ndarray:
+    """A version-2 frame index, refused unless its frames are non-empty, in order and
+    contiguous, exactly filling the frames region (so no two entries share a byte)."""
+    offs, lens = index["offset"], index["length"]
+    fl = frames_length
+    if len(index) and (int(offs.max()) > fl or int(lens.max()) > fl or (lens == 0).any()):
+        raise InvalidCubeFileError("frame index points outside the frames region", path)
+    ends = offs + lens  # no overflow: both terms are at most frames_length
+    if len(index) and (int(offs[0]) != 0 or (offs[1:] != ends[:-1]).any() or int(ends[-1]) != fl):
+        bad = np.flatnonzero(offs[1:] != ends[:-1])
+        where = f"frame {int(bad[0]) + 1}" if len(bad) else "the first or last frame"
+        raise InvalidCubeFileError(
+            f"frame index entries overlap or are out of order ({where}): frames must be "
+            "stored contiguously in index order", path)
+    return index

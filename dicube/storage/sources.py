@@ -9,19 +9,26 @@ Remote objects go through `obstore <https://developmentseed.org/obstore>`_ (Rust
 ``object_store``): range requests, S3 and HTTP behind one API, thread-safe and GIL-free.
 S3 settings come from the usual ``AWS_*`` environment variables (``AWS_ENDPOINT_URL``,
 ``AWS_REGION``, credentials); without credentials requests are unsigned (public buckets).
+Every remote request has a connect and a read timeout (:mod:`.limits`: 10 s and 30 s,
+``DICUBE_CONNECT_TIMEOUT`` / ``DICUBE_READ_TIMEOUT`` or the ``timeouts`` argument); a stalled
+server gives a :class:`~dicube.exceptions.SourceError` naming the URL.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import threading
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..exceptions import SourceError
+from . import limits
 
 __all__ = ["TransferStats", "ByteSource", "LocalFile", "RemoteFile", "is_url", "open_source",
            "list_folder", "list_children", "join"]
@@ -83,13 +90,22 @@ class ByteSource:
 
 
 class LocalFile(ByteSource):
-    """A local file read with ``os.pread`` (thread-safe). Raises OSError when it cannot be opened."""
+    """A local file read with ``os.pread`` (thread-safe). Raises OSError when it cannot be
+    opened or is not a regular file (a folder, a FIFO, a device)."""
 
     def __init__(self, path: "os.PathLike[str] | str", stats: Optional[TransferStats] = None):
         self.name = os.fspath(path)
         self.stats = stats or TransferStats()
-        self._fd: Optional[int] = os.open(self.name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        self.size = os.fstat(self._fd).st_size
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular files)
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+        self._fd: Optional[int] = os.open(self.name, flags)
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):
+            self.close()
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", self.name)
+            raise OSError(errno.EINVAL, "not a regular file", self.name)
+        self.size = st.st_size
 
     def fileno(self) -> int:
         """The open file descriptor (for readers that pread on their own threads)."""
@@ -147,37 +163,75 @@ def join(base: str, name: str) -> str:
 _stores: dict = {}
 _stores_lock = threading.Lock()
 
+#: (connect, read) timeouts in seconds; None means the defaults of :mod:`.limits`.
+Timeouts = Optional[tuple]
 
-def _store_for(url: str):
-    """(obstore store, object path) for a URL; stores are shared per bucket / host."""
+
+def timeouts(value: Timeouts = None) -> tuple:
+    """(connect, read) seconds: ``value`` if given, else DICUBE_CONNECT_TIMEOUT /
+    DICUBE_READ_TIMEOUT, else 10 s / 30 s."""
+    if value is not None:
+        connect, read = (float(v) for v in value)
+        if not (connect > 0 and read > 0):
+            raise ValueError(f"timeouts must be positive, got {value!r}")
+        return connect, read
+    return limits.get("CONNECT_TIMEOUT") or limits.CONNECT_TIMEOUT, \
+        limits.get("READ_TIMEOUT") or limits.READ_TIMEOUT
+
+
+def _client_options(connect: float, read: float) -> tuple:
+    """obstore client and retry options: a stall fails after about twice ``read`` seconds
+    (one retry), not after the three minutes of retries obstore allows by default."""
+    from datetime import timedelta
+
+    client = {"allow_http": True, "connect_timeout": timedelta(seconds=connect),
+              "read_timeout": timedelta(seconds=read),
+              # a whole request (e.g. a large read_all) may take longer while bytes keep coming
+              "timeout": timedelta(seconds=max(600.0, 20 * read))}
+    retry = {"max_retries": 3, "retry_timeout": timedelta(seconds=read),
+             "backoff": {"init_backoff": timedelta(milliseconds=100),
+                         "max_backoff": timedelta(seconds=min(5.0, read)), "base": 2}}
+    return client, retry
+
+
+def _store_for(url: str, timeouts_: Timeouts = None):
+    """(obstore store, object path) for a URL; stores are shared per bucket / host and timeouts."""
     import obstore.store as ost
 
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in REMOTE_SCHEMES or not parts.netloc:
         raise SourceError("not an http(s):// or s3:// URL", url)
-    key = (scheme, parts.netloc)
+    connect, read = timeouts(timeouts_)
+    key = (scheme, parts.netloc, connect, read)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
+            client, retry = _client_options(connect, read)
             if scheme == "s3":
                 kw = {}
                 if not any(os.environ.get(v) for v in _CRED_VARS):
                     kw["skip_signature"] = True
                 if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
                     kw["region"] = "us-east-1"
-                store = ost.from_url(f"s3://{parts.netloc}", client_options={"allow_http": True}, **kw)
+                store = ost.from_url(f"s3://{parts.netloc}", client_options=client,
+                                     retry_config=retry, **kw)
             else:
-                store = ost.HTTPStore.from_url(f"{scheme}://{parts.netloc}",
-                                               client_options={"allow_http": True})
+                store = ost.HTTPStore.from_url(f"{scheme}://{parts.netloc}", client_options=client,
+                                               retry_config=retry)
             _stores[key] = store
     return store, urllib.parse.unquote(parts.path.lstrip("/"))
 
 
-def _remote_error(exc: Exception, url: str) -> SourceError:
+def _remote_error(exc: Exception, url: str, timeouts_: Timeouts = None) -> SourceError:
     if isinstance(exc, FileNotFoundError):
         return SourceError("not found", url)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc)
+    if "kind: Timeout" in text or "TimedOut" in text or isinstance(exc, TimeoutError):
+        connect, read = timeouts(timeouts_)
+        return SourceError(f"remote read timed out (connect timeout {connect:g} s, read timeout "
+                           f"{read:g} s; DICUBE_CONNECT_TIMEOUT / DICUBE_READ_TIMEOUT)", url)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return SourceError(f"remote read failed: {first}", url)
 
 
@@ -188,13 +242,15 @@ class RemoteFile(ByteSource):
     served from memory), whose response also tells the object's size.
     """
 
-    def __init__(self, url: str, *, prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None):
+    def __init__(self, url: str, *, prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
+                 timeouts: Timeouts = None):
         import obstore
 
         self.name = url
         self.stats = stats or TransferStats()
         self._obstore = obstore
-        self._store, self._path = _store_for(url)
+        self._timeouts = timeouts
+        self._store, self._path = _store_for(url, timeouts)
         try:
             if prefetch > 0:
                 res = obstore.get(self._store, self._path, options={"range": (0, prefetch)})
@@ -208,7 +264,7 @@ class RemoteFile(ByteSource):
         except SourceError:
             raise
         except Exception as exc:  # obstore raises its own exception types
-            raise _remote_error(exc, url) from exc
+            raise _remote_error(exc, url, timeouts) from exc
 
     def pread(self, length: int, offset: int) -> bytes:
         if offset + length <= len(self._head):
@@ -221,7 +277,7 @@ class RemoteFile(ByteSource):
         try:
             data = self._obstore.get_range(self._store, self._path, start=offset, length=length)
         except Exception as exc:
-            raise _remote_error(exc, self.name) from exc
+            raise _remote_error(exc, self.name, self._timeouts) from exc
         self.stats.add(len(data))
         if len(data) != length:
             raise SourceError(f"short read: {len(data)} of {length} bytes", self.name)
@@ -233,12 +289,14 @@ class RemoteFile(ByteSource):
 
 
 def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
-                prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None) -> ByteSource:
-    """A ByteSource for a local path or a remote URL (a ByteSource is returned as is)."""
+                prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
+                timeouts: Timeouts = None) -> ByteSource:
+    """A ByteSource for a local path or a remote URL (a ByteSource is returned as is);
+    ``timeouts`` = (connect, read) seconds for a remote one."""
     if isinstance(location, ByteSource):
         return location
     if is_url(location):
-        return RemoteFile(location, prefetch=prefetch, stats=stats)
+        return RemoteFile(location, prefetch=prefetch, stats=stats, timeouts=timeouts)
     try:
         return LocalFile(location, stats=stats)
     except OSError as exc:
@@ -254,12 +312,37 @@ class Entry:
     size: int = -1
 
 
-def _http_get(url: str, stats: Optional[TransferStats]) -> tuple[bytes, str]:
+def _http_get(url: str, stats: Optional[TransferStats], timeouts_: Timeouts = None) -> tuple[bytes, str]:
+    """The body of a directory index page: at most MAX_LISTING_BYTES, each read within the
+    read timeout, the whole page within 10 read timeouts (a server dripping bytes fails)."""
+    connect, read = timeouts(timeouts_)
+    cap = limits.MAX_LISTING_BYTES
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
-            body = resp.read()
+        # the socket timeout covers connecting and every read; the deadline a slow drip
+        deadline = time.monotonic() + 10 * read
+        with urllib.request.urlopen(url, timeout=max(connect, read)) as resp:
             ctype = resp.headers.get("Content-Type", "")
+            chunks, total = [], 0
+            while True:
+                chunk = resp.read1(1 << 16) if hasattr(resp, "read1") else resp.read(1 << 16)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > cap:
+                    raise SourceError(f"directory index larger than {cap} bytes "
+                                      "(dicube.storage.limits.MAX_LISTING_BYTES)", url)
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("timed out: the directory index arrives too slowly")
+            body = b"".join(chunks)
+    except SourceError:
+        raise
     except Exception as exc:
+        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(why, TimeoutError) or "timed out" in str(why).lower():
+            raise SourceError(f"cannot list: timed out (connect timeout {connect:g} s, read "
+                              f"timeout {read:g} s; DICUBE_CONNECT_TIMEOUT / DICUBE_READ_TIMEOUT)",
+                              url) from exc
         raise SourceError(f"cannot list: {exc}", url) from exc
     if stats is not None:
         stats.add(len(body))
@@ -269,17 +352,18 @@ def _http_get(url: str, stats: Optional[TransferStats]) -> tuple[bytes, str]:
 _HREF = re.compile(r'href\s*=\s*"([^"?#]+)"', re.I)
 
 
-def _http_index(url: str, stats: Optional[TransferStats]) -> list[tuple[str, bool, int]]:
+def _http_index(url: str, stats: Optional[TransferStats],
+                timeouts_: Timeouts = None) -> list[tuple[str, bool, int]]:
     """(name, is_dir, size) of an HTTP directory index: nginx ``autoindex_format json``,
     or any HTML index (its relative links)."""
-    body, ctype = _http_get(url.rstrip("/") + "/", stats)
+    body, ctype = _http_get(url.rstrip("/") + "/", stats, timeouts_)
     text = body.decode("utf-8", "replace")
     if "json" in ctype or text.lstrip().startswith("["):
         try:
             items = json.loads(text)
             return [(str(it["name"]), it.get("type") == "directory", int(it.get("size", -1)))
                     for it in items if isinstance(it, dict) and "name" in it]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise SourceError(f"invalid JSON directory index: {exc}", url) from exc
     out = []
     for href in _HREF.findall(text):
@@ -290,23 +374,30 @@ def _http_index(url: str, stats: Optional[TransferStats]) -> list[tuple[str, boo
     return out
 
 
-def list_children(root: str, stats: Optional[TransferStats] = None) -> list[str]:
-    """Names directly under a local folder or a remote prefix (files and folders)."""
+def _too_many(url: str) -> SourceError:
+    return SourceError(f"listing holds more than {limits.MAX_LISTING_ENTRIES} entries "
+                       "(dicube.storage.limits.MAX_LISTING_ENTRIES)", url)
+
+
+def list_children(root: str, stats: Optional[TransferStats] = None, *,
+                  timeouts: Timeouts = None) -> list[str]:
+    """Names directly under a local folder or a remote prefix (files and folders);
+    ``timeouts`` = (connect, read) seconds for a remote one."""
     if not is_url(root):
         try:
             return sorted(os.listdir(root))
         except OSError as exc:
             raise SourceError(f"cannot list: {exc.strerror}", root) from exc
     if urllib.parse.urlsplit(root).scheme.lower() != "s3":
-        return sorted(name for name, _, _ in _http_index(root, stats))
+        return sorted(name for name, _, _ in _http_index(root, stats, timeouts))
     import obstore
 
-    store, prefix = _store_for(root)
+    store, prefix = _store_for(root, timeouts)
     prefix = prefix.rstrip("/")
     try:
         res = obstore.list_with_delimiter(store, prefix or None)
     except Exception as exc:
-        raise _remote_error(exc, root) from exc
+        raise _remote_error(exc, root, timeouts) from exc
     if stats is not None:
         stats.add(0)
     names = [p.rstrip("/").rsplit("/", 1)[-1] for p in res["common_prefixes"]]
@@ -314,11 +405,14 @@ def list_children(root: str, stats: Optional[TransferStats] = None) -> list[str]
     return sorted(set(names))
 
 
-def list_folder(folder: str, stats: Optional[TransferStats] = None) -> list[Entry]:
+def list_folder(folder: str, stats: Optional[TransferStats] = None, *,
+                timeouts: Timeouts = None) -> list[Entry]:
     """Every file under a local folder or remote prefix (recursive), sorted by location.
 
     S3 prefixes are listed with the S3 API; HTTP folders need a directory index
-    (nginx ``autoindex``, JSON or HTML, or any page of relative links).
+    (nginx ``autoindex``, JSON or HTML, or any page of relative links), followed at most
+    MAX_LISTING_DEPTH folders deep. A listing of more than MAX_LISTING_ENTRIES entries
+    (:mod:`.limits`) raises SourceError.
     """
     if not is_url(folder):
         from ..dicom.dicom_io import list_files
@@ -333,17 +427,35 @@ def list_folder(folder: str, stats: Optional[TransferStats] = None) -> list[Entr
     if urllib.parse.urlsplit(folder).scheme.lower() == "s3":
         import obstore
 
-        store, prefix = _store_for(folder)
+        store, prefix = _store_for(folder, timeouts)
         base = folder.split("://", 1)[0] + "://" + urllib.parse.urlsplit(folder).netloc
+        objs = []
         try:
-            objs = obstore.list(store, prefix.rstrip("/") + "/" if prefix else None).collect()
+            for batch in obstore.list(store, prefix.rstrip("/") + "/" if prefix else None):
+                objs.extend(batch)
+                if len(objs) > limits.MAX_LISTING_ENTRIES:
+                    raise _too_many(folder)
+        except SourceError:
+            raise
         except Exception as exc:
-            raise _remote_error(exc, folder) from exc
+            raise _remote_error(exc, folder, timeouts) from exc
         if stats is not None:
             stats.add(0)
         return sorted(Entry(join(base, o["path"]), int(o["size"])) for o in objs)
-    out = []
-    for name, is_dir, size in _http_index(folder, stats):
-        loc = join(folder, name)
-        out.extend(list_folder(loc, stats) if is_dir else [Entry(loc, size)])
+    out: list = []
+    _walk_http(folder, folder, stats, timeouts, 0, out)
     return sorted(out)
+
+
+def _walk_http(root: str, folder: str, stats, timeouts_: Timeouts, depth: int, out: list) -> None:
+    if depth > limits.MAX_LISTING_DEPTH:
+        raise SourceError(f"folders nested more than {limits.MAX_LISTING_DEPTH} deep "
+                          "(dicube.storage.limits.MAX_LISTING_DEPTH)", folder)
+    for name, is_dir, size in _http_index(folder, stats, timeouts_):
+        loc = join(folder, name)
+        if is_dir:
+            _walk_http(root, loc, stats, timeouts_, depth + 1, out)
+        else:
+            out.append(Entry(loc, size))
+        if len(out) > limits.MAX_LISTING_ENTRIES:
+            raise _too_many(root)
