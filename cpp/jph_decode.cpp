@@ -10,6 +10,7 @@
 #include <ojph_mem.h>
 #include <ojph_params.h>
 
+#include "assert_guard.hpp"
 #include "errors.hpp"
 #include "jph_codec.hpp"
 
@@ -113,30 +114,34 @@ void decode_image(const uint8_t* data, size_t size, const ImageView& out, const 
   const int64_t lo = c0.is_signed ? -(int64_t(1) << (c0.bit_depth - 1)) : 0;
   const int64_t hi = c0.is_signed ? (int64_t(1) << (c0.bit_depth - 1)) - 1 : (int64_t(1) << c0.bit_depth) - 1;
 
+  // `in` and `cs` live outside the guarded calls so that they are destroyed even when a
+  // failed OpenJPH assertion leaves those calls mid-way.
   ojph::mem_infile in;
-  in.open(data, size);
   ojph::codestream cs;
-  if (opt.resilient) cs.enable_resilience();
-  cs.read_headers(&in);
-  ojph::param_siz siz = cs.access_siz();
-  if (siz.get_image_offset().x != 0 || siz.get_image_offset().y != 0)
-    throw CodecFailure("codestreams with a non-zero image offset are not supported");
-  if (opt.skip_levels) cs.restrict_input_resolution(opt.skip_levels, opt.skip_levels);
-  if (siz.get_recon_width(0) != cols || siz.get_recon_height(0) != rows)
-    throw CodecFailure("decoder reports an unexpected reconstructed size");
-  cs.set_planar(false);
-  cs.create();
   bool in_range = true;
-  for (uint32_t y = 0; y < rows; ++y) {
-    for (uint32_t c = 0; c < out.comps; ++c) {
-      ojph::ui32 comp = 0;
-      ojph::line_buf* line = cs.pull(comp);
-      if (line == nullptr || comp >= out.comps) throw CodecFailure("decoder returned no line");
-      if (opt.skip_levels) clamp_line(line, cols, lo, hi);
-      in_range &= store_line(out, y, comp, line, lo, hi);
+  guard_openjph([&] {
+    in.open(data, size);
+    if (opt.resilient) cs.enable_resilience();
+    cs.read_headers(&in);
+    ojph::param_siz siz = cs.access_siz();
+    if (siz.get_image_offset().x != 0 || siz.get_image_offset().y != 0)
+      throw CodecFailure("codestreams with a non-zero image offset are not supported");
+    if (opt.skip_levels) cs.restrict_input_resolution(opt.skip_levels, opt.skip_levels);
+    if (siz.get_recon_width(0) != cols || siz.get_recon_height(0) != rows)
+      throw CodecFailure("decoder reports an unexpected reconstructed size");
+    cs.set_planar(false);
+    cs.create();
+    for (uint32_t y = 0; y < rows; ++y) {
+      for (uint32_t c = 0; c < out.comps; ++c) {
+        ojph::ui32 comp = 0;
+        ojph::line_buf* line = cs.pull(comp);
+        if (line == nullptr || comp >= out.comps) throw CodecFailure("decoder returned no line");
+        if (opt.skip_levels) clamp_line(line, cols, lo, hi);
+        in_range &= store_line(out, y, comp, line, lo, hi);
+      }
     }
-  }
-  cs.close();
+    cs.close();
+  });
   if (!in_range) throw CodecFailure("decoded samples fall outside the declared precision: corrupt codestream");
 }
 

@@ -10,12 +10,14 @@
 
 #include <ojph_version.h>
 
+#include "assert_guard.hpp"
 #include "codestream.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
 #include "isolate.hpp"
 #include "jph_codec.hpp"
 #include "parallel.hpp"
+#include "profile.hpp"
 #include "regions.hpp"
 #include "zstd_planes.hpp"
 
@@ -190,6 +192,8 @@ PYBIND11_MODULE(_native, m) {
   m.attr("has_tlm") = false;
 #endif
   m.attr("max_bits_stored") = max_bits_stored();
+  static const char* guard_names[] = {"no-asserts", "installed", "failed"};
+  m.attr("assert_guard") = guard_names[static_cast<int>(assert_guard())];
 
   m.def(
       "encode",
@@ -243,6 +247,17 @@ PYBIND11_MODULE(_native, m) {
         return header_dict(parse_main_header(s.data, s.size));
       },
       py::arg("data"), "Main-header facts of a codestream (raises CodecError when malformed).");
+
+  m.def(
+      "profile_violation",
+      [](const py::buffer& data) -> std::optional<std::string> {
+        py::buffer_info b = data.request();
+        Span s = span_of(b);
+        std::string why = profile_violation(s.data, s.size);
+        if (why.empty()) return std::nullopt;
+        return why;
+      },
+      py::arg("data"), "None when the codestream is inside dicube's writer profile, else why not.");
 
   m.def(
       "reduced_size",
@@ -312,7 +327,7 @@ PYBIND11_MODULE(_native, m) {
       py::arg("fd"), py::arg("base"), py::arg("offsets"), py::arg("lengths"), py::arg("crcs"), py::arg("out"),
       py::arg("skip_levels"), py::arg("num_threads"), py::arg("codec"),
       "Read (pread) and decode codestreams at byte ranges base+offset of an open file; False when one "
-      "lacks dicube's checksum (decode those from a buffer instead, which can isolate).");
+      "is outside dicube's writer profile (decode those from a buffer instead, which isolates them).");
 
   m.def(
       "crc32c",

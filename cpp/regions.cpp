@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "assert_guard.hpp"
 #include "codestream.hpp"
 #include "crc32c.hpp"
 #include "isolate.hpp"
 #include "parallel.hpp"
+#include "profile.hpp"
 #include "zstd_planes.hpp"
 
 namespace dicube {
@@ -29,12 +31,11 @@ DecodeOptions after_crc(const DecodeOptions& opt, const uint32_t* crcs) {
   return o;
 }
 
-bool has_checksum(const uint8_t* data, size_t size) {
-  try {
-    return parse_main_header(data, size).has_checksum;
-  } catch (const CodecFailure&) {
-    return false;  // malformed: let the isolated decoder report it
-  }
+// Whether OpenJPH may decode this codestream in-process: only inside our writer's profile
+// (whatever checksum matched: an attacker recomputes those), and only while a failed OpenJPH
+// assertion is turned into an error rather than an abort.
+bool trusted(const uint8_t* data, size_t size) {
+  return assert_guard() != AssertGuard::Failed && in_profile(data, size);
 }
 
 void decode_one(FrameCodec codec, const uint8_t* data, size_t size, const ImageView& out, const DecodeOptions& opt) {
@@ -49,10 +50,8 @@ void decode_one(FrameCodec codec, const uint8_t* data, size_t size, const ImageV
 void decode_spans(FrameCodec codec, const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
                   const DecodeOptions& opt, unsigned threads, int isolate) {
   bool isolated = isolate == 1 && codec == FrameCodec::HTJ2K;
-  if (isolate == 2 && codec == FrameCodec::HTJ2K) {
-    isolated = !opt.verify;
-    for (size_t i = 0; i < spans.size() && !isolated; ++i) isolated = !has_checksum(spans[i].data, spans[i].size);
-  }
+  if (isolate == 2 && codec == FrameCodec::HTJ2K)
+    for (size_t i = 0; i < spans.size() && !isolated; ++i) isolated = !trusted(spans[i].data, spans[i].size);
   if (isolated) {
     for (size_t i = 0; i < spans.size(); ++i) check_crc(spans[i].data, spans[i].size, crcs, i);
     const size_t total = frame_bytes(out) * spans.size();
@@ -91,7 +90,7 @@ bool decode_file_regions(FrameCodec codec, int fd, uint64_t base, const std::vec
       done += static_cast<size_t>(got);
     }
     check_crc(buf.data(), n, crcs, i);
-    if (codec == FrameCodec::HTJ2K && (!opt.verify || !has_checksum(buf.data(), n))) {
+    if (codec == FrameCodec::HTJ2K && !trusted(buf.data(), n)) {
       unverified = true;
       return;
     }

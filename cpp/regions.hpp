@@ -32,13 +32,13 @@ struct Region {
 
 // Decode frames into consecutive images of `out`. When `crcs` is given, each frame's
 // CRC-32C is checked before decoding. isolate (HTJ2K): 0 never, 1 always, 2 when some
-// codestream lacks (or verification skips) dicube's embedded checksum.
+// codestream is outside our writer's profile (profile.hpp), whatever its checksums say.
 void decode_spans(FrameCodec codec, const std::vector<Span>& spans, const uint32_t* crcs, const ImageView& out,
                   const DecodeOptions& opt, unsigned threads, int isolate);
 
 // The same for regions of an open file at `base` + offset: each worker reads its frame with
 // pread into a buffer it reuses. Returns false, having decoded nothing further, when an
-// HTJ2K codestream lacks dicube's embedded checksum: the caller then decodes from a buffer
+// HTJ2K codestream is outside our writer's profile: the caller then decodes from a buffer
 // with isolation, which this path cannot offer.
 bool decode_file_regions(FrameCodec codec, int fd, uint64_t base, const std::vector<Region>& regions, const uint32_t* crcs,
                          const ImageView& out, const DecodeOptions& opt, unsigned threads);
