@@ -322,19 +322,19 @@ def _http_get(url: str, stats: Optional[TransferStats], timeouts_: Timeouts = No
         deadline = time.monotonic() + 10 * read
         with urllib.request.urlopen(url, timeout=max(connect, read)) as resp:
             ctype = resp.headers.get("Content-Type", "")
-            chunks, total = [], 0
+            body = bytearray()
             while True:
                 chunk = resp.read1(1 << 16) if hasattr(resp, "read1") else resp.read(1 << 16)
                 if not chunk:
                     break
-                total += len(chunk)
-                if total > cap:
+                body += chunk
+                if len(body) > cap:
                     raise SourceError(f"directory index larger than {cap} bytes "
                                       "(dicube.storage.limits.MAX_LISTING_BYTES)", url)
-                chunks.append(chunk)
                 if time.monotonic() > deadline:
-                    raise TimeoutError("timed out: the directory index arrives too slowly")
-            body = b"".join(chunks)
+                    raise SourceError(f"cannot list: timed out, the directory index arrives "
+                                      f"too slowly (not complete within {10 * read:g} s, 10 read "
+                                      "timeouts; DICUBE_READ_TIMEOUT)", url)
     except SourceError:
         raise
     except Exception as exc:
@@ -358,6 +358,7 @@ def _http_index(url: str, stats: Optional[TransferStats],
     or any HTML index (its relative links)."""
     body, ctype = _http_get(url.rstrip("/") + "/", stats, timeouts_)
     text = body.decode("utf-8", "replace")
+    del body
     if "json" in ctype or text.lstrip().startswith("["):
         try:
             items = json.loads(text)
