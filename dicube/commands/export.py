@@ -59,7 +59,7 @@ def run(args) -> int:
         args._parser.error(str(exc))
     if args.nifti and not args.nifti.lower().endswith((".nii", ".nii.gz")):
         args._parser.error(f"--nifti {args.nifti}: the name must end in .nii or .nii.gz")
-    if args.nifti and os.path.exists(args.nifti) and not args.overwrite:
+    if args.nifti and os.path.lexists(args.nifti) and not args.overwrite:
         print_error(CMD, "already exists (pass --overwrite to replace it)", args.nifti)
         return 1
     from ..exceptions import DicomCubeError
@@ -84,24 +84,8 @@ def _export(args, ts) -> None:
         size = sum(os.path.getsize(p) for p in paths)
         print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
     if args.nifti:
-        _atomic_nifti(image, args.nifti)
+        from ..core.nifti_io import save_to_nifti
+
+        save_to_nifti(image, args.nifti)
         print(f"{args.nifti}: NIfTI {'x'.join(map(str, image.raw_image.shape[::-1]))}, "
               f"{human_bytes(os.path.getsize(args.nifti))}")
-
-
-def _atomic_nifti(image, path: str) -> None:
-    """save_to_nifti through a temporary file beside ``path`` (same extension), then rename."""
-    from ..core.nifti_io import save_to_nifti
-    from ..exceptions import DicomCubeError
-
-    folder, name = os.path.split(os.path.abspath(path))
-    ext = ".nii.gz" if name.lower().endswith(".nii.gz") else os.path.splitext(name)[1]
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp{ext}")
-    try:
-        save_to_nifti(image, tmp)
-        os.replace(tmp, path)
-    except DicomCubeError as exc:  # name the file asked for, not the temporary one
-        raise type(exc)(exc.reason, path) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -6,10 +6,10 @@ what was written, so a later export with ``overwrite=True`` replaces only those 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import posixpath
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -28,8 +28,16 @@ from pydicom.uid import (
 
 from .. import __version__
 from ..codecs.jph import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, crc32c, encode_batch, read_header
-from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
-from ..storage.atomic import atomic_write
+from ..exceptions import (
+    CodecError,
+    DataConsistencyError,
+    DicomCubeError,
+    MetaDataError,
+    UnsafeTargetError,
+    WriteError,
+)
+from ..storage.atomic import is_temp_name
+from ..storage.target_dir import LINK_MESSAGE, TargetDir
 from .image import DicomCubeImage
 from .part10 import SEQ_DELIM, PixelElement, dicube_file_meta, encapsulate_frames, encode_part10
 
@@ -44,76 +52,80 @@ PYDICOM_LOSSLESS = {RLELossless, JPEGLSLossless, JPEG2000Lossless}
 
 
 # ------------------------------------------------------------------------ manifest
-def _file_crc(path: str) -> Optional[int]:
+def _read_manifest(target: TargetDir) -> dict:
     try:
-        with open(path, "rb") as fh:
-            return crc32c(fh.read())
-    except OSError:
-        return None
-
-
-def _read_manifest(folder: str) -> dict:
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as fh:
-            doc = json.load(fh)
-        files = doc.get("files", {})
+        with target.open_read(MANIFEST) as fh:
+            doc = json.load(fh) if fh is not None else {}
+        files = doc.get("files", {}) if isinstance(doc, dict) else {}
         return files if isinstance(files, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 
-def _write_manifest(folder: str, files: dict) -> None:
+def _write_manifest(target: TargetDir, files: dict) -> None:
     doc = {"writer": f"dicube {__version__}", "files": files}
-    with atomic_write(os.path.join(folder, MANIFEST)) as fh:
-        fh.write(json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
+    target.write(MANIFEST, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
 
 
-def _own(folder: str, rel: str, entry) -> bool:
+def _own(target: TargetDir, rel: str, entry) -> bool:
     """True if ``rel`` is a file we wrote and nobody changed since."""
     if not isinstance(entry, dict):
         return False
-    path = os.path.join(folder, rel)
-    if not os.path.isfile(path):
-        return False
-    if entry.get("pending"):  # an export stopped before listing it: ours if it is the
-        return _sop_uid(path) == entry.get("sop")  # instance planned under that name
-    return entry.get("crc32c") == _file_crc(path) and entry.get("size") == os.path.getsize(path)
+    with target.open_read(rel) as fh:
+        if fh is None:
+            return False
+        if entry.get("pending"):  # an export stopped before listing it: ours if it is the
+            return _sop_uid(fh) == entry.get("sop")  # instance planned under that name
+        size = os.fstat(fh.fileno()).st_size
+        return entry.get("size") == size and entry.get("crc32c") == crc32c(fh.read())
 
 
-def _sop_uid(path: str) -> Optional[str]:
+def _sop_uid(fh) -> Optional[str]:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[0x00080018])
+        ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=[0x00080018])
         return str(ds.SOPInstanceUID)
     except Exception:  # not DICOM, unreadable, no such element: not ours
         return None
 
 
-def _existing(folder: str) -> list[str]:
-    out = []
-    for root, dirs, files in os.walk(folder):
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/")
-            if rel != MANIFEST:
-                out.append(rel)
-    return out
-
-
 # ------------------------------------------------------------------------ names
-def _safe_name(name: Optional[str]) -> Optional[str]:
-    if not name:
+def _safe_name(name) -> Optional[str]:
+    """``name`` as a relative path inside the export folder, or None when it cannot be one."""
+    if not name or not isinstance(name, str) or "\0" in name:
         return None
     n = posixpath.normpath(name.replace("\\", "/"))
     if n.startswith(("/", "../")) or n in (".", "..") or n == MANIFEST or "/../" in n:
+        return None
+    try:
+        parts = [os.fsencode(p) for p in n.split("/")]
+    except UnicodeError:
+        return None
+    if any(len(p) > 255 for p in parts) or any(is_temp_name(p) for p in n.split("/")):
         return None
     return n
 
 
 def _names(meta, count: int) -> list[str]:
-    names = [_safe_name(f) for f in (getattr(meta, "filenames", None) or [None] * count)]
-    if len(names) != count or None in names or len(set(n.lower() for n in names)) != count:
-        width = max(5, len(str(count)))
-        return [f"{i + 1:0{width}d}.dcm" for i in range(count)]
-    return names
+    """The stored file names when all of them are usable, else 00001.dcm, 00002.dcm, ..."""
+    stored = list(getattr(meta, "filenames", None) or [None] * count)
+    names = [_safe_name(f) for f in stored]
+    if len(names) == count and None not in names and _distinct(names):
+        return names
+    bad = next((f for f, n in zip(stored, names) if f is not None and n is None), None)
+    if bad is not None or any(f is not None for f in stored):
+        why = f"{bad!r} cannot be a file name inside the folder" if bad is not None else \
+            "they are incomplete or not unique (case-insensitively)"
+        warnings.warn(f"the stored file names are not used ({why}); files are numbered "
+                      "00001.dcm, 00002.dcm, ... instead", UserWarning, stacklevel=3)
+    width = max(5, len(str(count)))
+    return [f"{i + 1:0{width}d}.dcm" for i in range(count)]
+
+
+def _distinct(names: list[str]) -> bool:
+    """No two names equal (case-insensitively) and none is a folder of another."""
+    lower = [n.lower() for n in names]
+    folders = {a for n in lower for a in _ancestors(n)}
+    return len(set(lower)) == len(lower) and not folders & set(lower)
 
 
 # ------------------------------------------------------------------------ pixels
@@ -302,54 +314,62 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
     per = raw.shape[0] // n
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise DicomCubeError("exists and is not a folder", folder)
-    try:
-        return _export(image, meta, folder, per, transfer_syntax, overwrite)
-    except OSError as exc:
-        where = exc.filename if isinstance(exc.filename, str) else folder
-        raise DicomCubeError(f"cannot write: {exc.strerror or exc}", where) from exc
-
-
-def _export(image: DicomCubeImage, meta, folder: str, per: int, transfer_syntax: Optional[str],
-            overwrite: bool) -> list[str]:
-    raw = image.raw_image
-    n = len(meta)
-    os.makedirs(folder, exist_ok=True)
+        raise WriteError("exists and is not a folder", folder)
     names = _names(meta, n)
-    old = _read_manifest(folder)
-    existing = _existing(folder)
-    if existing and not overwrite:
-        raise DicomCubeError(f"folder is not empty ({len(existing)} files); "
-                             "pass overwrite=True to replace files exported before", folder)
-    own = {rel for rel in existing if _own(folder, rel, old.get(rel))}
+    try:
+        with TargetDir(folder) as target:
+            return _export(image, meta, target, names, per, transfer_syntax, overwrite)
+    except OSError as exc:  # not expected: TargetDir names the file in its own errors
+        raise WriteError(f"cannot write: {exc.strerror or exc}", folder) from exc
+
+
+def _ancestors(rel: str) -> list[str]:
+    """``a``, ``a/b`` for ``a/b/c``."""
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], per: int,
+            transfer_syntax: Optional[str], overwrite: bool) -> list[str]:
+    raw = image.raw_image
+    existing, links = target.walk()
+    on_the_way = {MANIFEST} | {a for rel in names for a in [rel, *_ancestors(rel)]}
+    unsafe = sorted(set(links) & on_the_way)
+    if unsafe:  # before anything is written
+        raise UnsafeTargetError(LINK_MESSAGE, target.shown(unsafe[0]))
+    if (existing or links) and not overwrite:
+        raise DicomCubeError(f"folder is not empty ({len(existing) + len(links)} files); "
+                             "pass overwrite=True to replace files exported before", target.path)
+    old = _read_manifest(target)
+    own = {rel for rel in existing if _own(target, rel, old.get(rel))}
     foreign = set(existing) - own
     clash = sorted(set(names) & foreign) + sorted(
-        d for d in {posixpath.dirname(x) for x in names} if d and os.path.isfile(os.path.join(folder, d)))
+        {a for rel in names for a in _ancestors(rel)} & set(existing))
     if clash:
-        raise DicomCubeError(f"would overwrite files not written by dicube: {clash[:5]}", folder)
+        raise DicomCubeError(f"would overwrite files not written by dicube: {clash[:5]}", target.path)
 
     uids = meta.get_values("SOPInstanceUID")
     planned = {rel: {"pending": True, "sop": None if uids[k] is None else str(uids[k])}
                for k, rel in enumerate(names)}
-    _write_manifest(folder, {**{r: old[r] for r in own}, **planned})
+    _write_manifest(target, {**{r: old[r] for r in own}, **planned})
     written: dict = {}
     paths = []
     try:
         for k, rel in enumerate(names):
             data = _file_bytes(image, meta, k, raw[k * per:(k + 1) * per], transfer_syntax)
-            path = os.path.join(folder, *rel.split("/"))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with atomic_write(path) as fh:
-                fh.write(data)
+            target.write(rel, data)
             written[rel] = {"size": len(data), "crc32c": crc32c(data)}
-            paths.append(path)
+            paths.append(target.shown(rel))
     finally:
+        done = len(written) == len(names)
         kept = {r: old[r] for r in own if r not in written}
-        if len(written) == len(names):  # success: remove our stale files of an earlier export
+        if done:  # success: remove our stale files of an earlier export
             for rel in list(kept):
-                if rel not in planned:
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, rel))
+                if rel not in planned and target.unlink(rel):
                     kept.pop(rel)
-        _write_manifest(folder, {**kept, **written})
+        try:
+            _write_manifest(target, {**kept, **written})
+        except WriteError:
+            if done:  # else the error that stopped the export is the one to report
+                raise
     return paths

@@ -6,10 +6,13 @@ and its affine maps voxels to RAS, so the affine is ``diag(-1, -1, 1, 1) @ LPS a
 """
 from __future__ import annotations
 
+import gzip
 import os
+
 import numpy as np
 
 from ..exceptions import DataConsistencyError, DicomCubeError
+from ..storage.atomic import atomic_write
 from .image import DicomCubeImage
 from .pixel_header import PixelDataHeader
 
@@ -45,14 +48,33 @@ def space_from_ras_affine(affine: np.ndarray, shape_xyz: tuple):
 
 
 def save_to_nifti(image: DicomCubeImage, path: "os.PathLike[str] | str") -> None:
-    """Write ``image`` as NIfTI-1 (.nii or .nii.gz): stored values with the shared rescale
-    as scl_slope/scl_inter (real values when the rescale varies per slice)."""
+    """Write ``image`` as NIfTI-1 (.nii, or gzipped when the name ends in .gz): stored values
+    with the shared rescale as scl_slope/scl_inter (real values when the rescale varies per
+    slice). Written atomically like a .dcbs file (:func:`dicube.storage.atomic.atomic_write`):
+    a file it replaces keeps its permissions; errors are :class:`WriteError` naming ``path``."""
     import nibabel as nib
+    from nibabel.spatialimages import HeaderDataError
 
     if image.space is None:
         raise DataConsistencyError("the image has no space (geometry) to write", path)
     if image.raw_image.ndim != 3:
         raise DataConsistencyError(f"NIfTI export needs a 3D image, got {image.raw_image.shape}", path)
+    try:
+        nii = _nifti_image(image)
+    except (ValueError, HeaderDataError) as exc:  # e.g. a dtype NIfTI-1 cannot hold
+        raise DataConsistencyError(f"cannot write NIfTI: {exc}", path) from exc
+    name = os.path.basename(os.fspath(path))
+    with atomic_write(path) as fh:
+        if name.lower().endswith(".gz"):  # as nibabel writes it: level 1, no time stamp
+            with gzip.GzipFile(name[:-3], "wb", 1, fh, mtime=0) as gz:
+                nii.to_file_map({"image": nib.FileHolder(fileobj=gz)})
+        else:
+            nii.to_file_map({"image": nib.FileHolder(fileobj=fh)})
+
+
+def _nifti_image(image: DicomCubeImage):
+    import nibabel as nib
+
     ph = image.pixel_header
     if ph is not None and ph.per_slice_rescale:
         data, slope, inter = image.get_fdata(np.float32), 1.0, 0.0
@@ -65,7 +87,7 @@ def save_to_nifti(image: DicomCubeImage, path: "os.PathLike[str] | str") -> None
     nii.header.set_slope_inter(slope, inter)
     nii.set_qform(affine, code=1)
     nii.set_sform(affine, code=1)
-    nib.save(nii, os.fspath(path))
+    return nii
 
 
 def load_from_nifti(path: "os.PathLike[str] | str") -> DicomCubeImage:

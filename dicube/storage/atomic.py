@@ -1,47 +1,188 @@
-"""Write a file atomically: a temporary file in the same folder, fsync, then rename."""
+"""Write a file atomically: a locked temporary file beside the target, fsync, rename, fsync folder.
+
+Temporary files are named ``.{target}.dicube-{32 random hex digits}.tmp``, created with
+``O_EXCL | O_NOFOLLOW`` (mode 0600) and hold an exclusive ``flock`` for their writer's
+lifetime. A later write to the same target removes those it can lock: their writer died
+(``kill -9``, power loss) before it could remove them; a live writer's file is left alone.
+The replaced file keeps its permission bits; a new file gets ``0666 & ~umask``.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import logging
 import os
-import tempfile
-from typing import BinaryIO, Iterator
+import re
+import secrets
+import stat
+from typing import BinaryIO, Iterator, Optional
+
+from ..exceptions import WriteError
+
+log = logging.getLogger("dicube")
+
+#: What follows ``.{target}`` in a temporary file name (see :func:`is_temp_name`).
+_TMP_TAIL = re.compile(r"\.dicube-[0-9a-f]{32}\.tmp")
+_TMP_NAME = re.compile(r"\..+" + _TMP_TAIL.pattern, re.S)
+#: Bytes of the target name kept in a temporary name (a component is at most 255 bytes).
+_STEM_BYTES = 180
+
+
+def temp_prefix(name: str) -> str:
+    """``.{name}`` (cut to fit a component) that temporary files of target ``name`` start with."""
+    return "." + os.fsdecode(os.fsencode(name)[:_STEM_BYTES])
+
+
+def is_temp_name(name: str) -> bool:
+    """True if ``name`` has the form of one of our temporary files (for any target)."""
+    return _TMP_NAME.fullmatch(name) is not None
 
 
 @contextlib.contextmanager
-def atomic_write(path: "os.PathLike[str] | str", mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None,
+                 shown: "os.PathLike[str] | str | None" = None,
+                 clean: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file; on success it replaces ``path`` in one step.
 
-    The data goes to a hidden temporary file beside ``path``, is flushed and fsynced,
-    then ``os.replace``-d over ``path`` (and the folder fsynced). On any error the
-    temporary file is removed and ``path`` is left as it was: never a partial file.
+    With ``dir_fd``, ``path`` is one name inside that open folder (nothing is resolved);
+    otherwise the folder of ``path`` is opened as given. ``shown`` is the name errors give
+    (default ``path``). ``clean`` removes temporary files of ``path`` left by dead writers.
+    Any ``OSError`` (also from the body) becomes a :class:`WriteError` naming ``shown``; on
+    any error the temporary file is removed and ``path`` is left as it was.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    shown = os.fspath(shown if shown is not None else path)
+    own_dir = dir_fd is None
+    name = os.fspath(path)
+    fd = -1
     try:
-        with os.fdopen(fd, "wb") as fh:
+        if own_dir:
+            folder, name = os.path.split(os.path.abspath(name))
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        mode = _final_mode(dir_fd, name)
+        if clean:
+            remove_stale(dir_fd, name)
+        fd, tmp = _create_temp(dir_fd, name)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL or an unencodable character
+        if own_dir and dir_fd is not None:
+            os.close(dir_fd)
+        raise _error(exc, shown) from exc
+    try:
+        with open(fd, "wb", closefd=False) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        tmp = None
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.fsync(dir_fd)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        if isinstance(exc, OSError):
+            raise _error(exc, shown) from exc
         raise
-    _fsync_dir(folder)
+    finally:
+        os.close(fd)  # releases the lock only now, after the rename
+        if own_dir:
+            os.close(dir_fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _error(exc: Exception, shown: str) -> WriteError:
+    return WriteError(f"cannot write: {getattr(exc, 'strerror', None) or exc}", shown)
+
+
+def umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would, for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-def _fsync_dir(folder: str) -> None:
-    with contextlib.suppress(OSError):
-        dfd = os.open(folder, os.O_RDONLY)
+def _final_mode(dir_fd: int, name: str) -> int:
+    """Permission bits for ``name``: those of the regular file it replaces, else 0666 & ~umask."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0o666 & ~umask()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if stat.S_ISREG(st.st_mode):
+        return stat.S_IMODE(st.st_mode) & 0o777
+    return 0o666 & ~umask()  # a link or a special file is replaced, never followed
+
+
+def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
+    """A new, locked, unpredictable temporary file for target ``name``: (fd, its name)."""
+    prefix = temp_prefix(name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = f"{prefix}.dicube-{secrets.token_hex(16)}.tmp"
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # a cleaner that locked the new file first took it for a dead writer's: it is
+            # unlinked by the time we get the lock, so take another name
+            if os.fstat(fd).st_nlink:
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise FileExistsError(errno.EEXIST, "no free temporary file name")
+
+
+def remove_stale(dir_fd: int, name: Optional[str] = None) -> int:
+    """Remove temporary files of target ``name`` (of any target when None) in the folder
+    ``dir_fd`` whose writer is dead; return how many were removed."""
+    prefix = None if name is None else temp_prefix(name)
+    try:
+        with os.scandir(dir_fd) as it:
+            names = [e.name for e in it]
+    except OSError:
+        return 0
+    removed = 0
+    for entry in names:
+        if prefix is None:
+            ours = is_temp_name(entry)
+        else:
+            ours = entry.startswith(prefix) and _TMP_TAIL.fullmatch(entry, len(prefix)) is not None
+        if ours and remove_if_dead(dir_fd, entry):
+            removed += 1
+    return removed
+
+
+def remove_if_dead(dir_fd: int, entry: str) -> bool:
+    """Remove our temporary file ``entry`` if no live writer holds its lock; True if removed."""
+    try:  # O_NONBLOCK: a FIFO under that name must not block the open
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: its writer is alive
+            return False
+        now = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.unlink(entry, dir_fd=dir_fd)  # still locked: a new writer of this file retries
+        log.info("removed %s, a temporary file left by a writer that died", entry)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
