@@ -19,7 +19,13 @@ from crafting import Crafted
 
 import dicube
 from dicube.dicom.streaming import DcbStreamingReader
-from dicube.exceptions import CorruptFileError, DicomCubeError, InvalidCubeFileError, MetaDataError
+from dicube.exceptions import (
+    CodecError,
+    CorruptFileError,
+    DicomCubeError,
+    InvalidCubeFileError,
+    MetaDataError,
+)
 from dicube.storage import limits
 from dicube.storage.reader import DcbsReader
 
@@ -146,6 +152,14 @@ def build_attacks(folder: Path, v2: Path, v2_zstd: Path, v1: Path) -> dict:
     idx["length"][0] -= 16
     c.index = idx
     add("index_gap", c, "load", InvalidCubeFileError, ["contiguous"])
+    img = dicube.load(v2)  # frame codec 2 (zstd of raw samples): a float series
+    img.raw_image = img.raw_image.astype(np.float32)
+    f32 = dicube.save(img, folder / "f32.dcbs") and folder / "f32.dcbs"
+    for name, bomb in (("zstd_frame_content_size_lies", zstd_bomb(1 << 20, 16 * GiB)),
+                       ("zstd_frame_bomb", bomb16)):
+        c = Crafted.read(f32)
+        c.frames[3] = bomb
+        add(name, c, "load", CodecError, ["frame 3"])
     deep = b"[" * 100_000 + b"]" * 100_000
     c = Crafted.read(v2)
     c.set_section(b"PIXH", deep)
@@ -251,7 +265,8 @@ def attacks(tmp_path_factory, dcbs_samples, dcbs_zstd_samples, legacy_dcbs) -> d
 ATTACKS = ["meta_bomb_raw_length_0", "meta_raw_length_2_31", "meta_content_size_lies",
            "meta_bomb_beyond_raw_length", "qc_bomb", "index_bomb", "index_bomb_sized", "dims_100000",
            "object_dtype", "zstd_planes_65535", "zstd_planes_65535_one_frame", "frame_count_1e9",
-           "index_all_frame_0", "index_swapped", "index_gap", "deep_json_pixh", "deep_json_qc",
+           "index_all_frame_0", "index_swapped", "index_gap", "zstd_frame_content_size_lies",
+           "zstd_frame_bomb", "deep_json_pixh", "deep_json_qc",
            "v1_slice_count_1e9", "v1_meta_bomb", "v1_pixh_list", "v1_index_all_frame_0",
            "v1_object_dtype"]
 

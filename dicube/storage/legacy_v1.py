@@ -194,7 +194,7 @@ def merged_to_headers(doc: dict) -> Tuple[List[dict], List[str]]:
     try:
         merged = doc["_merged_data"]
         n = int(doc["slice_count"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise MetaDataError(f"version-1 metadata lacks {exc}") from exc
     if not isinstance(merged, dict) or n < 0:
         raise MetaDataError("version-1 metadata is malformed")

@@ -384,6 +384,10 @@ class DcbsReader:
         mv = memoryview(buf)
         for k, (o, ln) in enumerate(zip(offs.tolist(), lens.tolist())):
             try:
+                # decompress() trusts a content size in the frame header over max_output_size
+                size = zstandard.get_frame_parameters(mv[o:o + ln]).content_size
+                if size not in (frame_bytes, zstandard.CONTENTSIZE_UNKNOWN):
+                    raise CodecError(f"frame {k} declares {size} bytes, expected {frame_bytes}")
                 raw = dctx.decompress(mv[o:o + ln], max_output_size=frame_bytes)
             except zstandard.ZstdError as exc:
                 raise CodecError(f"frame {k} does not decompress: {exc}") from exc
