@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 
-from ._output import error_message, human_bytes, print_error
+from ._output import error_message, human_bytes, print_error, print_warning
 
 CMD = "export"
 
@@ -80,7 +81,12 @@ def _export(args, ts) -> None:
     if args.out_dir is not None:
         from ..core.dicom_export import save_to_dicom_folder
 
-        paths = save_to_dicom_folder(image, args.out_dir, transfer_syntax=ts, overwrite=args.overwrite)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. stored names not used
+            warnings.simplefilter("always")
+            paths = save_to_dicom_folder(image, args.out_dir, transfer_syntax=ts,
+                                         overwrite=args.overwrite)
+        for w in caught:
+            print_warning(CMD, f"{args.out_dir}: {w.message}")
         size = sum(os.path.getsize(p) for p in paths)
         print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
     if args.nifti:
