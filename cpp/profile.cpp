@@ -1,8 +1,10 @@
 #include "profile.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "jph_codec.hpp"
+#include "regions.hpp"
 
 namespace dicube {
 namespace {
@@ -18,6 +20,7 @@ uint32_t be32(const uint8_t* p) {
 
 struct Walk {
   uint32_t width = 0, height = 0, depth = 0, comps = 0, levels = 0;
+  uint32_t progression = 0, log_block_w = 0, log_block_h = 0;
   bool mct = false, siz = false, cap = false, cod = false, qcd = false;
   std::vector<uint32_t> tlm_lengths;  // Ptlm of every TLM entry, in order
 };
@@ -63,6 +66,9 @@ std::string check_cod(const uint8_t* s, size_t len, Walk& w) {
   if (be16(s + 2) != 1) return "more than one quality layer";
   if (s[4] > 1 || (s[4] == 1 && w.comps != 3)) return "colour transform";
   w.mct = s[4] == 1;
+  w.progression = s[1];
+  w.log_block_w = s[6] + 2u;
+  w.log_block_h = s[7] + 2u;
   w.levels = s[5];
   if (w.levels > max_safe_levels(w.width, w.height)) return std::to_string(w.levels) + " decomposition levels";
   if (s[6] > 8 || s[7] > 8 || s[6] + s[7] > 8) return "code-block size";
@@ -126,6 +132,214 @@ std::string check_main(const uint8_t* data, size_t size, size_t& pos, Walk& w) {
   return {};
 }
 
+// --- packets ---------------------------------------------------------------------------
+// OpenJPH 0.9 trusts the code-block lengths of packet headers: one longer than what is left
+// of its tile-part makes it zero-fill past its buffer (heap corruption); two that overflow
+// 32 bits make its block decoder read far out of bounds. So the packet headers are read
+// here as OpenJPH reads them (one layer, one precinct per resolution, no SOP/EPH: our
+// profile), and every length is checked against the bytes really left.
+
+// Packet-header bits as OpenJPH reads them: after a 0xFF byte the next one gives 7 bits.
+struct Bits {
+  const uint8_t* p;
+  size_t left;
+  uint32_t tmp = 0;
+  int avail = 0;
+  bool unstuff = false, overrun = false;
+
+  void next() {
+    if (left == 0) {
+      overrun = true;
+      tmp = 0;
+      avail = 8 - unstuff;
+      unstuff = false;
+      return;
+    }
+    tmp = *p++;
+    --left;
+    avail = 8 - unstuff;
+    unstuff = tmp == 0xFF;
+  }
+  uint32_t bit() {
+    if (avail == 0) next();
+    return (tmp >> --avail) & 1;
+  }
+  uint32_t bits(int n) {
+    uint32_t v = 0;
+    while (n) {
+      if (avail == 0) next();
+      int t = std::min(avail, n);
+      v = v << t;
+      avail -= t;
+      n -= t;
+      v |= (tmp >> avail) & ((1u << t) - 1);
+    }
+    return v;
+  }
+  void terminate() {
+    if (unstuff) next();
+    tmp = 0;
+    avail = 0;
+  }
+};
+
+struct Band {
+  uint32_t blocks_w = 0, blocks_h = 0;  // code-blocks across and down (one precinct)
+};
+
+uint32_t ceil_div_pow2(uint64_t v, uint32_t s) { return static_cast<uint32_t>((v + (uint64_t(1) << s) - 1) >> s); }
+
+// Extent of a high-pass band at level d along one axis of a tile at the origin.
+uint32_t high_extent(uint32_t n, uint32_t d) {
+  const uint64_t half = uint64_t(1) << (d - 1);
+  return n > half ? ceil_div_pow2(n - half, d) : 0;
+}
+
+uint32_t log2ceil(uint32_t x) {
+  uint32_t t = 0;
+  while ((uint64_t(1) << t) < x) ++t;
+  return t;
+}
+
+// One packet (resolution r of a component); false with `why` set when OpenJPH would not
+// read it safely. `left` is what remains of the tile-part, updated as OpenJPH does.
+bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std::string& why) {
+  std::vector<Band> bands;
+  auto blocks = [&](uint32_t bw, uint32_t bh) {
+    Band b;
+    if (bw && bh) {
+      b.blocks_w = ceil_div_pow2(bw, w.log_block_w);
+      b.blocks_h = ceil_div_pow2(bh, w.log_block_h);
+    }
+    return b;
+  };
+  if (r == 0) {
+    bands.push_back(blocks(ceil_div_pow2(w.width, w.levels), ceil_div_pow2(w.height, w.levels)));
+  } else {
+    const uint32_t d = w.levels - r + 1;
+    const uint32_t lw = ceil_div_pow2(w.width, d), lh = ceil_div_pow2(w.height, d);
+    const uint32_t hw = high_extent(w.width, d), hh = high_extent(w.height, d);
+    bands.push_back(blocks(hw, lh));
+    bands.push_back(blocks(lw, hh));
+    bands.push_back(blocks(hw, hh));
+  }
+  Bits bb{p, left};
+  std::vector<uint64_t> lengths;  // per included code-block, in the order the data follows
+  bool first = true;
+  for (const Band& band : bands) {
+    if (band.blocks_w == 0 || band.blocks_h == 0) continue;
+    if (first) {
+      first = false;
+      if (bb.bit() == 0) {  // empty packet
+        bb.terminate();
+        p = bb.p;
+        left = bb.left;
+        return true;
+      }
+    }
+    const uint32_t levels = 1 + std::max(log2ceil(band.blocks_w), log2ceil(band.blocks_h));
+    if (levels > 15) return why = "too many code-blocks", false;
+    // Tag trees: level l has ceil(n / 2^l) nodes along each axis; level `levels` is a root set to 0.
+    std::vector<std::vector<uint8_t>> inc(levels + 1), inc_seen(levels + 1), msb(levels + 1), msb_seen(levels + 1);
+    std::vector<uint32_t> stride(levels + 1);
+    for (uint32_t l = 0; l <= levels; ++l) {
+      stride[l] = ceil_div_pow2(band.blocks_w, l);
+      const size_t n = static_cast<size_t>(stride[l]) * ceil_div_pow2(band.blocks_h, l);
+      inc[l].assign(n, 0);
+      inc_seen[l].assign(n, 0);
+      msb[l].assign(n, 0);
+      msb_seen[l].assign(n, 0);
+    }
+    auto at = [&](uint32_t x, uint32_t y, uint32_t l) { return (x >> l) + (y >> l) * static_cast<size_t>(stride[l]); };
+    for (uint32_t y = 0; y < band.blocks_h; ++y) {
+      for (uint32_t x = 0; x < band.blocks_w; ++x) {
+        bool empty = false;
+        for (uint32_t l = levels; l-- > 0;) {
+          const size_t i = at(x, y, l);
+          if (inc[l][i] == 1) { empty = true; break; }
+          if (!inc_seen[l][i]) {
+            const uint32_t b = bb.bit();
+            empty = b == 0;
+            inc[l][i] = static_cast<uint8_t>(1 - b);
+            inc_seen[l][i] = 1;
+          }
+          if (empty) break;
+        }
+        if (empty) continue;
+        uint32_t mmsbs = 0;
+        for (uint32_t lp1 = levels; lp1 > 0; --lp1) {
+          const uint32_t l = lp1 - 1;
+          mmsbs = msb[lp1][at(x, y, lp1)];
+          const size_t i = at(x, y, l);
+          if (!msb_seen[l][i]) {
+            while (bb.bit() == 0) {
+              if (bb.overrun) return why = "packet header runs past its tile-part", false;
+              ++mmsbs;
+            }
+            msb[l][i] = static_cast<uint8_t>(mmsbs);
+            msb_seen[l][i] = 1;
+          }
+        }
+        uint32_t passes = 1;
+        if (bb.bit()) {
+          passes = 2;
+          if (bb.bit()) {
+            uint32_t v = bb.bits(2);
+            passes = 3 + v;
+            if (v == 3) {
+              v = bb.bits(5);
+              passes = 6 + v;
+              if (v == 31) passes = 37 + bb.bits(7);
+            }
+          }
+        }
+        int bits1 = 3;
+        while (bb.bit()) {
+          if (bb.overrun || ++bits1 > 32) return why = "code-block length field", false;
+        }
+        const int extra = passes > 2 ? 1 : 0;
+        if (bits1 + extra > 32) return why = "code-block length field", false;
+        uint64_t length = bb.bits(bits1);
+        if (passes > 1) length += bb.bits(bits1 + extra);
+        if (bb.overrun) return why = "packet header runs past its tile-part", false;
+        lengths.push_back(length);
+      }
+    }
+  }
+  bb.terminate();
+  if (bb.overrun) return why = "packet header runs past its tile-part", false;
+  for (uint64_t n : lengths) {
+    if (n > bb.left) return why = "code-block data runs past its tile-part", false;
+    bb.p += n;
+    bb.left -= static_cast<size_t>(n);
+  }
+  p = bb.p;
+  left = bb.left;
+  return true;
+}
+
+std::string check_packets(const Walk& w, const std::vector<Span>& payloads) {
+  // One precinct per resolution (OpenJPH's default precinct of 2^15): larger images are
+  // left to the isolated decoder.
+  if (w.width > 32768 || w.height > 32768) return "image larger than one precinct";
+  // Packet order of one layer and one precinct per resolution: resolution-major for
+  // LRCP, RLCP and RPCL, component-major for PCRL and CPRL (ties go to the lower index).
+  const bool by_res = w.progression <= 2;
+  const uint32_t total = (w.levels + 1) * w.comps;
+  uint32_t k = 0;
+  std::string why;
+  for (const Span& tp : payloads) {
+    const uint8_t* p = tp.data;
+    size_t left = tp.size;
+    while (left > 0 && k < total) {
+      const uint32_t r = by_res ? k / w.comps : k % (w.levels + 1);
+      if (!read_packet(w, r, p, left, why)) return why;
+      ++k;
+    }
+  }
+  return {};
+}
+
 // Tile-parts of the one tile: SOT (Lsot 10, Isot 0, TPsot 0, 1, ...) directly followed by
 // SOD, each Psot ending where the next tile-part starts, the last one before EOC.
 std::string check_tile_parts(const uint8_t* data, size_t size, size_t pos, const Walk& w) {
@@ -133,6 +347,7 @@ std::string check_tile_parts(const uint8_t* data, size_t size, size_t pos, const
   const size_t end = size - 2;
   uint32_t count = 0, declared = 0;
   std::vector<uint32_t> lengths;
+  std::vector<Span> payloads;
   while (pos < end) {
     if (pos + 14 > end || be16(data + pos) != SOT || be16(data + pos + 2) != 10) return "bad SOT";
     const uint32_t psot = be32(data + pos + 6);
@@ -146,13 +361,14 @@ std::string check_tile_parts(const uint8_t* data, size_t size, size_t pos, const
     if (len < 14 || len > end - pos) return "Psot";
     if (psot == 0 && pos + len != end) return "Psot";
     lengths.push_back(static_cast<uint32_t>(len));
+    payloads.push_back(Span{data + pos + 14, len - 14});
     pos += len;
     ++count;
   }
   if (count == 0) return "no tile-part";
   if (declared != 0 && declared != count) return "TNsot does not match the tile-parts";
   if (!w.tlm_lengths.empty() && w.tlm_lengths != lengths) return "TLM does not match the tile-parts";
-  return {};
+  return check_packets(w, payloads);
 }
 
 }  // namespace
