@@ -47,6 +47,37 @@ class DicomReadError(DicomCubeError):
     """A DICOM file or folder cannot be read as a series."""
 
 
+class DamagedDicomError(DicomReadError):
+    """A file that looks like DICOM ("DICM" at byte 128, or a parsable header) cannot be read
+    completely: truncated, a damaged header or pixel data, or unreadable."""
+
+
+class UnreadableFilesError(DicomReadError):
+    """Files of a DICOM folder that may hold slices cannot be read (opened, parsed or decoded).
+
+    ``files`` lists every such file as ``(path, reason)``; pass ``on_unreadable="skip"``
+    (``--skip-unreadable``) to read the rest, with the skipped files in the QC report.
+    """
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, files=()):
+        self.files = [(str(p), str(r)) for p, r in files]
+        super().__init__(message, path)
+
+
+class DuplicateInstanceError(DicomReadError):
+    """Files that differ carry the same SOPInstanceUID; ``files`` lists them as
+    ``(path, other_path)`` pairs (which one is right cannot be decided)."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, files=()):
+        self.files = [(str(a), str(b)) for a, b in files]
+        super().__init__(message, path)
+
+
+class SkippedFileWarning(UserWarning):
+    """A folder entry was not read: not a regular file (FIFO, socket, device), or a file
+    skipped on request (``on_unreadable="skip"``)."""
+
+
 class FrameIndexError(DicomCubeError, IndexError):
     """A frame number is out of range (also an :class:`IndexError`)."""
 
@@ -85,6 +116,10 @@ __all__ = [
     "DataConsistencyError",
     "DicomReadError",
     "MultipleSeriesError",
+    "DamagedDicomError",
+    "UnreadableFilesError",
+    "DuplicateInstanceError",
+    "SkippedFileWarning",
     "FrameIndexError",
     "ClosedReaderError",
     "WriteError",

@@ -195,6 +195,7 @@ def test_bundled_series_folder(tmp_path):
         ds = pydicom.dcmread(src)
         ds.ImagePositionPatient = [0, 0, float(k) * 2.0]
         ds.InstanceNumber = 3 - k
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{k}"  # one instance per file
         ds.save_as(tmp_path / f"s{k}.dcm")
     img = load_from_dicom_folder(Path(tmp_path))
     assert img.raw_image.shape == (3, 128, 128)

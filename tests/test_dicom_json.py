@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import warnings
 
@@ -17,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicube.dicom import DicomMeta
 from dicube.dicom.dicom_json import json_to_dataset
 from dicube.dicom.file_parser import NotDicomError, parse_file
+from dicube.exceptions import DamagedDicomError
 from helpers_dicom import assert_datasets_equal, assert_file_meta_equal, dataset_differences
 
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
@@ -53,7 +55,11 @@ def test_every_bundled_file_round_trips_exactly():
             ref = pixel_array(src, as_rgb=False)  # stored values, no colour conversion
         except Exception:
             ref = None
-        pf, arr = parse_file(f, with_pixels=ref is not None)
+        try:
+            pf, arr = parse_file(f, with_pixels=ref is not None)
+        except DamagedDicomError:  # a file cut short is refused, not read in part
+            assert "truncated" in os.path.basename(f), f
+            continue
         meta = DicomMeta.from_json_headers([pf.header])
         meta = DicomMeta.from_json(meta.to_json())
         ds = meta.index(0)

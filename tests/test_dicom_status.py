@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pydicom
@@ -53,9 +52,16 @@ def test_removed_slice_is_a_gap(ct):
     assert check_series(rev).get(S.GAP_LOCATION)[0].slices == [4, 5]
 
 
+def _second_instance(src, dst):
+    """A copy of ``src`` as another instance (an identical file would be read once)."""
+    ds = pydicom.dcmread(src)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + ".2"
+    ds.save_as(dst)
+
+
 def test_duplicated_slice(ct):
     src = sorted_by_position(ct)[2][0]
-    shutil.copy(src, ct / "copy_of_slice")
+    _second_instance(src, ct / "copy_of_slice")
     img = load_from_dicom_folder(ct)
     assert img.raw_image.shape[0] == 11
     report = check_series(img.dicom_meta)
@@ -168,7 +174,7 @@ def test_private_ob_and_sequence_kept_exactly(ct):
 
 def test_report_is_json_serialisable(ct):
     sorted_by_position(ct)[6][0].unlink()
-    shutil.copy(sorted_by_position(ct)[1][0], ct / "dup")
+    _second_instance(sorted_by_position(ct)[1][0], ct / "dup")
     report = check_series(load_from_dicom_folder(ct).dicom_meta)
     assert len(report.issues) >= 4
     d = json.loads(report.to_json())

@@ -5,6 +5,14 @@ Each SRC is a DICOM folder (or file); every series found under it (see
 ``<PatientID>_<Modality>_S<SeriesNumber>`` (the SeriesInstanceUID when those are missing),
 made unique with ``-2``, ``-3``... A series that fails is reported and the others go on;
 the exit status is 1 when any failed.
+
+Nothing is dropped in silence. A file that looks like DICOM (or cannot be opened) but
+cannot be read fails its series, naming the file and why; ``--skip-unreadable`` converts
+the rest and records the skipped files in the QC report (status UNREADABLE_FILES). Files
+under SRC that no series' reading covers are reported for SRC the same way. A series
+whose slices name different patients or studies (QC NON_UNIFORM_PATIENT /
+NON_UNIFORM_STUDY_UID) is not converted unless ``--allow-mixed-identity``. FIFOs, sockets
+and devices are never opened (a warning each); identical copies of an instance are read once.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from ._output import (
     human_bytes,
     print_error,
     print_table,
+    print_warning,
     progress,
     ratio,
 )
@@ -40,6 +49,13 @@ def register(sub) -> None:
                    help="frame codec: htj2k (smallest, served as DICOM as is; the default) or zstd "
                         "(byte planes: ~5x faster to decode, ~1.5x larger; for training copies)")
     p.add_argument("--overwrite", action="store_true", help="replace existing .dcbs files")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="convert a series even when some of its files cannot be read (truncated, "
+                        "damaged, no permission): they are listed in its QC report (UNREADABLE_FILES) "
+                        "and warned about; by default the series fails")
+    p.add_argument("--allow-mixed-identity", action="store_true",
+                   help="convert a series whose slices name different patients or studies (QC "
+                        "NON_UNIFORM_PATIENT / NON_UNIFORM_STUDY_UID); by default it fails")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=run)
 
@@ -68,6 +84,9 @@ class Job:
     output: str = ""
     input_bytes: int = 0
     codec: str = "htj2k"        # frame codec passed to dicube.save
+    series_uid: str = ""
+    on_unreadable: str = "error"
+    allow_mixed_identity: bool = False
 
 
 @dataclass
@@ -79,6 +98,7 @@ class Result:
     qc: str = "-"
     error: str = ""
     seconds: float = 0.0
+    warnings: list = field(default_factory=list)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -117,36 +137,65 @@ def _series_size(files) -> int:
     return total
 
 
-def plan(sources, out_dir: str) -> tuple[list[Job], list[Result]]:
-    """The jobs for every series under ``sources`` and the sources that hold none."""
-    from ..dicom.dicom_io import discover_series
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _uncovered(found, jobs: list[Job]) -> list:
+    """Unreadable files found under a source that no job's reading will report: outside
+    every job's folder, or naming a series no job converts."""
+    return [f for f in found.unreadable
+            if not any(_inside(f.path, j.folder) and f.series_uid in ("", j.series_uid)
+                       for j in jobs)]
+
+
+def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
+         notes: Optional[list] = None) -> tuple[list[Job], list[Result]]:
+    """The jobs for every series under ``sources`` and the sources that fail: they hold
+    no series, or files that cannot be read and that no job covers (unless
+    ``skip_unreadable``). Warnings (entries never opened, files skipped) go to ``notes``."""
+    from ..dicom.dicom_io import _listing_names, discover_series
     from ..exceptions import DicomReadError
 
     jobs: list[Job] = []
     failed: list[Result] = []
+    notes = notes if notes is not None else []
     for src in sources:
         try:
             found = discover_series(src)
         except Exception as exc:  # noqa: BLE001 - reported per source
             failed.append(Result(Job(src, src, None), False, error=error_message(exc, src)))
             continue
+        notes.extend(f"{f.path}: skipped, {f.reason}" for f in found.not_regular)
         series = [s for s in found if s.has_pixels]
         if not series:
-            exc = DicomReadError(f"no DICOM image series found ({found.num_non_dicom} non-DICOM "
-                                 f"files)", src)
+            what = f"{found.num_non_dicom} non-DICOM files"
+            if found.unreadable:
+                what += (f", {len(found.unreadable)} unreadable: "
+                         + _listing_names(found.unreadable))
+            exc = DicomReadError(f"no DICOM image series found ({what})", src)
             failed.append(Result(Job(src, src, None), False, error=str(exc)))
             continue
+        first_job = len(jobs)
         for info in series:
             folder = os.path.commonpath(info.files) if len(info.files) > 1 else info.files[0]
             if len(info.files) > 1 and not os.path.isdir(folder):
                 folder = os.path.dirname(folder)
-            job = Job(src, folder, info.key, sorted(info.files))
+            job = Job(src, folder, info.key, sorted(info.files), series_uid=info.series_uid)
+            job.on_unreadable = "skip" if skip_unreadable else "error"
             job.input_bytes = _series_size(info.files)
             base = _base_name(job.files[0], info.series_uid)
             if "#" in info.key:
                 base += "_" + _clean(info.key.split("#", 1)[1])
             job.name = base
             jobs.append(job)
+        lost = _uncovered(found, jobs[first_job:])
+        if lost and skip_unreadable:
+            notes.append(f"{src}: {len(lost)} unreadable files skipped: {_listing_names(lost)}")
+        elif lost:
+            failed.append(Result(Job(src, src, None), False, error=str(DicomReadError(
+                f"{len(lost)} files that may hold slices cannot be read (pass --skip-unreadable "
+                f"to go on without them): {_listing_names(lost)}", src))))
     used: set = set()
     for job in jobs:
         name, n = job.name, 1
@@ -163,18 +212,36 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
     """Read one series and write its .dcbs (runs in a worker process when ``--jobs`` > 1)."""
     t = time.perf_counter()
     try:
+        import warnings
+
         from ..core.io import save
-        from ..dicom.dicom_io import load_from_dicom_folder
-        from ..dicom.dicom_status import check_series
+        from ..dicom.dicom_io import _listing_names, load_from_dicom_folder
+        from ..dicom.dicom_status import IDENTITY_STATUSES, check_series
+        from ..exceptions import SkippedFileWarning
 
         # a lone file is its own series; a split key ("<uid>#<n>") numbers the parts found
         # under the whole SRC and would not match when the file is read alone
         key = None if len(job.files) == 1 and job.folder == job.files[0] else job.key
-        image = load_from_dicom_folder(job.folder, series_uid=key, num_threads=num_threads)
+        with warnings.catch_warnings():  # what was skipped is reported from the QC report
+            warnings.simplefilter("ignore", SkippedFileWarning)
+            image = load_from_dicom_folder(job.folder, series_uid=key, num_threads=num_threads,
+                                           on_unreadable=job.on_unreadable)
+        report = check_series(image.dicom_meta) if image.dicom_meta is not None else None
+        qc = report.status.value if report is not None else "-"
+        mixed = [i for i in (report.issues if report else []) if i.status in IDENTITY_STATUSES]
+        if mixed and not job.allow_mixed_identity:
+            return Result(job, False, image.raw_image.shape[0], qc=qc, error=(
+                f"{job.folder}: not converted, its slices name different patients or studies: "
+                + "; ".join(i.message for i in mixed) + " (pass --allow-mixed-identity to "
+                "convert it anyway)"), seconds=time.perf_counter() - t)
+        notes = []
+        skipped = (getattr(image.dicom_meta, "read_report", None) or {}).get("unreadable")
+        if skipped:
+            notes.append(f"{job.folder}: {len(skipped)} unreadable files skipped: "
+                         + _listing_names(skipped))
         size = save(image, job.output, num_threads=num_threads, codec=job.codec)
-        qc = check_series(image.dicom_meta).status.value if image.dicom_meta is not None else "-"
         return Result(job, True, image.raw_image.shape[0], size, qc,
-                      seconds=time.perf_counter() - t)
+                      seconds=time.perf_counter() - t, warnings=notes)
     except Exception as exc:  # noqa: BLE001 - every failure is reported for its series
         return Result(job, False, error=error_message(exc, job.folder),
                       seconds=time.perf_counter() - t)
@@ -242,10 +309,14 @@ def run(args) -> int:
         print_error(CMD, "exists and is not a folder", out_dir)
         return 2
     workers = args.jobs if args.jobs > 0 else cpu_count()
-    jobs, failed = plan(args.sources, out_dir)
+    notes: list = []
+    jobs, failed = plan(args.sources, out_dir, skip_unreadable=args.skip_unreadable, notes=notes)
+    for note in notes:
+        print_warning(CMD, note)
     todo = []
     for job in jobs:
         job.codec = args.codec
+        job.allow_mixed_identity = args.allow_mixed_identity
         if os.path.exists(job.output) and not args.overwrite:
             failed.append(Result(job, False, error=f"{job.output}: already exists "
                                                    "(pass --overwrite to replace it)"))
@@ -257,6 +328,8 @@ def run(args) -> int:
     rank = {src: k for k, src in enumerate(args.sources)}
     everything = sorted(failed + results, key=lambda r: rank.get(r.job.source, len(rank)))
     for r in everything:
+        for note in r.warnings:
+            print_warning(CMD, note)
         if not r.ok:
             print_error(CMD, r.error)
     if not args.quiet:

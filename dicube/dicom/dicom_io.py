@@ -3,25 +3,55 @@
 Every file is read and parsed once (header and pixels in the same pass, in threads);
 pixels are written straight into one preallocated volume, which is then put in slice
 order in place.
+
+No file that may hold a slice is dropped in silence. Folder entries fall in four kinds:
+regular files that parse (read); files that are not DICOM at all (no "DICM" prefix, no
+parsable header: counted, ignored); files that look like DICOM, or cannot be opened, but
+cannot be read completely ("unreadable": an error, or skipped on request and recorded in
+the QC report); entries that are not regular files after following symbolic links (FIFOs,
+sockets, devices: never opened, reported). Identical copies of an instance (same
+SOPInstanceUID, same bytes) are read once and reported; different files under one
+SOPInstanceUID are refused.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
+import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
-from ..exceptions import DataConsistencyError, DicomReadError, MultipleSeriesError
+from ..exceptions import (
+    DamagedDicomError,
+    DataConsistencyError,
+    DicomReadError,
+    DuplicateInstanceError,
+    MultipleSeriesError,
+    SkippedFileWarning,
+    UnreadableFilesError,
+)
 from . import geometry
 from .dicom_meta import DicomMeta
-from .file_parser import NotDicomError, ParsedFile, decode_pixels, frame_count, parse_bytes
+from .file_parser import (
+    NotDicomError,
+    ParsedFile,
+    decode_pixels,
+    frame_count,
+    incomplete,
+    parse_bytes,
+)
 
-__all__ = ["SeriesInfo", "DiscoveryResult", "discover_series", "read_dicom_series",
-           "load_from_dicom_folder", "list_files"]
+__all__ = ["SeriesInfo", "DiscoveryResult", "SkippedFile", "discover_series",
+           "read_dicom_series", "load_from_dicom_folder", "list_files", "ON_UNREADABLE"]
+
+#: values of ``on_unreadable``: raise UnreadableFilesError, or read the rest and report
+ON_UNREADABLE = ("error", "skip")
+SOP_UID = "00080018"
 
 PathLike = Union[str, "os.PathLike[str]"]
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -61,12 +91,30 @@ class SeriesInfo:
                 "rows": self.rows, "columns": self.columns, "split_by": self.split_by}
 
 
+class SkippedFile(NamedTuple):
+    """A folder entry that was not read, and why (``series_uid``: the series its header
+    names, when it could be parsed that far)."""
+
+    path: str
+    reason: str
+    series_uid: str = ""
+
+
 @dataclass
 class DiscoveryResult:
-    """Series found by :func:`discover_series`; non-DICOM files are counted, not read."""
+    """Series found by :func:`discover_series`.
+
+    ``non_dicom``: files that are not DICOM at all (counted, not read); ``unreadable``:
+    files that look like DICOM (or cannot be opened or listed) but cannot be read
+    completely; ``not_regular``: FIFOs, sockets, devices (never opened); ``duplicates``:
+    identical copies of an instance left out of their series (the reason names the copy kept).
+    """
 
     series: list[SeriesInfo]
     non_dicom: list[str] = field(default_factory=list)
+    unreadable: list[SkippedFile] = field(default_factory=list)
+    not_regular: list[SkippedFile] = field(default_factory=list)
+    duplicates: list[SkippedFile] = field(default_factory=list)
 
     @property
     def num_non_dicom(self) -> int:
@@ -82,44 +130,130 @@ class DiscoveryResult:
         return self.series[i]
 
 
-def list_files(folder: PathLike, recursive: bool = True) -> list[str]:
-    """Regular files under ``folder`` (or ``[folder]`` if it is a file), sorted."""
+_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+def _os_reason(exc: OSError, entry: Optional[os.DirEntry] = None) -> str:
+    if entry is not None and isinstance(exc, FileNotFoundError) and entry.is_symlink():
+        return "broken symbolic link"
+    return exc.strerror or str(exc)
+
+
+@dataclass
+class _Listing:
+    files: list[str]                                               # regular files
+    not_regular: list[SkippedFile] = field(default_factory=list)   # FIFOs, sockets, devices
+    unreadable: list[SkippedFile] = field(default_factory=list)    # cannot be listed or stat'ed
+
+
+def _scan(folder: PathLike, recursive: bool = True) -> _Listing:
+    """Sort the entries under ``folder`` (symbolic links to files followed, to folders
+    not) into regular files and the rest, without opening any of them."""
     folder = os.fspath(folder)
-    if os.path.isfile(folder):
-        return [folder]
-    if not os.path.isdir(folder):
-        raise DicomReadError("no such file or folder", folder)
-    out = []
-    if recursive:
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            out.extend(os.path.join(root, f) for f in files)
-    else:
-        with os.scandir(folder) as it:
-            out = [e.path for e in it if e.is_file()]
-    return sorted(out)
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        if os.path.lexists(folder):
+            raise DicomReadError(_os_reason(exc), folder) from None
+        raise DicomReadError("no such file or folder", folder) from None
+    if stat.S_ISREG(st.st_mode):
+        return _Listing([folder])
+    if not stat.S_ISDIR(st.st_mode):
+        raise DicomReadError(f"not a file or folder ({_kind(st.st_mode)})", folder)
+    out = _Listing([])
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as exc:
+            out.unreadable.append(SkippedFile(d, f"cannot list folder: {_os_reason(exc)}"))
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(e.path)
+                    continue
+                if e.is_file():  # follows a symbolic link
+                    out.files.append(e.path)
+                    continue
+                mode = e.stat().st_mode
+            except OSError as exc:
+                out.unreadable.append(SkippedFile(e.path, _os_reason(exc, e)))
+                continue
+            if not stat.S_ISDIR(mode):  # a link to a folder is not followed (yet)
+                out.not_regular.append(SkippedFile(e.path, f"not a regular file ({_kind(mode)})"))
+    out.files.sort()
+    out.not_regular.sort()
+    out.unreadable.sort()
+    return out
+
+
+def list_files(folder: PathLike, recursive: bool = True) -> list[str]:
+    """Regular files under ``folder`` (or ``[folder]`` if it is a file), sorted; symbolic
+    links to files are followed, FIFOs, sockets and devices left out (never opened)."""
+    return _scan(folder, recursive).files
 
 
 def _threads(num_threads: Optional[int]) -> int:
     return max(1, num_threads or min(8, (os.cpu_count() or 2) * 2))
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) \
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO swapped in after the listing must not block
+
+
 def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
+    """The bytes of a regular file (OSError for anything else)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    with open(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            import errno
+
+            raise OSError(errno.EINVAL, f"not a regular file ({_kind(mode)})", path)
         return fh.read()
 
 
-def _parse_header(path: str) -> Optional[ParsedFile]:
-    """The header of a file for discovery; None for files that cannot be parsed at all,
-    so that one damaged file does not hide every other series of a folder tree (reading
-    that file's series reports the problem)."""
+@dataclass
+class _Item:
+    pf: Optional[ParsedFile]
+    problem: Optional[str] = None        # why the file cannot be read completely
+    slot: int = -1                       # slice of the shared volume holding its pixels
+    array: Optional[np.ndarray] = None   # pixels kept separately (shape/dtype differ)
+
+
+def _parse(path: str) -> tuple[Optional[_Item], Optional[bytes], object]:
+    """Read and parse one file: (item, bytes, pydicom dataset or None). The item is None
+    for a file that is not DICOM at all; ``item.problem`` says why a file that looks like
+    DICOM (or cannot be opened) cannot be read completely."""
     try:
-        pf, _ = parse_bytes(path, _read(path))
-    except (NotDicomError, OSError):
-        return None
-    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged data
-        return None
-    return pf
+        buf = _read(path)
+    except OSError as exc:
+        return _Item(None, _os_reason(exc)), None, None
+    try:
+        pf, ds = parse_bytes(path, buf)
+    except NotDicomError:
+        if not buf and not os.path.basename(path).startswith("."):
+            return _Item(None, "empty file (0 bytes)"), None, None
+        return None, None, None
+    except DamagedDicomError as exc:
+        return _Item(None, exc.reason), None, None
+    except Exception as exc:  # noqa: BLE001 - never an untyped error out of a damaged file
+        return _Item(None, f"cannot parse: {type(exc).__name__}: {exc}"), None, None
+    return _Item(pf, incomplete(pf, len(buf))), buf, ds
+
+
+def _parse_header(path: str) -> Optional[_Item]:
+    """The parsed header of a file for discovery (see :func:`_parse`)."""
+    return _parse(path)[0]
 
 
 def _series_uid(pf: ParsedFile) -> str:
@@ -185,19 +319,66 @@ def _split_volumes(pfs: list[ParsedFile]) -> list[tuple[Optional[str], list[Pars
     return [(None, pfs)]
 
 
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        return os.path.getsize(a) == os.path.getsize(b) and _read(a) == _read(b)
+    except OSError:
+        return False
+
+
+def _dedupe(pfs: list[ParsedFile]) -> tuple[list[ParsedFile], list[tuple[str, str]],
+                                             dict[str, list[str]]]:
+    """Files sharing a SOPInstanceUID: identical copies after the first (in path order)
+    are left out, returned as (copy, kept); different files are returned as conflicts
+    (path -> the other paths). Only colliding files are compared, byte for byte."""
+    by_uid: dict = defaultdict(list)
+    for pf in pfs:
+        uid = pf.value(SOP_UID)
+        if isinstance(uid, str) and uid.strip("\x00 "):
+            by_uid[uid.strip("\x00 ")].append(pf)
+    dropped: dict[str, str] = {}
+    conflicts: dict[str, list[str]] = defaultdict(list)
+    for group in by_uid.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda p: p.path)
+        kept: list[ParsedFile] = []
+        for pf in group:
+            same = next((k for k in kept if _same_bytes(k.path, pf.path)), None)
+            if same is not None:
+                dropped[pf.path] = same.path
+                continue
+            for k in kept:
+                conflicts[k.path].append(pf.path)
+                conflicts[pf.path].append(k.path)
+            kept.append(pf)
+    if not dropped:
+        return pfs, [], dict(conflicts)
+    return [pf for pf in pfs if pf.path not in dropped], sorted(dropped.items()), dict(conflicts)
+
+
 def discover_series(folder: PathLike, recursive: bool = True,
                     num_threads: Optional[int] = None) -> DiscoveryResult:
     """List the series in a folder tree (headers parsed once, in parallel threads).
 
     Series are keyed by SeriesInstanceUID and split when geometry differs or when several
-    volumes share the same positions; non-DICOM files are skipped and counted.
+    volumes share the same positions. Nothing is dropped in silence: non-DICOM files are
+    counted, damaged or unreadable ones, non-regular entries and identical duplicates
+    listed (see :class:`DiscoveryResult`); a damaged file does not hide the other series.
     """
-    files = list_files(folder, recursive)
+    listing = _scan(folder, recursive)
+    files = listing.files
     with ThreadPoolExecutor(_threads(num_threads)) as ex:
         parsed = list(ex.map(_parse_header, files))
-    non_dicom = [f for f, pf in zip(files, parsed) if pf is None]
-    images = [pf for pf in parsed if pf is not None and _is_image(pf)]
-    return DiscoveryResult([info for info, _ in _group_series(images)], non_dicom)
+    non_dicom = [f for f, it in zip(files, parsed) if it is None]
+    unreadable = list(listing.unreadable)
+    unreadable += [SkippedFile(f, it.problem, _series_uid(it.pf) if it.pf else "")
+                   for f, it in zip(files, parsed) if it is not None and it.problem]
+    images = [it.pf for it in parsed if it is not None and not it.problem and _is_image(it.pf)]
+    images, duplicates, _ = _dedupe(images)
+    return DiscoveryResult([info for info, _ in _group_series(images)], non_dicom,
+                           sorted(unreadable), listing.not_regular,
+                           [SkippedFile(p, f"identical copy of {k}") for p, k in duplicates])
 
 
 def _select(groups: list, series_uid: Optional[str], folder: str):
@@ -237,24 +418,32 @@ def _permute_in_place(vol: np.ndarray, perm: list[int]) -> None:
             k = src
 
 
-@dataclass
-class _Item:
-    pf: ParsedFile
-    slot: int = -1                       # slice of the shared volume holding its pixels
-    array: Optional[np.ndarray] = None   # pixels kept separately (shape/dtype differ)
+def _listing_names(entries: list, limit: int = 20) -> str:
+    text = "; ".join(f"{e[0]}: {e[1]}" for e in entries[:limit])
+    return text + (f"; ... ({len(entries)} in all)" if len(entries) > limit else "")
 
 
 def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
-                      num_threads: Optional[int] = None, recursive: bool = True
+                      num_threads: Optional[int] = None, recursive: bool = True,
+                      on_unreadable: str = "error"
                       ) -> tuple[np.ndarray, DicomMeta, list[int]]:
     """Read one series: (volume in slice order, DicomMeta in slice order, frames per file).
 
     Raises DicomReadError (nothing readable), MultipleSeriesError (several series and no
-    ``series_uid``) or DataConsistencyError (slices that cannot be stacked).
+    ``series_uid``), DataConsistencyError (slices that cannot be stacked),
+    DuplicateInstanceError (different files under one SOPInstanceUID) or, unless
+    ``on_unreadable="skip"``, UnreadableFilesError naming every file that may belong to
+    the series but cannot be read completely. Files skipped and identical copies left out
+    are recorded in ``meta.read_report`` (see :func:`dicube.dicom.dicom_status.check_series`).
     """
+    if on_unreadable not in ON_UNREADABLE:
+        raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
     folder_s = os.fspath(folder)
-    files = list_files(folder_s, recursive)
-    if not files:
+    listing = _scan(folder_s, recursive)
+    files = listing.files
+    for entry in listing.not_regular:
+        warnings.warn(f"{entry.path}: skipped, {entry.reason}", SkippedFileWarning, stacklevel=3)
+    if not files and not listing.unreadable:
         raise DicomReadError("folder is empty", folder_s)
 
     def wanted(pf: ParsedFile) -> bool:
@@ -266,19 +455,15 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
     state: dict = {}
 
     def work(i: int) -> None:
-        try:
-            buf = _read(files[i])
-            pf, ds = parse_bytes(files[i], buf)
-        except (NotDicomError, OSError):
-            return
-        item = _Item(pf)
+        item, buf, ds = _parse(files[i])
         items[i] = item
-        if not wanted(pf):
+        if item is None or item.problem or not wanted(item.pf):
             return
         try:
-            arr = decode_pixels(pf, buf, ds)
-        except Exception as exc:  # decoder failures of any plugin
-            raise DicomReadError(f"cannot decode pixel data: {exc}", files[i]) from exc
+            arr = decode_pixels(item.pf, buf, ds)
+        except Exception as exc:  # noqa: BLE001 - decoder failures of any plugin
+            item.problem = f"cannot decode pixel data: {exc}"
+            return
         vol = state.get("vol")
         if vol is not None and arr.shape[0] == 1 and arr.shape[1:] == vol.shape[1:] \
                 and arr.dtype == vol.dtype:
@@ -303,14 +488,43 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
         with ThreadPoolExecutor(_threads(num_threads)) as ex:
             list(ex.map(work, range(start, len(files))))
 
-    parsed = [it for it in items if it is not None and _is_image(it.pf)]
-    if not parsed:
+    good = [it for it in items if it is not None and not it.problem and _is_image(it.pf)]
+    pfs_all, dropped, conflicts = _dedupe([it.pf for it in good])
+    groups = _group_series(pfs_all)
+    # a file whose series is unknown may belong to any series; with no series asked for,
+    # a damaged file of another series would have been a reason to refuse (several series)
+    bad = list(listing.unreadable) + [
+        SkippedFile(f, it.problem) for f, it in zip(files, items)
+        if it is not None and it.problem and (
+            series_uid is None or it.pf is None or _series_uid(it.pf) in
+            ("", series_uid.split("#")[0]))]
+    if not groups:
+        if bad:
+            raise UnreadableFilesError(f"no readable DICOM image; {len(bad)} files cannot be "
+                                       f"read: {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
         raise DicomReadError(f"no DICOM image found ({len(files)} files)", folder_s)
-    by_path = {it.pf.path: it for it in parsed}
-    groups = _group_series([it.pf for it in parsed])
     info, pfs = _select(groups, series_uid, folder_s)
     if not info.has_pixels:
         raise DicomReadError(f"series {info.key} has no pixel data", folder_s)
+    if bad and on_unreadable == "error":
+        raise UnreadableFilesError(
+            f"{len(bad)} files that may hold slices cannot be read (pass on_unreadable='skip' "
+            f"to read the rest): {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
+    # one SOPInstanceUID in two series is another series' problem; within this one, refuse
+    same_series = {pf.path for pf in pfs_all if _series_uid(pf) == info.series_uid}
+    clash = sorted({(min(a, b), max(a, b)) for a in (pf.path for pf in pfs)
+                    for b in conflicts.get(a, []) if b in same_series})
+    if clash:
+        raise DuplicateInstanceError(
+            f"{len(clash)} pairs of different files share a SOPInstanceUID: "
+            + "; ".join(f"{a} and {b}" for a, b in clash[:20]), folder_s, clash)
+    if bad:
+        warnings.warn(f"{folder_s}: {len(bad)} unreadable files skipped: {_listing_names(bad)}",
+                      SkippedFileWarning, stacklevel=3)
+    series_paths = {pf.path for pf in pfs}
+    dropped = [(p, k) for p, k in dropped if k in series_paths]
+
+    by_path = {it.pf.path: it for it in good}
     pfs = [pf for pf in pfs if pf.pixel_tag is not None]
     order = geometry.sort_order([pf.header for pf in pfs])
     chosen = [by_path[pfs[k].path] for k in order]
@@ -327,6 +541,9 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
             d["preamble"] = base64.b64encode(it.pf.preamble).decode("ascii")
         slice_info.append(d)
     meta = DicomMeta.from_json_headers([it.pf.header for it in chosen], names, slice_info)
+    rel = lambda p: os.path.relpath(p, root) if p.startswith(root + os.sep) else p  # noqa: E731
+    meta.read_report = {"unreadable": [[rel(b.path), b.reason] for b in bad],
+                        "duplicates": [[rel(p), rel(k)] for p, k in dropped]}
     return volume, meta, frames
 
 
@@ -352,7 +569,8 @@ def _assemble(vol: Optional[np.ndarray], chosen: list[_Item], n_files: int,
 
 
 def load_from_dicom_folder(folder: PathLike, *, series_uid: Optional[str] = None,
-                           num_threads: Optional[int] = None, recursive: bool = True):
+                           num_threads: Optional[int] = None, recursive: bool = True,
+                           on_unreadable: str = "error"):
     """Load a DICOM series (folder, or a single/multi-frame file) as a DicomCubeImage.
 
     ``raw_image`` holds the stored values (dtype of pydicom's ``pixel_array``), shape
@@ -361,11 +579,19 @@ def load_from_dicom_folder(folder: PathLike, *, series_uid: Optional[str] = None
     ``space`` follows spacetransformer's (x, y, z) = (columns, rows, slices) convention
     (see :mod:`dicube.dicom.geometry`). ``series_uid`` picks a series (or a split part,
     by its ``SeriesInfo.key``) when the folder holds several.
+
+    A file that looks like DICOM (or cannot be opened) but cannot be read completely is
+    never dropped in silence: by default UnreadableFilesError names every such file and
+    why; ``on_unreadable="skip"`` reads the rest and records the skipped files in the
+    QC report (status UNREADABLE_FILES). Identical copies of an instance are read once
+    (QC DUPLICATE_FILES); different files under one SOPInstanceUID raise
+    DuplicateInstanceError. FIFOs, sockets and devices are never opened (SkippedFileWarning).
     """
     from ..core.image import DicomCubeImage
 
     volume, meta, frames = read_dicom_series(folder, series_uid=series_uid,
-                                             num_threads=num_threads, recursive=recursive)
+                                             num_threads=num_threads, recursive=recursive,
+                                             on_unreadable=on_unreadable)
     if len(meta) == 1 and volume.shape[0] > 1:
         volume = _ascending_frames(meta, volume)
     return DicomCubeImage(volume, pixel_header_from_meta(meta, volume),

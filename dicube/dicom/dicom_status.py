@@ -1,8 +1,12 @@
 """Series quality control: what is wrong with a series, and on which slices.
 
 ``check_series(meta)`` returns a :class:`QCReport` listing every problem found (status,
-message, slice indices in the meta's slice order); ``get_dicom_status(meta)`` returns the
-most severe status only. Reports are JSON-serialisable (``to_dict``/``to_json``).
+message, slice indices in the meta's slice order, files concerned); ``get_dicom_status(meta)``
+returns the most severe status only. Reports are JSON-serialisable (``to_dict``/``to_json``).
+
+Besides the metadata, a report covers how the series was read (``meta.read_report``, set
+by :func:`dicube.dicom.dicom_io.read_dicom_series`): files that could not be read and were
+skipped (UNREADABLE_FILES) and identical copies of an instance read once (DUPLICATE_FILES).
 """
 from __future__ import annotations
 
@@ -17,14 +21,18 @@ import numpy as np
 from . import geometry
 from .dicom_meta import DicomMeta
 
-__all__ = ["DicomStatus", "QCIssue", "QCReport", "check_series", "get_dicom_status"]
+__all__ = ["DicomStatus", "QCIssue", "QCReport", "check_series", "get_dicom_status",
+           "IDENTITY_STATUSES"]
 
 
 class DicomStatus(str, Enum):
     """Series status, declared from most to least severe."""
 
+    UNREADABLE_FILES = "UNREADABLE_FILES"        # files that may hold slices were skipped
     MISSING_SERIES_UID = "MISSING_SERIES_UID"
     NON_UNIFORM_SERIES_UID = "NON_UNIFORM_SERIES_UID"
+    NON_UNIFORM_PATIENT = "NON_UNIFORM_PATIENT"  # PatientID/Name/BirthDate/Sex differ
+    NON_UNIFORM_STUDY_UID = "NON_UNIFORM_STUDY_UID"
     MISSING_SHAPE = "MISSING_SHAPE"
     NON_UNIFORM_SHAPE = "NON_UNIFORM_SHAPE"
     MISSING_DTYPE = "MISSING_DTYPE"
@@ -43,6 +51,7 @@ class DicomStatus(str, Enum):
     GANTRY_TILT = "GANTRY_TILT"
     NON_UNIFORM_RESCALE_FACTOR = "NON_UNIFORM_RESCALE_FACTOR"
     UNSORTED_LOCATION = "UNSORTED_LOCATION"
+    DUPLICATE_FILES = "DUPLICATE_FILES"          # identical copies of an instance read once
     CONSISTENT = "CONSISTENT"
 
     @property
@@ -57,14 +66,23 @@ class DicomStatus(str, Enum):
 _ORDER = {s: i for i, s in enumerate(DicomStatus)}
 
 
+#: statuses that say the series mixes patients or studies: ``dicube convert`` refuses them
+IDENTITY_STATUSES = frozenset({DicomStatus.NON_UNIFORM_PATIENT, DicomStatus.NON_UNIFORM_STUDY_UID})
+
+
 @dataclass
 class QCIssue:
     status: DicomStatus
     message: str
     slices: list[int] = field(default_factory=list)
+    #: files concerned (not slices of the series): ``[path, reason]`` pairs
+    files: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"status": self.status.value, "message": self.message, "slices": self.slices}
+        d = {"status": self.status.value, "message": self.message, "slices": self.slices}
+        if self.files:
+            d["files"] = self.files
+        return d
 
 
 @dataclass
@@ -102,7 +120,9 @@ class QCReport:
     @classmethod
     def from_dict(cls, d: dict) -> "QCReport":
         return cls(d["num_slices"], [QCIssue(DicomStatus(i["status"]), i["message"],
-                                             list(i["slices"])) for i in d["issues"]])
+                                             list(i["slices"]),
+                                             [list(f) for f in i.get("files", [])])
+                                     for i in d["issues"]])
 
     def __str__(self) -> str:
         lines = [f"{self.status.value} ({self.num_slices} slices)"]
@@ -110,6 +130,49 @@ class QCReport:
             sl = f" slices {_fmt(i.slices)}" if i.slices else ""
             lines.append(f"  {i.status.value}: {i.message}{sl}")
         return "\n".join(lines)
+
+
+def _files_text(pairs: list, limit: int = 10) -> str:
+    text = "; ".join(f"{a} ({b})" for a, b in pairs[:limit])
+    return text + (f"; ... ({len(pairs)} in all)" if len(pairs) > limit else "")
+
+
+#: identity elements that must be equal on every slice of a series
+PATIENT_TAGS = (("00100020", "PatientID"), ("00100010", "PatientName"),
+                ("00100030", "PatientBirthDate"), ("00100040", "PatientSex"))
+STUDY_TAGS = (("0020000D", "StudyInstanceUID"),)
+
+
+def _identity(meta: DicomMeta, add) -> None:
+    """Slices of one series that name different patients or studies."""
+    for tags, status in ((PATIENT_TAGS, DicomStatus.NON_UNIFORM_PATIENT),
+                         (STUDY_TAGS, DicomStatus.NON_UNIFORM_STUDY_UID)):
+        parts, odd = [], set()
+        for tag, name in tags:
+            if meta.is_shared(tag) or tag not in meta:
+                continue
+            vals = [None if v in (None, "", []) else v for v in meta.get_values(tag)]
+            if len({_key(v) for v in vals}) < 2:
+                continue
+            count = Counter(_key(v) for v in vals)
+            parts.append(f"{name} differs: " + ", ".join(
+                f"{json.loads(k)!r} on {c} slices" for k, c in count.most_common(5)))
+            odd.update(_odd_ones(vals))
+        if parts:
+            add(status, "; ".join(parts), odd)
+
+
+def _read_findings(meta: DicomMeta, add) -> None:
+    report = getattr(meta, "read_report", None) or {}
+    skipped = [list(x) for x in report.get("unreadable", [])]
+    if skipped:
+        add(DicomStatus.UNREADABLE_FILES, f"{len(skipped)} files that may hold slices could "
+            f"not be read and were skipped: {_files_text(skipped)}", files=skipped)
+    dups = [list(x) for x in report.get("duplicates", [])]
+    if dups:
+        add(DicomStatus.DUPLICATE_FILES, f"{len(dups)} identical copies of instances read "
+            "once: " + _files_text([[a, f"copy of {b}"] for a, b in dups]),
+            files=[[a, f"identical copy of {b}"] for a, b in dups])
 
 
 def _fmt(slices: list[int], limit: int = 12) -> str:
@@ -140,9 +203,13 @@ def check_series(meta: DicomMeta, *, gap_factor: float = 1.5,
     """Run every check on a series and report all problems found."""
     n = len(meta)
     issues: list[QCIssue] = []
-    add = lambda st, msg, sl=(): issues.append(QCIssue(st, msg, sorted(int(i) for i in sl)))
 
+    def add(st, msg, sl=(), files=()):
+        issues.append(QCIssue(st, msg, sorted(int(i) for i in sl), [list(f) for f in files]))
+
+    _read_findings(meta, add)
     # identity
+    _identity(meta, add)
     miss = _missing_or_empty(meta, "0020000E")
     if miss:
         add(DicomStatus.MISSING_SERIES_UID, "SeriesInstanceUID missing", miss)

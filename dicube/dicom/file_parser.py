@@ -17,6 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import pixel_array
 
+from ..exceptions import DamagedDicomError
 from .dicom_json import (
     PIXEL_TAGS,
     dataset_to_json,
@@ -26,7 +27,8 @@ from .dicom_json import (
     single_codec,
 )
 
-__all__ = ["ParsedFile", "parse_file", "parse_bytes", "decode_pixels", "frame_count", "NotDicomError"]
+__all__ = ["ParsedFile", "parse_file", "parse_bytes", "decode_pixels", "frame_count", "NotDicomError",
+           "looks_like_dicom", "incomplete"]
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -41,7 +43,7 @@ _I = struct.Struct("<I")
 
 
 class NotDicomError(Exception):
-    """The file is not a DICOM file."""
+    """The file is not a DICOM file (nor a damaged one: see :func:`looks_like_dicom`)."""
 
 
 class _Fallback(Exception):
@@ -111,8 +113,11 @@ def _walk(buf: bytes, pos: int, end: int, encodings: list[str], out: dict,
             if length == UNDEFINED:
                 top.encapsulated = True
                 top.pixel_offset = pos
-                pos = _skip_items(buf, pos, end)
+                pos, done = _skip_items(buf, pos, end)
                 top.pixel_length = pos - top.pixel_offset
+                if not done:  # cut short: nothing follows
+                    top.extras["unterminated"] = True
+                    pos = end
             else:
                 top.pixel_offset = pos
                 top.pixel_length = length
@@ -151,18 +156,19 @@ def _walk(buf: bytes, pos: int, end: int, encodings: list[str], out: dict,
     return pos
 
 
-def _skip_items(buf: bytes, pos: int, end: int) -> int:
-    """Skip encapsulated pixel data fragments; return position after the delimiter."""
+def _skip_items(buf: bytes, pos: int, end: int) -> tuple[int, bool]:
+    """Skip encapsulated pixel data fragments: (position after the delimiter, True), or
+    (where the data ran out, False) when the sequence delimiter is missing."""
     while pos + 8 <= end:
         group, elem = _HH.unpack_from(buf, pos)
         length = _I.unpack_from(buf, pos + 4)[0]
         pos += 8
         if group == 0xFFFE and elem == 0xE0DD:
-            return pos
+            return pos, True
         if group != 0xFFFE or elem != 0xE000 or length == UNDEFINED:
             raise _Fallback("bad encapsulated pixel data")
         pos += length
-    return pos
+    return min(pos, end), False
 
 
 def _parse_fast(path: str, buf: bytes) -> ParsedFile:
@@ -197,17 +203,34 @@ def _parse_fast(path: str, buf: bytes) -> ParsedFile:
     return pf
 
 
+def _check_lengths(ds: pydicom.Dataset) -> None:
+    """pydicom reads a value cut short by the end of the file without a word: refuse it."""
+    for part in (ds.file_meta, ds):
+        for tag in part.keys():
+            raw = part.get_item(tag)
+            value = getattr(raw, "value", None)
+            length = getattr(raw, "length", None)
+            if isinstance(value, bytes) and isinstance(length, int) and \
+                    length != UNDEFINED and len(value) < length:
+                raise NotDicomError(f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                                    f"has {len(value)} of its {length} bytes")
+
+
 def _parse_pydicom(path: str, buf: bytes) -> tuple[ParsedFile, pydicom.Dataset]:
     try:
         ds = pydicom.dcmread(io.BytesIO(buf))
     except Exception as exc:  # pydicom raises many types on garbage input
-        raise NotDicomError(str(exc)) from exc
+        raise NotDicomError(str(exc) or type(exc).__name__) from exc
     if not ds.file_meta and len(ds) == 0:
         raise NotDicomError("empty dataset")
+    _check_lengths(ds)
     header: dict = {}
-    for elem in ds.file_meta:
-        header[f"{elem.tag:08X}"] = element_from_value(elem, ["iso8859"])
-    header.update(dataset_to_json(ds))
+    try:  # pydicom converts elements lazily: damaged values raise here (any type)
+        for elem in ds.file_meta:
+            header[f"{elem.tag:08X}"] = element_from_value(elem, ["iso8859"])
+        header.update(dataset_to_json(ds))
+    except Exception as exc:  # noqa: BLE001
+        raise NotDicomError(f"{type(exc).__name__}: {exc}") from exc
     ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
     preamble = getattr(ds, "preamble", None)
     pf = ParsedFile(path, header, ts, preamble if preamble and any(preamble) else None,
@@ -219,16 +242,78 @@ def _parse_pydicom(path: str, buf: bytes) -> tuple[ParsedFile, pydicom.Dataset]:
     return pf, ds
 
 
+def _is_vr(b: bytes) -> bool:
+    return len(b) == 2 and 65 <= b[0] <= 90 and 65 <= b[1] <= 90
+
+
+def looks_like_dicom(buf: bytes) -> bool:
+    """Whether bytes that failed to parse are a damaged DICOM file rather than another kind
+    of file: "DICM" at byte 128; a file meta element at byte 132 (damaged prefix); a data
+    set without preamble (group 0002 or 0008 element at byte 0); nothing but zero bytes."""
+    if buf[128:132] == b"DICM" or (128 < len(buf) < 132 and b"DICM".startswith(buf[128:])):
+        return True
+    if buf[132:134] == b"\x02\x00" and _is_vr(buf[136:138]):
+        return True
+    if len(buf) >= 8 and buf[:2] in (b"\x02\x00", b"\x08\x00") and buf[3] == 0 and (
+            _is_vr(buf[4:6]) or _I.unpack_from(buf, 4)[0] < min(len(buf), 1024)):
+        return True
+    return _all_zero(buf)
+
+
+def _all_zero(buf: bytes) -> bool:
+    return len(buf) > 0 and buf[0] == 0 and buf[-1] == 0 and buf.count(0) == len(buf)
+
+
 def parse_bytes(path: str, buf: bytes) -> tuple[ParsedFile, Optional[pydicom.Dataset]]:
     """Parse the bytes of a DICOM file. Returns the ParsedFile and, when pydicom had to
     read the file, its Dataset (reused for pixel decoding).
-    Raises :class:`NotDicomError` for non-DICOM content."""
+
+    Raises :class:`NotDicomError` for content that is not DICOM at all, and
+    :class:`~dicube.exceptions.DamagedDicomError` (naming ``path``) for a damaged DICOM
+    file (see :func:`looks_like_dicom`). The pixel data is not checked: see :func:`incomplete`.
+    """
     if len(buf) >= 132 and buf[128:132] == b"DICM":
         try:
             return _parse_fast(path, buf), None
-        except (_Fallback, struct.error, IndexError, UnicodeError, KeyError):
+        except Exception:  # noqa: BLE001 - anything unusual: pydicom decides
             pass
-    return _parse_pydicom(path, buf)
+    try:
+        return _parse_pydicom(path, buf)
+    except NotDicomError as exc:
+        if looks_like_dicom(buf):
+            what = "only zero bytes" if _all_zero(buf) else f"damaged DICOM file: {exc}"
+            raise DamagedDicomError(what, path) from None
+        raise
+
+
+def _is_image_class(uid) -> bool:
+    if not isinstance(uid, str) or not uid:
+        return False
+    try:
+        return "Image Storage" in pydicom.uid.UID(uid.rstrip("\x00 ")).name
+    except Exception:  # noqa: BLE001 - an invalid UID string
+        return False
+
+
+def incomplete(pf: ParsedFile, size: int) -> Optional[str]:
+    """Why a parsed file of ``size`` bytes is not complete (None when it looks complete):
+    pixel data running past the end of the file or without its delimiter, no pixel data
+    in an image (SOP class "... Image Storage"), or no SOP class and no pixel data at all
+    (a header cut short). Pixel data shorter than the image needs fails when decoded."""
+    if pf.pixel_tag is None:
+        sop = pf.value("00080016") or pf.value("00020002")
+        if not sop:
+            return "no SOP Class UID and no pixel data (file cut short?)"
+        if _is_image_class(sop):
+            return "image without pixel data (file cut short?)"
+        return None
+    if pf.pixel_offset >= 0:
+        end = pf.pixel_offset + pf.pixel_length
+        if pf.extras.get("unterminated"):
+            return f"truncated: encapsulated pixel data not terminated ({size} bytes)"
+        if end > size:
+            return f"truncated: pixel data needs {end} bytes, the file has {size}"
+    return None
 
 
 def parse_file(path: str | os.PathLike, *, with_pixels: bool = True
@@ -244,7 +329,10 @@ def parse_file(path: str | os.PathLike, *, with_pixels: bool = True
     pf, ds = parse_bytes(path, buf)
     if not with_pixels or pf.pixel_tag is None:
         return pf, None
-    return pf, decode_pixels(pf, buf, ds)
+    try:
+        return pf, decode_pixels(pf, buf, ds)
+    except Exception as exc:  # noqa: BLE001 - decoders of any plugin
+        raise DamagedDicomError(f"cannot decode pixel data: {exc}", path) from exc
 
 
 def _native_dtype(pf: ParsedFile) -> Optional[np.dtype]:
