@@ -267,12 +267,14 @@ def test_kill_9_leftover_removed_live_writer_kept(src10, tmp_path):
 
 
 def test_only_our_dead_temporary_files_are_removed(src10, tmp_path):
-    lookalikes = [".x.dcbs.abc123.tmp", ".x.dcbs.dicube-zz.tmp", f".y.dcbs.dicube-{HEX}.tmp",
-                  f"x.dcbs.dicube-{HEX}.tmp"]
+    """Dead writers' files of any target in the folder go; look-alikes and a FIFO stay."""
+    lookalikes = [".x.dcbs.abc123.tmp", ".x.dcbs.dicube-zz.tmp", f"x.dcbs.dicube-{HEX}.tmp",
+                  f".x.dcbs.dicube-{HEX}.tmp.bak"]
     for name in lookalikes:
         (tmp_path / name).write_bytes(b"not ours")
     os.mkfifo(tmp_path / f".x.dcbs.dicube-{'e' * 32}.tmp")  # must not block the clean-up
     (tmp_path / f".x.dcbs.dicube-{HEX}.tmp").write_bytes(b"dead writer")
+    (tmp_path / f".y.nii.gz.dicube-{HEX}.tmp").write_bytes(b"dead writer")
     dicube.save(_small(src10), tmp_path / "x.dcbs")
     assert sorted(os.listdir(tmp_path)) == sorted(lookalikes + [f".x.dcbs.dicube-{'e' * 32}.tmp",
                                                                 "x.dcbs"])
@@ -318,6 +320,45 @@ def test_replaced_files_keep_their_mode_new_files_follow_umask(src10, tmp_path, 
     rc, _, err = run_cli(capsys, "export", dcbs, "--nifti", nii, "--overwrite")
     assert rc == 0, err
     assert _mode(nii) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another group needs root")
+def test_replaced_file_keeps_its_group(src10, tmp_path):
+    img = _small(src10)
+    path = tmp_path / "a.dcbs"
+    dicube.save(img, path)
+    os.chown(path, 0, 4242)
+    os.chmod(path, 0o640)
+    dicube.save(img, path)
+    assert (os.stat(path).st_gid, _mode(path)) == (4242, 0o640)
+
+
+def test_group_bits_dropped_when_the_group_cannot_be_kept(src10, tmp_path, monkeypatch):
+    """Another group must not gain access to a group-readable file it replaces."""
+    img = _small(src10)
+    path = tmp_path / "a.dcbs"
+    dicube.save(img, path)
+    other = next(g for g in range(4242, 5000) if g != os.stat(path).st_gid)
+    if os.geteuid() == 0:
+        os.chown(path, -1, other)
+    else:  # pretend: the file belonged to another group
+        real_stat = os.stat
+        monkeypatch.setattr(atomic.os, "stat", lambda *a, **k: _with_gid(real_stat(*a, **k), other))
+    os.chmod(path, 0o640)
+
+    def no_chown(*_a):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "fchown", no_chown)
+    dicube.save(img, path)
+    monkeypatch.undo()
+    assert _mode(path) == 0o600
+
+
+def _with_gid(st, gid):
+    fields = list(st)
+    fields[stat.ST_GID] = gid
+    return os.stat_result(fields)
 
 
 # ------------------------------------------------------------------ write errors

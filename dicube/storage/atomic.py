@@ -2,9 +2,10 @@
 
 Temporary files are named ``.{target}.dicube-{32 random hex digits}.tmp``, created with
 ``O_EXCL | O_NOFOLLOW`` (mode 0600) and hold an exclusive ``flock`` for their writer's
-lifetime. A later write to the same target removes those it can lock: their writer died
+lifetime. A later write into the same folder removes those it can lock: their writer died
 (``kill -9``, power loss) before it could remove them; a live writer's file is left alone.
-The replaced file keeps its permission bits; a new file gets ``0666 & ~umask``.
+The replaced file keeps its permission bits, owner and group where allowed; a new file gets
+``0666 & ~umask``.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
 
     With ``dir_fd``, ``path`` is one name inside that open folder (nothing is resolved);
     otherwise the folder of ``path`` is opened as given. ``shown`` is the name errors give
-    (default ``path``). ``clean`` removes temporary files of ``path`` left by dead writers.
+    (default ``path``). ``clean`` removes our temporary files in that folder whose writer died.
     Any ``OSError`` (also from the body) becomes a :class:`WriteError` naming ``shown``; on
     any error the temporary file is removed and ``path`` is left as it was.
     """
@@ -59,9 +60,9 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
         if own_dir:
             folder, name = os.path.split(os.path.abspath(name))
             dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        mode = _final_mode(dir_fd, name)
+        old = _replaced(dir_fd, name)
         if clean:
-            remove_stale(dir_fd, name)
+            remove_stale(dir_fd)
         fd, tmp = _create_temp(dir_fd, name)
     except (OSError, ValueError) as exc:  # ValueError: a NUL or an unencodable character
         if own_dir and dir_fd is not None:
@@ -71,7 +72,7 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
         with open(fd, "wb", closefd=False) as fh:
             yield fh
         os.fsync(fd)
-        os.fchmod(fd, mode)
+        _set_owner_and_mode(fd, old)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         tmp = None
         with contextlib.suppress(OSError):
@@ -105,17 +106,34 @@ def umask() -> int:
     return mask
 
 
-def _final_mode(dir_fd: int, name: str) -> int:
-    """Permission bits for ``name``: those of the regular file it replaces, else 0666 & ~umask."""
+def _replaced(dir_fd: int, name: str) -> Optional[os.stat_result]:
+    """The regular file ``name`` replaces, or None (a link or special file is replaced, never
+    followed); a folder there is an error."""
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        return 0o666 & ~umask()
+        return None
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-    if stat.S_ISREG(st.st_mode):
-        return stat.S_IMODE(st.st_mode) & 0o777
-    return 0o666 & ~umask()  # a link or a special file is replaced, never followed
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _set_owner_and_mode(fd: int, old: Optional[os.stat_result]) -> None:
+    """The replaced file's owner, group and permission bits (else 0666 & ~umask). When its
+    group cannot be kept, the group bits are dropped: another group must not gain access."""
+    if old is None:
+        os.fchmod(fd, 0o666 & ~umask())
+        return
+    mode = stat.S_IMODE(old.st_mode) & 0o777
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (old.st_uid, old.st_gid):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.fchown(fd, old.st_uid, old.st_gid)
+        with contextlib.suppress(OSError):  # a member of the group may set it
+            os.fchown(fd, -1, old.st_gid)
+        if os.fstat(fd).st_gid != old.st_gid:
+            mode &= ~0o070
+    os.fchmod(fd, mode)
 
 
 def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
@@ -142,7 +160,7 @@ def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
 
 
 def remove_stale(dir_fd: int, name: Optional[str] = None) -> int:
-    """Remove temporary files of target ``name`` (of any target when None) in the folder
+    """Remove our temporary files (of target ``name``, or of any target) in the folder
     ``dir_fd`` whose writer is dead; return how many were removed."""
     prefix = None if name is None else temp_prefix(name)
     try:
