@@ -280,6 +280,20 @@ def test_only_our_dead_temporary_files_are_removed(src10, tmp_path):
                                                                 "x.dcbs"])
 
 
+def test_file_system_without_locks(src10, tmp_path, monkeypatch):
+    """Where flock is not supported a save still works, and no temporary file is removed."""
+    def no_locks(*_a):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    stale = tmp_path / f".x.dcbs.dicube-{HEX}.tmp"
+    stale.write_bytes(b"writer dead or alive: cannot tell")
+    img = _small(src10)
+    dicube.save(img, tmp_path / "x.dcbs")
+    assert stale.exists()
+    assert np.array_equal(dicube.load(tmp_path / "x.dcbs").raw_image, img.raw_image)
+
+
 def test_export_removes_dead_temporary_files_and_keeps_live_ones(src10, tmp_path):
     img = _small(src10, ["I1", "I2", "I3"])
     out = tmp_path / "T"

@@ -147,7 +147,7 @@ def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
         except FileExistsError:
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd)
             # a cleaner that locked the new file first took it for a dead writer's: it is
             # unlinked by the time we get the lock, so take another name
             if os.fstat(fd).st_nlink:
@@ -157,6 +157,17 @@ def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
             raise
         os.close(fd)
     raise FileExistsError(errno.EEXIST, "no free temporary file name")
+
+
+def _lock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:  # a file system without locks: cleaners cannot lock it either,
+        if exc.errno not in _NO_LOCKS:  # so they leave it alone
+            raise
+
+
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
 def remove_stale(dir_fd: int, name: Optional[str] = None) -> int:
