@@ -55,7 +55,6 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
     shown = os.fspath(shown if shown is not None else path)
     own_dir = dir_fd is None
     name = os.fspath(path)
-    fd = -1
     try:
         if own_dir:
             folder, name = os.path.split(os.path.abspath(name))
@@ -71,8 +70,8 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
     try:
         with open(fd, "wb", closefd=False) as fh:
             yield fh
-        os.fsync(fd)
         _set_owner_and_mode(fd, old)
+        os.fsync(fd)
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         tmp = None
         with contextlib.suppress(OSError):
