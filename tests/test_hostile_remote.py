@@ -5,14 +5,12 @@ SourceError naming the URL within about the (small, test-set) timeouts, at bound
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
