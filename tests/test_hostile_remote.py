@@ -169,3 +169,17 @@ def test_dripping_listing_times_out(server):
 def test_endlessly_nested_folders_are_refused(server):
     with pytest.raises(SourceError, match="MAX_LISTING_DEPTH"):
         sources.list_folder(f"{server.url}/series/", timeouts=FAST)
+
+
+@pytest.mark.parametrize("server", [_silent], indirect=True)
+@pytest.mark.parametrize("target", ["ct.dcbs", "series/"])
+def test_mosaic_of_a_stalled_server_fails_in_seconds(server, target, capsys, tmp_path, monkeypatch):
+    from cli_helpers import run_cli
+
+    monkeypatch.setenv("DICUBE_CONNECT_TIMEOUT", "0.5")
+    monkeypatch.setenv("DICUBE_READ_TIMEOUT", "0.5")
+    t = time.monotonic()
+    rc, _, err = run_cli(capsys, "mosaic", f"{server.url}/{target}", tmp_path / "m.webp")
+    assert time.monotonic() - t < 5
+    assert rc == 1 and "Traceback" not in err
+    assert f"{server.url}/{target}" in err and "timed out" in err, err
