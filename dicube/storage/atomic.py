@@ -23,15 +23,14 @@ from ..exceptions import WriteError
 
 log = logging.getLogger("dicube")
 
-#: What follows ``.{target}`` in a temporary file name (see :func:`is_temp_name`).
-_TMP_TAIL = re.compile(r"\.dicube-[0-9a-f]{32}\.tmp")
-_TMP_NAME = re.compile(r"\..+" + _TMP_TAIL.pattern, re.S)
+#: Our temporary file names: ``.{target}.dicube-{32 hex digits}.tmp``.
+_TMP_NAME = re.compile(r"\..+\.dicube-[0-9a-f]{32}\.tmp", re.S)
 #: Bytes of the target name kept in a temporary name (a component is at most 255 bytes).
 _STEM_BYTES = 180
 
 
-def temp_prefix(name: str) -> str:
-    """``.{name}`` (cut to fit a component) that temporary files of target ``name`` start with."""
+def _temp_prefix(name: str) -> str:
+    """``.{name}``, cut to leave room in a 255-byte name for the rest."""
     return "." + os.fsdecode(os.fsencode(name)[:_STEM_BYTES])
 
 
@@ -137,7 +136,7 @@ def _set_owner_and_mode(fd: int, old: Optional[os.stat_result]) -> None:
 
 def _create_temp(dir_fd: int, name: str) -> "tuple[int, str]":
     """A new, locked, unpredictable temporary file for target ``name``: (fd, its name)."""
-    prefix = temp_prefix(name)
+    prefix = _temp_prefix(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
         tmp = f"{prefix}.dicube-{secrets.token_hex(16)}.tmp"
@@ -169,24 +168,15 @@ def _lock(fd: int) -> None:
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
-def remove_stale(dir_fd: int, name: Optional[str] = None) -> int:
-    """Remove our temporary files (of target ``name``, or of any target) in the folder
-    ``dir_fd`` whose writer is dead; return how many were removed."""
-    prefix = None if name is None else temp_prefix(name)
+def remove_stale(dir_fd: int) -> int:
+    """Remove our temporary files in the folder ``dir_fd`` whose writer is dead; return how
+    many were removed."""
     try:
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it]
+            names = [e.name for e in it if e.name[:1] == "." and e.name[-4:] == ".tmp"]
     except OSError:
         return 0
-    removed = 0
-    for entry in names:
-        if prefix is None:
-            ours = is_temp_name(entry)
-        else:
-            ours = entry.startswith(prefix) and _TMP_TAIL.fullmatch(entry, len(prefix)) is not None
-        if ours and remove_if_dead(dir_fd, entry):
-            removed += 1
-    return removed
+    return sum(1 for entry in names if is_temp_name(entry) and remove_if_dead(dir_fd, entry))
 
 
 def remove_if_dead(dir_fd: int, entry: str) -> bool:
