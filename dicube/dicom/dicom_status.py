@@ -181,7 +181,7 @@ def _fmt(slices: list[int], limit: int = 12) -> str:
 
 
 def _key(v: Any) -> Any:
-    return json.dumps(v, sort_keys=True)
+    return json.dumps(v, sort_keys=True, default=repr)  # bytes: a damaged VR (OB, UN)
 
 
 def _odd_ones(values: list) -> list[int]:

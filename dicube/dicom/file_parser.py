@@ -115,9 +115,9 @@ def _walk(buf: bytes, pos: int, end: int, encodings: list[str], out: dict,
                 top.pixel_offset = pos
                 pos, done = _skip_items(buf, pos, end)
                 top.pixel_length = pos - top.pixel_offset
-                if not done:  # cut short: nothing follows
+                if not done:  # cut short (the length kept is what the items declare)
                     top.extras["unterminated"] = True
-                    pos = end
+                    pos = max(pos, end)
             else:
                 top.pixel_offset = pos
                 top.pixel_length = length
@@ -158,7 +158,7 @@ def _walk(buf: bytes, pos: int, end: int, encodings: list[str], out: dict,
 
 def _skip_items(buf: bytes, pos: int, end: int) -> tuple[int, bool]:
     """Skip encapsulated pixel data fragments: (position after the delimiter, True), or
-    (where the data ran out, False) when the sequence delimiter is missing."""
+    (the end the fragments seen declare, False) when the buffer ends before the delimiter."""
     while pos + 8 <= end:
         group, elem = _HH.unpack_from(buf, pos)
         length = _I.unpack_from(buf, pos + 4)[0]
@@ -168,7 +168,7 @@ def _skip_items(buf: bytes, pos: int, end: int) -> tuple[int, bool]:
         if group != 0xFFFE or elem != 0xE000 or length == UNDEFINED:
             raise _Fallback("bad encapsulated pixel data")
         pos += length
-    return min(pos, end), False
+    return pos, False
 
 
 def _parse_fast(path: str, buf: bytes) -> ParsedFile:
@@ -207,7 +207,7 @@ def _check_lengths(ds: pydicom.Dataset) -> None:
     """pydicom reads a value cut short by the end of the file without a word: refuse it."""
     for part in (ds.file_meta, ds):
         for tag in part.keys():
-            raw = part.get_item(tag)
+            raw = part.get_item(tag, keep_deferred=True)
             value = getattr(raw, "value", None)
             length = getattr(raw, "length", None)
             if isinstance(value, bytes) and isinstance(length, int) and \

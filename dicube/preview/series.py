@@ -198,17 +198,19 @@ def _fetch_header(location: str, stats: TransferStats) -> Optional[_Instance]:
     have = min(HEADER_PREFETCH, src.size)
     buf = src.pread(have, 0)
     while True:
-        pf = None
+        pf, damage = None, None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pf, _ = parse_bytes(location, buf)
-        except (NotDicomError, DicomCubeError, ValueError, KeyError, IndexError, EOFError):
-            pf = None
+        except (NotDicomError, DicomCubeError, ValueError, KeyError, IndexError, EOFError) as exc:
+            pf, damage = None, exc if isinstance(exc, DicomCubeError) else None
         if pf is not None and pf.pixel_tag is not None:
             return _Instance(src, buf, pf)
         if len(buf) >= src.size:
             src.close()
+            if damage is not None:  # a preview shows what it can, but says what it left out
+                log.warning("%s: left out of the preview: %s", location, damage.reason)
             return None
         more = min(len(buf) * 4, src.size) - len(buf)
         log.debug("%s: header not complete in %d bytes, fetching %d more", location, len(buf), more)
