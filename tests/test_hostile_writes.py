@@ -202,6 +202,18 @@ def test_planted_link_at_a_temporary_name_is_not_followed(src10, tmp_path, monke
     assert np.array_equal(dicube.load(tmp_path / "x.dcbs").raw_image, img.raw_image)
 
 
+def test_link_at_the_target_name_is_replaced_not_followed(src10, tmp_path):
+    img = _small(src10)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"victim")
+    victim.chmod(0o600)
+    for name, write in (("x.dcbs", dicube.save), ("x.nii", save_to_nifti)):
+        (tmp_path / name).symlink_to(victim)
+        write(img, tmp_path / name)
+        assert not (tmp_path / name).is_symlink() and _mode(tmp_path / name) == 0o666 & ~atomic.umask()
+    assert victim.read_bytes() == b"victim"
+
+
 _CHILD = textwrap.dedent("""
     import contextlib, sys, time
     import dicube
