@@ -44,6 +44,9 @@ void run_isolated(void* out, size_t out_bytes, double timeout_seconds,
   if (pid == 0) {
     // Child: no Python here, only the codec; leave with _exit so no atexit handler runs.
     // What glibc prints on heap corruption is reported as the CodecError instead.
+    // The parent's fault handlers (Python's faulthandler) must not run here: the default
+    // action ends the child, which is what the parent waits for.
+    for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL}) signal(sig, SIG_DFL);
     int null = open("/dev/null", O_WRONLY);
     if (null >= 0) dup2(null, 2);
     try {

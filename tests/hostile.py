@@ -225,7 +225,7 @@ class Corpus:
     """Base codestreams of one CT slice and the .dcbs it comes from; ``case(target, i)`` makes
     the i-th hostile input for a target and returns the thunk that decodes it."""
 
-    TARGETS = ("imdecode", "batch", "load", "stream", "damaged")
+    TARGETS = ("imdecode", "batch", "load", "stream", "container", "damaged")
 
     def __init__(self, dcbs: Path, seed: int = 0, workdir: Optional[Path] = None):
         from dicube.codecs.jph import imencode_jph
@@ -271,6 +271,37 @@ class Corpus:
         c.frames[k] = mutate(bytes(c.frames[k]), rng, self.bases)[1]
         return self._file(c.to_bytes()), k
 
+    def container_file(self, i: int) -> Path:
+        """The .dcbs with header fields, the frame index or a frame's bytes changed, every CRC recomputed."""
+        rng = random.Random(self.seed * 1_000_003 + i)
+        c = Crafted.read(self.dcbs)
+        for _ in range(rng.randint(1, 3)):
+            what = rng.random()
+            if what < 0.4:
+                key = rng.choice(("rows", "columns", "samples", "frame_codec", "dtype", "bits_stored", "frame_count"))
+                if key == "dtype":
+                    c.header_overrides[key] = rng.choice((b"<u2\0", b"<i4\0", b"|u1\0", b"<f8\0", b"\xff" * 4))
+                    continue
+                limit = 0xFFFF if key in ("samples", "frame_codec", "bits_stored") else 0xFFFFFFFF
+                c.header_overrides[key] = rng.choice((0, 1, 2, 3, 8, 16, 255, 256, 4096, 65535, limit)) & limit
+            elif what < 0.7:
+                index = np.zeros(len(c.frames), np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"),
+                                                          ("reserved", "<u4")]))
+                lengths = [len(f) for f in c.frames]
+                index["length"] = lengths
+                index["offset"][1:] = np.cumsum(lengths)[:-1]
+                k = rng.randrange(len(index))
+                field = rng.choice(("offset", "length"))
+                index[field][k] = rng.choice((0, 1, int(index[field][k]) + rng.randint(-64, 64), 2**31, 2**63))
+                c.index = index
+            else:
+                k = rng.randrange(len(c.frames))
+                f = bytearray(c.frames[k])
+                p = rng.randrange(len(f))
+                f[p:p + 4] = rng.randbytes(4)
+                c.frames[k] = bytes(f)
+        return self._file(c.to_bytes())
+
     def damaged_file(self, i: int) -> Path:
         """The .dcbs with 1-4 bytes changed anywhere and no CRC recomputed (a damaged disk)."""
         rng = random.Random(self.seed * 1_000_003 + i)
@@ -297,6 +328,8 @@ class Corpus:
                 with DcbStreamingReader(path) as r:
                     r.get_dicom_for_frame(k, force_uncompressed=True)
             return stream
+        if target == "container":
+            return lambda: dicube.load(self.container_file(i))
         if target == "damaged":
             def damaged():
                 img = dicube.load(self.damaged_file(i))

@@ -1,6 +1,7 @@
 """Codec settings shared by the encoders, and dtype helpers."""
 from __future__ import annotations
 
+import operator
 import os
 
 import numpy as np
@@ -35,10 +36,22 @@ def levels_for(rows: int, columns: int, levels: int | None) -> int:
     return n
 
 
+#: Most worker threads one call may ask for.
+MAX_THREADS = 1024
+
+
 def thread_count(num_threads: int | None) -> int:
-    """None or 0 means all cores this process may use."""
-    if num_threads:
-        return max(1, int(num_threads))
+    """None or 0 means all cores this process may use; otherwise an integer 1..MAX_THREADS."""
+    if num_threads is not None:
+        try:
+            n = operator.index(num_threads)
+        except TypeError:
+            raise CodecError(f"num_threads must be an integer, got {type(num_threads).__name__} "
+                             f"{num_threads!r}") from None
+        if not 0 <= n <= MAX_THREADS:
+            raise CodecError(f"num_threads={n} is out of range: 1..{MAX_THREADS}, or 0/None for all cores")
+        if n:
+            return n
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
