@@ -482,3 +482,21 @@ def test_read_only_folder_really(src10, tmp_path):
             save_to_nifti(img, ro / "a.nii")
     finally:
         ro.chmod(0o755)
+
+
+def test_preview_output_link_is_replaced_and_errors_typed(src10, tmp_path):
+    """Mosaic and get-image write like save: a link at the output name is replaced, never
+    written through; an unwritable output is a WriteError naming it."""
+    from dicube.preview import mosaic
+
+    dcbs = tmp_path / "s.dcbs"
+    dicube.save(_small(src10), dcbs)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"victim")
+    out = tmp_path / "m.webp"
+    out.symlink_to(victim)
+    mosaic(dcbs, out, tile_width=2, image_width=32)
+    assert not out.is_symlink() and out.read_bytes()[:4] == b"RIFF"
+    assert victim.read_bytes() == b"victim"
+    with pytest.raises(WriteError, match="nofolder"):
+        mosaic(dcbs, tmp_path / "nofolder" / "m.png", tile_width=2, image_width=32)

@@ -9,6 +9,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from ..exceptions import DicomCubeError
+from ..storage.atomic import atomic_write
 from .contrast import Contrast, apply_window, auto_window, parse_contrast
 from .selection import normalized_positions, radiological_order, select_position, select_slices
 from .series import Series
@@ -158,11 +159,6 @@ def check_output(path: "os.PathLike[str] | str", quality: int = 25) -> str:
 def save_image(image, path: "os.PathLike[str] | str", quality: int = 25) -> None:
     """Write ``image`` as WebP or JPEG (PNG too, lossless) chosen by the file extension."""
     fmt = check_output(path, quality)
-    path = os.fspath(path)
-    try:
-        if fmt == "PNG":
-            image.save(path, fmt)
-        else:
-            image.save(path, fmt, quality=int(quality))
-    except OSError as exc:
-        raise DicomCubeError(f"cannot write: {exc.strerror or exc}", path) from exc
+    options = {} if fmt == "PNG" else {"quality": int(quality)}
+    with atomic_write(path) as fh:  # never through a link at ``path``; WriteError names it
+        image.save(fh, fmt, **options)
