@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import run_script
 from crafting import Crafted, fix_codestream_checksum, set_codestream_byte, set_codestream_bytes
 from hostile import Corpus, run_cases, split_tile_parts, with_tlm
 
@@ -41,6 +40,12 @@ def crafted_dcbs(src: Path, tmp_path: Path, craft: str, frames=(1,)) -> Path:
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).parent)
+
+
+def run_script(*args) -> subprocess.CompletedProcess:
+    """``dicube ARGS`` in a child process of this interpreter."""
+    return subprocess.run([sys.executable, "-m", "dicube", *map(os.fspath, args)], capture_output=True, text=True,
+                          timeout=300)
 
 
 def assert_survived(proc: subprocess.CompletedProcess, expect: str) -> None:
