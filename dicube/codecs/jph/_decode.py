@@ -48,12 +48,13 @@ def imdecode_jph(
     ``resilient`` asks OpenJPH to decode past corrupt data instead of failing.
     Raises :class:`CodecError` on any malformed, truncated or corrupt input.
 
-    ``isolate`` decodes in a short-lived child process, so that a crash inside OpenJPH
-    (Debian's build aborts on failed internal assertions with some corrupt codestreams)
-    becomes a :class:`CodecError`. The default (None) isolates exactly the codestreams
-    that our checksum does not protect (those written by other encoders), which costs a
-    process fork (a few ms); codestreams written by dicube are verified first and decoded
-    in-process. ``False`` trusts the input.
+    ``isolate`` decides where OpenJPH runs. Debian's build keeps its ``assert()``s and trusts
+    header and packet fields, and a checksum proves nothing against an attacker, so the
+    default (None) decodes in-process only codestreams inside the profile our writer
+    produces (every marker segment, the tile-parts and each code-block length checked, with
+    OpenJPH's failed assertions turned into :class:`CodecError`); any other codestream is
+    decoded in a short-lived child process (a fork, ~25 ms), where a crash becomes a
+    :class:`CodecError`. ``True`` isolates every codestream, ``False`` none (trusted input).
     """
     shape, dtype = _frame_layout(data, reduce)
     if out is None:
@@ -116,7 +117,7 @@ def decode_regions(
     ``out`` must already have the frames' shape and dtype (checked per frame in C++).
     ``crcs`` (CRC-32C per codestream) are checked on the worker threads before decoding;
     a mismatch raises :class:`~dicube.exceptions.CorruptFileError` with a ``frame`` attribute.
-    Codestreams without dicube's checksum are decoded isolated (see :func:`imdecode_jph`).
+    Codestreams outside dicube's writer profile are decoded isolated (see :func:`imdecode_jph`).
     ``codec`` is the .dcbs frame codec: 1 HTJ2K, 3 zstd byte planes
     (:mod:`dicube.codecs.zstd_planes`).
     """
@@ -132,8 +133,8 @@ def decode_file_regions(fd: int, base: int, offsets, lengths, out: np.ndarray, *
     """Like :func:`decode_regions` for codestreams at ``base + offsets`` of the open file ``fd``.
 
     Each worker thread reads (``pread``) its frames, so no buffer of the whole selection
-    is made. Returns False, without finishing, when a codestream lacks dicube's checksum:
-    decode such frames with :func:`decode_regions`, which isolates them. A short file
+    is made. Returns False, without finishing, when a codestream is outside dicube's writer
+    profile: decode such frames with :func:`decode_regions`, which isolates them. A short file
     raises :class:`~dicube.exceptions.InvalidCubeFileError`.
     """
     _check_writeable(out)
