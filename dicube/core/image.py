@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..exceptions import DataConsistencyError
+from ..exceptions import DataConsistencyError, MetaDataError
 from .pixel_header import PixelDataHeader
 
 __all__ = ["DicomCubeImage"]
@@ -22,11 +22,15 @@ class DicomCubeImage:
     def __init__(self, raw_image: np.ndarray, pixel_header: Optional[PixelDataHeader] = None,
                  dicom_meta: Any = None, space: Any = None):
         self.raw_image = raw_image
+        if pixel_header is not None and not isinstance(pixel_header, PixelDataHeader):
+            raise MetaDataError(f"pixel_header must be a PixelDataHeader, not "
+                                f"{type(pixel_header).__name__}")
         self.pixel_header = pixel_header or PixelDataHeader(
             OriginalPixelDtype=str(raw_image.dtype), PixelDtype=str(raw_image.dtype))
+        self.pixel_header.check()  # MetaDataError for values that are not numbers
         self.dicom_meta = dicom_meta
         self.space = space
-        if dicom_meta is not None and self.pixel_header.per_slice_rescale:
+        if self.pixel_header.per_slice_rescale:
             n = raw_image.shape[0]
             for name in ("RescaleSlope", "RescaleIntercept"):
                 v = getattr(self.pixel_header, name)

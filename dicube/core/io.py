@@ -33,7 +33,7 @@ from .image import DicomCubeImage
 from .pixel_header import PixelDataHeader
 
 __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta_from_reader",
-           "space_from_reader", "pixel_header_from_reader", "subset_space",
+           "qc_report_from_reader", "space_from_reader", "pixel_header_from_reader", "subset_space",
            "subset_pixel_header"]
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
@@ -132,9 +132,16 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
 
 # ------------------------------------------------------------------------------ load
 def meta_from_reader(reader: DcbsReader):
-    """The DicomMeta of an open file (version 1 metadata converted), or None."""
-    from ..dicom.dicom_meta import DicomMeta
+    """The DicomMeta of an open file (version 1 metadata converted), or None.
 
+    The metadata is validated here, once, against the DICOM JSON model and the file's
+    frame count (see :mod:`dicube.dicom.meta_validation`): a malformed file raises
+    MetaDataError naming the file and the element, before anything is built from it.
+    """
+    from ..dicom.dicom_meta import DicomMeta
+    from ..dicom.meta_validation import check_model
+
+    n = reader.frame_count
     if reader.version == 1:
         from ..storage.legacy_v1 import SEC_META_V1, merged_to_headers
 
@@ -143,31 +150,51 @@ def meta_from_reader(reader: DcbsReader):
             return None
         try:
             headers, notes = merged_to_headers(doc)
+            meta = DicomMeta.from_json_headers(headers)
+            if len(meta) not in (n, 1):
+                raise MetaDataError(f"metadata of {len(meta)} slices for {n} frames")
+            check_model(meta.shared, meta.per_slice, len(meta))
         except MetaDataError as exc:
             raise MetaDataError(exc.reason, reader.path) from exc
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise MetaDataError(f"invalid metadata: {exc!r}", reader.path) from None
         reader.warnings.extend(notes)
-        return DicomMeta.from_json_headers(headers)
+        return meta
     data = reader.section_bytes(SEC_META)
     if data is None:
         return None
+    doc = _parse_json(data, SEC_META, reader.path)
     try:
-        return DicomMeta.from_dict(_parse_json(data))
+        return DicomMeta.from_dict(doc, frame_count=n)
     except MetaDataError as exc:
         raise MetaDataError(exc.reason, reader.path) from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MetaDataError(f"invalid metadata: {exc}", reader.path) from exc
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise MetaDataError(f"invalid metadata: {exc!r}", reader.path) from None
 
 
-def _parse_json(data: bytes):
-    """json.loads, through orjson when installed (about 1.5x faster on DicomMeta)."""
+def _parse_json(data: bytes, kind: bytes = SEC_META, path=None):
+    """A JSON section parsed, through orjson when installed (about 1.5x faster on
+    DicomMeta); anything but JSON of at most orjson's 1024 levels (or the standard
+    parser's, for what orjson refuses such as integers beyond 64 bits) is a
+    MetaDataError naming the section and ``path``."""
+    name = kind.decode("latin-1")
     try:
         import orjson
     except ImportError:
-        return json.loads(data)
+        orjson = None
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            if "recursion" in str(exc):
+                raise MetaDataError(f"section {name} is not valid JSON: nested too deeply",
+                                    path) from None
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:  # e.g. integers beyond 64 bits: the standard parser
         return json.loads(data)
+    except RecursionError:
+        raise MetaDataError(f"section {name} is not valid JSON: nested too deeply", path) from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise MetaDataError(f"section {name} is not valid JSON: {exc}", path) from None
 
 
 def _warn(reader: DcbsReader) -> None:
@@ -185,22 +212,44 @@ def load_meta(path: "os.PathLike[str] | str"):
 
 def load_qc_report(path: "os.PathLike[str] | str"):
     """The series QC report stored in a .dcbs file (QCReport), or None."""
-    from ..dicom.dicom_status import QCReport
-
     with DcbsReader(path) as reader:
-        d = reader.section_json(SEC_QC)
-        return None if d is None else QCReport.from_dict(d)
+        return qc_report_from_reader(reader)
+
+
+def qc_report_from_reader(reader: DcbsReader):
+    """The QC report of an open file (QCReport, validated), or None."""
+    from ..dicom.dicom_status import QCReport
+    from ..dicom.meta_validation import check_qc_document
+
+    d = reader.section_json(SEC_QC)
+    if d is None:
+        return None
+    try:
+        check_qc_document(d)
+        return QCReport.from_dict(d)
+    except MetaDataError as exc:
+        raise MetaDataError(exc.reason, reader.path) from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MetaDataError(f"invalid QC report: {exc!r}", reader.path) from None
 
 
 def space_from_reader(reader: DcbsReader):
-    """The spacetransformer Space of an open file, or None."""
+    """The spacetransformer Space of an open file (validated: finite values, and for
+    version 2 a shape of (columns, rows, frames)), or None."""
     from spacetransformer import Space
+
+    from ..dicom.meta_validation import check_space_document
 
     data = reader.section_bytes(SEC_SPACE)
     if not data:
         return None
+    doc = _parse_json(data, SEC_SPACE, reader.path)
+    rows, cols = reader.frame_shape[:2]
     try:
+        check_space_document(doc, (cols, rows, reader.frame_count) if reader.version != 1 else None)
         return Space.from_json(data.decode("utf-8"))
+    except MetaDataError as exc:
+        raise MetaDataError(exc.reason, reader.path) from exc
     except Exception as exc:  # spacetransformer raises its own validation errors
         raise MetaDataError(f"invalid space section: {exc}", reader.path) from exc
 
@@ -211,9 +260,9 @@ def pixel_header_from_reader(reader: DcbsReader) -> Optional[PixelDataHeader]:
     if d is None:
         return None
     try:
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        return PixelDataHeader.from_dict(d)
+        return PixelDataHeader.from_dict(d, frame_count=reader.frame_count)
+    except MetaDataError as exc:
+        raise MetaDataError(exc.reason, reader.path) from exc
     except (TypeError, ValueError) as exc:
         raise MetaDataError(f"invalid pixel header section: {exc}", reader.path) from exc
 
@@ -276,4 +325,7 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
         ph = subset_pixel_header(ph, sel)
     if ph is None:
         ph = PixelDataHeader(OriginalPixelDtype=str(raw.dtype), PixelDtype=str(raw.dtype))
-    return DicomCubeImage(raw, ph, meta, space)
+    try:
+        return DicomCubeImage(raw, ph, meta, space)
+    except DicomCubeError as exc:  # the file's parts disagree: name the file
+        raise MetaDataError(exc.reason, reader.path) from exc

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
+
+from ..exceptions import MetaDataError
 
 __all__ = ["PixelDataHeader"]
 
@@ -39,11 +43,65 @@ class PixelDataHeader:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
+    def check(self, frame_count: Optional[int] = None) -> None:
+        """Raise MetaDataError unless every value is usable: rescale values finite numbers
+        (or lists of them, one per frame when ``frame_count`` is given), window and range
+        values finite numbers or None, dtypes strings, Extras an object."""
+        for name in ("RescaleSlope", "RescaleIntercept"):
+            v = getattr(self, name)
+            if isinstance(v, list):
+                if not v or not all(map(_finite_number, v)):
+                    bad = next((x for x in v if not _finite_number(x)), None)
+                    raise MetaDataError(f"pixel header {name}: {_short(bad)} in the per-slice "
+                                        "values is not a finite number" if v else
+                                        f"pixel header {name} is an empty list")
+                if frame_count is not None and len(v) != frame_count:
+                    raise MetaDataError(f"pixel header {name} has {len(v)} values for "
+                                        f"{frame_count} frames")
+            elif not _finite_number(v):
+                raise MetaDataError(f"pixel header {name} {_short(v)} is not a finite number "
+                                    "or a list of them")
+        for name in ("WindowCenter", "WindowWidth", "MinVal", "MaxVal"):
+            v = getattr(self, name)
+            if v is not None and not _finite_number(v):
+                raise MetaDataError(f"pixel header {name} {_short(v)} is not a finite number")
+        for name in ("OriginalPixelDtype", "PixelDtype"):
+            if not isinstance(getattr(self, name), str):
+                raise MetaDataError(f"pixel header {name} {_short(getattr(self, name))} is not "
+                                    "a dtype name")
+        if not isinstance(self.Extras, dict):
+            raise MetaDataError(f"pixel header Extras {_short(self.Extras)} is not an object")
+
     @classmethod
-    def from_dict(cls, d: dict) -> "PixelDataHeader":
+    def from_dict(cls, d: dict, frame_count: Optional[int] = None) -> "PixelDataHeader":
+        """The header of a :meth:`to_dict` document (unknown keys ignored), checked (see
+        :meth:`check`); raises MetaDataError."""
+        if not isinstance(d, dict):
+            raise MetaDataError(f"pixel header is {_short(d)}, not a JSON object")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        ph = cls(**known)
+        ph.check(frame_count)
+        return ph
 
     @classmethod
     def from_json(cls, s: str | bytes) -> "PixelDataHeader":
-        return cls.from_dict(json.loads(s))
+        try:
+            d = json.loads(s)
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise MetaDataError(f"pixel header is not valid JSON: {why}") from None
+        return cls.from_dict(d)
+
+
+def _finite_number(v: Any) -> bool:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."

@@ -17,11 +17,9 @@ from ..exceptions import MetaDataError
 from .dicom_json import json_to_dataset, json_value_to_python
 from .dicom_tags import TagLike, tag_key, to_tag
 from .merge_utils import merge_slice, split_shared
+from .meta_validation import FORMAT, FORMAT_VERSION, check_document
 
 __all__ = ["DicomMeta"]
-
-FORMAT = "dicube-meta"
-FORMAT_VERSION = 1
 
 
 class DicomMeta:
@@ -210,20 +208,22 @@ class DicomMeta:
                           allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DicomMeta":
-        if d.get("format") != FORMAT:
-            raise MetaDataError("not a dicube metadata document")
-        if d.get("version", 0) > FORMAT_VERSION:
-            raise MetaDataError(f"metadata version {d.get('version')} is newer than supported")
+    def from_dict(cls, d: dict, frame_count: Optional[int] = None) -> "DicomMeta":
+        """The DicomMeta of a :meth:`to_dict` document, validated first against the DICOM
+        JSON model (see :mod:`dicube.dicom.meta_validation`; ``frame_count`` bounds
+        ``num_slices``). Raises MetaDataError naming the offending element."""
+        check_document(d, frame_count)
         return cls(d["shared"], d["per_slice"], d["num_slices"], d.get("filenames"),
                    d.get("slice_info"))
 
     @classmethod
     def from_json(cls, s: str | bytes) -> "DicomMeta":
         try:
-            return cls.from_dict(json.loads(s))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MetaDataError(f"invalid metadata JSON: {exc}") from exc
+            d = json.loads(s)
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise MetaDataError(f"invalid metadata JSON: {why}") from None
+        return cls.from_dict(d)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DicomMeta):
