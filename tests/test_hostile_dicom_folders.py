@@ -326,8 +326,10 @@ def test_fifo_socket_and_links_to_them_are_never_opened(ct, tmp_path, capsys):
             "x.dcm": "not a regular file (FIFO)", "y.dcm": "not a regular file (FIFO)",
             "s.dcm": "not a regular file (socket)"}
         assert found.num_non_dicom == 0 and not found.unreadable
-        with pytest.warns(SkippedFileWarning, match="x.dcm: skipped, not a regular file"):
+        with pytest.warns(SkippedFileWarning) as rec:
             img = _no_hang(lambda: load_from_dicom_folder(ct), fifos)
+        assert sorted(os.path.basename(str(w.message).split(": skipped, ")[0]) for w in rec) == [
+            "s.dcm", "x.dcm", "y.dcm"]
         assert img.raw_image.shape[0] == 10
         assert check_series(img.dicom_meta).status == S.CONSISTENT
         rc, out, err = _no_hang(lambda: run_cli(capsys, "convert", ct, "-o", tmp_path / "o"),
@@ -336,6 +338,9 @@ def test_fifo_socket_and_links_to_them_are_never_opened(ct, tmp_path, capsys):
         assert "warning: " in err and "x.dcm: skipped, not a regular file (FIFO)" in err
         with pytest.raises(DicomReadError, match="not a file or folder \\(FIFO\\)"):
             _no_hang(lambda: load_from_dicom_folder(fifo), fifos)
+        from dicube.preview import mosaic
+
+        assert len(_no_hang(lambda: mosaic(ct, tile_width=2, image_width=64), fifos).slices) == 4
     finally:
         sock.close()
 

@@ -444,6 +444,9 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
     for entry in listing.not_regular:
         warnings.warn(f"{entry.path}: skipped, {entry.reason}", SkippedFileWarning, stacklevel=3)
     if not files and not listing.unreadable:
+        if listing.not_regular:
+            raise DicomReadError("no regular file in the folder: "
+                                 + _listing_names(listing.not_regular), folder_s)
         raise DicomReadError("folder is empty", folder_s)
 
     def wanted(pf: ParsedFile) -> bool:
