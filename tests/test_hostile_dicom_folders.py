@@ -97,7 +97,7 @@ def test_damaged_files_are_an_error_naming_every_file(ct, monkeypatch):
 
 def test_skip_unreadable_records_them_in_the_qc_report(ct, monkeypatch, tmp_path):
     expected = _damage(ct, monkeypatch)
-    with pytest.warns(SkippedFileWarning, match="4 unreadable files skipped"):
+    with pytest.warns(SkippedFileWarning, match="skipped 4 files that cannot be read"):
         img = load_from_dicom_folder(ct, on_unreadable="skip")
     assert img.raw_image.shape[0] == 6
     report = check_series(img.dicom_meta)
@@ -367,7 +367,7 @@ def test_convert_fails_naming_every_damaged_file_or_skips_them(ct, tmp_path, cap
     assert "FAILED" in stdout and not list(out.glob("*.dcbs"))
     rc, stdout, err = run_cli(capsys, "convert", ct, "-o", out, "--skip-unreadable")
     assert rc == 0, err
-    assert "3 unreadable files skipped" in err and "UNREADABLE_FILES" in stdout
+    assert "skipped 3 files that cannot be read" in err and "UNREADABLE_FILES" in stdout
     (written,) = out.glob("*.dcbs")
     assert dicube.load(written).raw_image.shape[0] == 7
     stored = dicube.load_qc_report(written).get(S.UNREADABLE_FILES)[0]
@@ -384,7 +384,7 @@ def test_convert_reports_damaged_files_outside_every_series(sample_10, tmp_path,
     assert len(list((tmp_path / "out").glob("*.dcbs"))) == 1  # the good series is converted
     rc, _, err = run_cli(capsys, "convert", root, "-o", tmp_path / "out2", "-q",
                          "--skip-unreadable")
-    assert rc == 0 and "1 unreadable files skipped" in err
+    assert rc == 0 and "skipped 1 file that cannot be read" in err
 
 
 # ------------------------------------------------------------------ mutated folders

@@ -154,7 +154,7 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
     """The jobs for every series under ``sources`` and the sources that fail: they hold
     no series, or files that cannot be read and that no job covers (unless
     ``skip_unreadable``). Warnings (entries never opened, files skipped) go to ``notes``."""
-    from ..dicom.dicom_io import _listing_names, discover_series
+    from ..dicom.dicom_io import _files, _listing_names, discover_series
     from ..exceptions import DicomReadError
 
     jobs: list[Job] = []
@@ -191,10 +191,11 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
             jobs.append(job)
         lost = _uncovered(found, jobs[first_job:])
         if lost and skip_unreadable:
-            notes.append(f"{src}: {len(lost)} unreadable files skipped: {_listing_names(lost)}")
+            notes.append(f"{src}: skipped {_files(len(lost))} that cannot be read: "
+                         + _listing_names(lost))
         elif lost:
             failed.append(Result(Job(src, src, None), False, error=str(DicomReadError(
-                f"{len(lost)} files that may hold slices cannot be read (pass --skip-unreadable "
+                f"{_files(len(lost))} that may hold slices cannot be read (pass --skip-unreadable "
                 f"to go on without them): {_listing_names(lost)}", src))))
     used: set = set()
     for job in jobs:
@@ -215,7 +216,7 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
         import warnings
 
         from ..core.io import save
-        from ..dicom.dicom_io import _listing_names, load_from_dicom_folder
+        from ..dicom.dicom_io import _files, _listing_names, load_from_dicom_folder
         from ..dicom.dicom_status import IDENTITY_STATUSES, check_series
         from ..exceptions import SkippedFileWarning
 
@@ -237,7 +238,7 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
         notes = []
         skipped = (getattr(image.dicom_meta, "read_report", None) or {}).get("unreadable")
         if skipped:
-            notes.append(f"{job.folder}: {len(skipped)} unreadable files skipped: "
+            notes.append(f"{job.folder}: skipped {_files(len(skipped))} that cannot be read: "
                          + _listing_names(skipped))
         size = save(image, job.output, num_threads=num_threads, codec=job.codec)
         return Result(job, True, image.raw_image.shape[0], size, qc,

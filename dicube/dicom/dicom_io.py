@@ -418,6 +418,10 @@ def _permute_in_place(vol: np.ndarray, perm: list[int]) -> None:
             k = src
 
 
+def _files(n: int) -> str:
+    return f"{n} file{'s' if n != 1 else ''}"
+
+
 def _listing_names(entries: list, limit: int = 20) -> str:
     text = "; ".join(f"{e[0]}: {e[1]}" for e in entries[:limit])
     return text + (f"; ... ({len(entries)} in all)" if len(entries) > limit else "")
@@ -503,7 +507,7 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
             ("", series_uid.split("#")[0]))]
     if not groups:
         if bad:
-            raise UnreadableFilesError(f"no readable DICOM image; {len(bad)} files cannot be "
+            raise UnreadableFilesError(f"no readable DICOM image; {_files(len(bad))} cannot be "
                                        f"read: {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
         raise DicomReadError(f"no DICOM image found ({len(files)} files)", folder_s)
     info, pfs = _select(groups, series_uid, folder_s)
@@ -511,7 +515,7 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
         raise DicomReadError(f"series {info.key} has no pixel data", folder_s)
     if bad and on_unreadable == "error":
         raise UnreadableFilesError(
-            f"{len(bad)} files that may hold slices cannot be read (pass on_unreadable='skip' "
+            f"{_files(len(bad))} that may hold slices cannot be read (pass on_unreadable='skip' "
             f"to read the rest): {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
     # one SOPInstanceUID in two series is another series' problem; within this one, refuse
     same_series = {pf.path for pf in pfs_all if _series_uid(pf) == info.series_uid}
@@ -522,7 +526,7 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
             f"{len(clash)} pairs of different files share a SOPInstanceUID: "
             + "; ".join(f"{a} and {b}" for a, b in clash[:20]), folder_s, clash)
     if bad:
-        warnings.warn(f"{folder_s}: {len(bad)} unreadable files skipped: {_listing_names(bad)}",
+        warnings.warn(f"{folder_s}: skipped {_files(len(bad))} that cannot be read: {_listing_names(bad)}",
                       SkippedFileWarning, stacklevel=3)
     series_paths = {pf.path for pf in pfs}
     dropped = [(p, k) for p, k in dropped if k in series_paths]
