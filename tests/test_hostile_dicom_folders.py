@@ -34,7 +34,19 @@ from dicube.exceptions import (
     UnreadableFilesError,
 )
 
-AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+def _chmod_blocks(tmp_path) -> bool:
+    """Whether a chmod 000 file is unreadable here (not as root with its capabilities; run
+    ``setpriv --bounding-set -all --inh-caps -all pytest ...`` to test it as root)."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+        return False
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o600)
 
 
 @pytest.fixture
@@ -147,9 +159,9 @@ def test_truncated_implicit_and_encapsulated_files(dcbs_samples, tmp_path, synta
     assert set(_names(exc.value.files)) == {v.name for v in victims}
 
 
-def test_unreadable_file_really_denied(ct):
-    if AS_ROOT:
-        pytest.skip("root reads a chmod 000 file (simulated in test_damaged_files_...)")
+def test_unreadable_file_really_denied(ct, tmp_path):
+    if not _chmod_blocks(tmp_path):
+        pytest.skip("chmod 000 does not stop this user (simulated in test_damaged_files_...)")
     victim = ct / "I50"
     victim.chmod(0)
     try:
@@ -161,9 +173,9 @@ def test_unreadable_file_really_denied(ct):
         victim.chmod(0o644)
 
 
-def test_unlistable_subfolder_is_reported(ct):
-    if AS_ROOT:
-        pytest.skip("root lists a chmod 000 folder")
+def test_unlistable_subfolder_is_reported(ct, tmp_path):
+    if not _chmod_blocks(tmp_path):
+        pytest.skip("chmod 000 does not stop this user")
     sub = ct / "more"
     sub.mkdir()
     sub.chmod(0)
