@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from cli_helpers import run_cli
-from helpers_dicom import copy_series
+from helpers_dicom import copy_series as _copy_series
 
 import dicube
 from dicube.dicom import dicom_io
@@ -47,6 +47,15 @@ def _chmod_blocks(tmp_path) -> bool:
         return True
     finally:
         probe.chmod(0o600)
+
+
+def copy_series(src, dst, names=None):
+    """A copy the tests may damage (the shared files are read-only)."""
+    out = _copy_series(src, dst, names)
+    for p in out.iterdir():
+        if p.is_file():
+            p.chmod(0o644)
+    return out
 
 
 @pytest.fixture
