@@ -386,9 +386,11 @@ def test_convert_fails_naming_every_damaged_file_or_skips_them(ct, tmp_path, cap
     for f in files[1:4]:
         assert f"{f}: " in err
     assert "FAILED" in stdout and not list(out.glob("*.dcbs"))
+    assert "pass --skip-unreadable to convert the rest" in err
     rc, stdout, err = run_cli(capsys, "convert", ct, "-o", out, "--skip-unreadable")
     assert rc == 0, err
     assert "skipped 3 files that cannot be read" in err and "UNREADABLE_FILES" in stdout
+    assert f"{files[1]}: empty file" in err
     (written,) = out.glob("*.dcbs")
     assert dicube.load(written).raw_image.shape[0] == 7
     stored = dicube.load_qc_report(written).get(S.UNREADABLE_FILES)[0]

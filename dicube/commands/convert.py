@@ -216,17 +216,22 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
         import warnings
 
         from ..core.io import save
-        from ..dicom.dicom_io import _files, _listing_names, load_from_dicom_folder
+        from ..dicom.dicom_io import SKIP_HINT, _files, _listing_names, load_from_dicom_folder
         from ..dicom.dicom_status import IDENTITY_STATUSES, check_series
-        from ..exceptions import SkippedFileWarning
+        from ..exceptions import SkippedFileWarning, UnreadableFilesError
 
         # a lone file is its own series; a split key ("<uid>#<n>") numbers the parts found
         # under the whole SRC and would not match when the file is read alone
         key = None if len(job.files) == 1 and job.folder == job.files[0] else job.key
         with warnings.catch_warnings():  # what was skipped is reported from the QC report
             warnings.simplefilter("ignore", SkippedFileWarning)
-            image = load_from_dicom_folder(job.folder, series_uid=key, num_threads=num_threads,
-                                           on_unreadable=job.on_unreadable)
+            try:
+                image = load_from_dicom_folder(job.folder, series_uid=key,
+                                               num_threads=num_threads,
+                                               on_unreadable=job.on_unreadable)
+            except UnreadableFilesError as exc:
+                text = str(exc).replace(SKIP_HINT, "pass --skip-unreadable to convert the rest")
+                return Result(job, False, error=text, seconds=time.perf_counter() - t)
         report = check_series(image.dicom_meta) if image.dicom_meta is not None else None
         qc = report.status.value if report is not None else "-"
         mixed = [i for i in (report.issues if report else []) if i.status in IDENTITY_STATUSES]
@@ -238,8 +243,9 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
         notes = []
         skipped = (getattr(image.dicom_meta, "read_report", None) or {}).get("unreadable")
         if skipped:
+            where = [(os.path.join(job.folder, p), r) for p, r in skipped]
             notes.append(f"{job.folder}: skipped {_files(len(skipped))} that cannot be read: "
-                         + _listing_names(skipped))
+                         + _listing_names(where))
         size = save(image, job.output, num_threads=num_threads, codec=job.codec)
         return Result(job, True, image.raw_image.shape[0], size, qc,
                       seconds=time.perf_counter() - t, warnings=notes)

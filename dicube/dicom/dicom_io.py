@@ -51,6 +51,7 @@ __all__ = ["SeriesInfo", "DiscoveryResult", "SkippedFile", "discover_series",
 
 #: values of ``on_unreadable``: raise UnreadableFilesError, or read the rest and report
 ON_UNREADABLE = ("error", "skip")
+SKIP_HINT = "pass on_unreadable='skip' to read the rest"
 SOP_UID = "00080018"
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -515,8 +516,8 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
         raise DicomReadError(f"series {info.key} has no pixel data", folder_s)
     if bad and on_unreadable == "error":
         raise UnreadableFilesError(
-            f"{_files(len(bad))} that may hold slices cannot be read (pass on_unreadable='skip' "
-            f"to read the rest): {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
+            f"{_files(len(bad))} that may hold slices cannot be read ({SKIP_HINT}): "
+            f"{_listing_names(bad)}", folder_s, [b[:2] for b in bad])
     # one SOPInstanceUID in two series is another series' problem; within this one, refuse
     same_series = {pf.path for pf in pfs_all if _series_uid(pf) == info.series_uid}
     clash = sorted({(min(a, b), max(a, b)) for a in (pf.path for pf in pfs)
