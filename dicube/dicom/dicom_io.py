@@ -15,6 +15,7 @@ SOPInstanceUID are refused.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -217,8 +218,6 @@ def _read(path: str) -> bytes:
     with open(fd, "rb") as fh:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            import errno
-
             raise OSError(errno.EINVAL, f"not a regular file ({_kind(mode)})", path)
         return fh.read()
 
