@@ -259,7 +259,8 @@ def test_identical_copies_are_read_once_and_reported(ct):
     assert copies.exists()
 
 
-def test_same_instances_twice_with_other_content_are_refused(sample_10, sample_200, tmp_path, capsys):
+def test_same_instances_twice_with_other_content_are_refused(sample_10, sample_200, tmp_path,
+                                                              capsys):
     """The shared sample_10 holds 10 of sample_200's instances (their PatientID differs)."""
     root = tmp_path / "both"
     copy_series(sample_10, root / "a")

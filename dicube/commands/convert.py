@@ -51,11 +51,11 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing .dcbs files")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="convert a series even when some of its files cannot be read (truncated, "
-                        "damaged, no permission): they are listed in its QC report (UNREADABLE_FILES) "
-                        "and warned about; by default the series fails")
+                        "damaged, no permission): they are listed in its QC report "
+                        "(UNREADABLE_FILES) and warned about; by default the series fails")
     p.add_argument("--allow-mixed-identity", action="store_true",
-                   help="convert a series whose slices name different patients or studies (QC "
-                        "NON_UNIFORM_PATIENT / NON_UNIFORM_STUDY_UID); by default it fails")
+                   help="convert a series whose slices name different patients or studies "
+                        "(QC NON_UNIFORM_PATIENT / NON_UNIFORM_STUDY_UID); by default it fails")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=run)
 

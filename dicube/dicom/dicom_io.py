@@ -507,8 +507,9 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
             ("", series_uid.split("#")[0]))]
     if not groups:
         if bad:
-            raise UnreadableFilesError(f"no readable DICOM image; {_files(len(bad))} cannot be "
-                                       f"read: {_listing_names(bad)}", folder_s, [b[:2] for b in bad])
+            raise UnreadableFilesError(
+                f"no readable DICOM image; {_files(len(bad))} cannot be read: "
+                f"{_listing_names(bad)}", folder_s, [b[:2] for b in bad])
         raise DicomReadError(f"no DICOM image found ({len(files)} files)", folder_s)
     info, pfs = _select(groups, series_uid, folder_s)
     if not info.has_pixels:
@@ -526,7 +527,8 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
             f"{len(clash)} pairs of different files share a SOPInstanceUID: "
             + "; ".join(f"{a} and {b}" for a, b in clash[:20]), folder_s, clash)
     if bad:
-        warnings.warn(f"{folder_s}: skipped {_files(len(bad))} that cannot be read: {_listing_names(bad)}",
+        warnings.warn(f"{folder_s}: skipped {_files(len(bad))} that cannot be read: "
+                      f"{_listing_names(bad)}",
                       SkippedFileWarning, stacklevel=3)
     series_paths = {pf.path for pf in pfs}
     dropped = [(p, k) for p, k in dropped if k in series_paths]

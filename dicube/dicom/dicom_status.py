@@ -166,12 +166,15 @@ def _read_findings(meta: DicomMeta, add) -> None:
     report = getattr(meta, "read_report", None) or {}
     skipped = [list(x) for x in report.get("unreadable", [])]
     if skipped:
-        add(DicomStatus.UNREADABLE_FILES, f"{len(skipped)} file{'s' * (len(skipped) != 1)} that "
-            f"may hold slices could not be read and {'were' if len(skipped) != 1 else 'was'} skipped: {_files_text(skipped)}", files=skipped)
+        many = len(skipped) != 1
+        add(DicomStatus.UNREADABLE_FILES,
+            f"{len(skipped)} file{'s' * many} that may hold slices could not be read and "
+            f"{'were' if many else 'was'} skipped: {_files_text(skipped)}", files=skipped)
     dups = [list(x) for x in report.get("duplicates", [])]
     if dups:
-        add(DicomStatus.DUPLICATE_FILES, f"{len(dups)} identical cop{'ies' if len(dups) != 1 else 'y'} "
-            "of instances read once: " + _files_text([[a, f"copy of {b}"] for a, b in dups]),
+        add(DicomStatus.DUPLICATE_FILES,
+            f"{len(dups)} identical cop{'ies' if len(dups) != 1 else 'y'} of instances read once: "
+            + _files_text([[a, f"copy of {b}"] for a, b in dups]),
             files=[[a, f"identical copy of {b}"] for a, b in dups])
 
 
