@@ -595,6 +595,9 @@ def load_from_dicom_folder(folder: PathLike, *, series_uid: Optional[str] = None
     QC report (status UNREADABLE_FILES). Identical copies of an instance are read once
     (QC DUPLICATE_FILES); different files under one SOPInstanceUID raise
     DuplicateInstanceError. FIFOs, sockets and devices are never opened (SkippedFileWarning).
+    Slices naming different patients or studies load (nothing is lost), with QC status
+    NON_UNIFORM_PATIENT / NON_UNIFORM_STUDY_UID; ``dicube convert`` refuses such a series
+    unless ``--allow-mixed-identity``.
     """
     from ..core.image import DicomCubeImage
 
