@@ -204,7 +204,8 @@ uint32_t log2ceil(uint32_t x) {
 // One packet (resolution r of a component); false with `why` set when OpenJPH would not
 // read it safely. `left` is what remains of the tile-part, updated as OpenJPH does.
 bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std::string& why) {
-  std::vector<Band> bands;
+  Band bands[3];
+  int num_bands = 0;
   auto blocks = [&](uint32_t bw, uint32_t bh) {
     Band b;
     if (bw && bh) {
@@ -214,19 +215,21 @@ bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std
     return b;
   };
   if (r == 0) {
-    bands.push_back(blocks(ceil_div_pow2(w.width, w.levels), ceil_div_pow2(w.height, w.levels)));
+    bands[num_bands++] = blocks(ceil_div_pow2(w.width, w.levels), ceil_div_pow2(w.height, w.levels));
   } else {
     const uint32_t d = w.levels - r + 1;
     const uint32_t lw = ceil_div_pow2(w.width, d), lh = ceil_div_pow2(w.height, d);
     const uint32_t hw = high_extent(w.width, d), hh = high_extent(w.height, d);
-    bands.push_back(blocks(hw, lh));
-    bands.push_back(blocks(lw, hh));
-    bands.push_back(blocks(hw, hh));
+    bands[num_bands++] = blocks(hw, lh);
+    bands[num_bands++] = blocks(lw, hh);
+    bands[num_bands++] = blocks(hw, hh);
   }
   Bits bb{p, left};
-  std::vector<uint64_t> lengths;  // per included code-block, in the order the data follows
+  thread_local std::vector<uint64_t> lengths;  // per included code-block, in data order
+  lengths.clear();
   bool first = true;
-  for (const Band& band : bands) {
+  for (int s = 0; s < num_bands; ++s) {
+    const Band& band = bands[s];
     if (band.blocks_w == 0 || band.blocks_h == 0) continue;
     if (first) {
       first = false;
@@ -239,29 +242,37 @@ bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std
     }
     const uint32_t levels = 1 + std::max(log2ceil(band.blocks_w), log2ceil(band.blocks_h));
     if (levels > 15) return why = "too many code-blocks", false;
-    // Tag trees: level l has ceil(n / 2^l) nodes along each axis; level `levels` is a root set to 0.
-    std::vector<std::vector<uint8_t>> inc(levels + 1), inc_seen(levels + 1), msb(levels + 1), msb_seen(levels + 1);
-    std::vector<uint32_t> stride(levels + 1);
+    // Tag trees: level l has ceil(n / 2^l) nodes along each axis; level `levels` is a root
+    // set to 0. Four trees (inclusion, its read flags, missing MSBs, their read flags) share
+    // one buffer kept per thread: this check runs before every decode.
+    uint32_t stride[16];
+    size_t offset[17];
+    offset[0] = 0;
     for (uint32_t l = 0; l <= levels; ++l) {
       stride[l] = ceil_div_pow2(band.blocks_w, l);
-      const size_t n = static_cast<size_t>(stride[l]) * ceil_div_pow2(band.blocks_h, l);
-      inc[l].assign(n, 0);
-      inc_seen[l].assign(n, 0);
-      msb[l].assign(n, 0);
-      msb_seen[l].assign(n, 0);
+      offset[l + 1] = offset[l] + static_cast<size_t>(stride[l]) * ceil_div_pow2(band.blocks_h, l);
     }
-    auto at = [&](uint32_t x, uint32_t y, uint32_t l) { return (x >> l) + (y >> l) * static_cast<size_t>(stride[l]); };
+    const size_t nodes = offset[levels + 1];
+    thread_local std::vector<uint8_t> trees;
+    trees.assign(4 * nodes, 0);
+    uint8_t* const inc = trees.data();
+    uint8_t* const inc_seen = inc + nodes;
+    uint8_t* const msb = inc_seen + nodes;
+    uint8_t* const msb_seen = msb + nodes;
+    auto at = [&](uint32_t x, uint32_t y, uint32_t l) {
+      return offset[l] + (x >> l) + (y >> l) * static_cast<size_t>(stride[l]);
+    };
     for (uint32_t y = 0; y < band.blocks_h; ++y) {
       for (uint32_t x = 0; x < band.blocks_w; ++x) {
         bool empty = false;
         for (uint32_t l = levels; l-- > 0;) {
           const size_t i = at(x, y, l);
-          if (inc[l][i] == 1) { empty = true; break; }
-          if (!inc_seen[l][i]) {
+          if (inc[i] == 1) { empty = true; break; }
+          if (!inc_seen[i]) {
             const uint32_t b = bb.bit();
             empty = b == 0;
-            inc[l][i] = static_cast<uint8_t>(1 - b);
-            inc_seen[l][i] = 1;
+            inc[i] = static_cast<uint8_t>(1 - b);
+            inc_seen[i] = 1;
           }
           if (empty) break;
         }
@@ -269,15 +280,15 @@ bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std
         uint32_t mmsbs = 0;
         for (uint32_t lp1 = levels; lp1 > 0; --lp1) {
           const uint32_t l = lp1 - 1;
-          mmsbs = msb[lp1][at(x, y, lp1)];
+          mmsbs = msb[at(x, y, lp1)];
           const size_t i = at(x, y, l);
-          if (!msb_seen[l][i]) {
+          if (!msb_seen[i]) {
             while (bb.bit() == 0) {
               if (bb.overrun) return why = "packet header runs past its tile-part", false;
               ++mmsbs;
             }
-            msb[l][i] = static_cast<uint8_t>(mmsbs);
-            msb_seen[l][i] = 1;
+            msb[i] = static_cast<uint8_t>(mmsbs);
+            msb_seen[i] = 1;
           }
         }
         uint32_t passes = 1;

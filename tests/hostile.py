@@ -292,7 +292,7 @@ class Corpus:
                 index["offset"][1:] = np.cumsum(lengths)[:-1]
                 k = rng.randrange(len(index))
                 field = rng.choice(("offset", "length"))
-                index[field][k] = rng.choice((0, 1, int(index[field][k]) + rng.randint(-64, 64), 2**31, 2**63))
+                index[field][k] = rng.choice((0, 1, max(0, int(index[field][k]) + rng.randint(-64, 64)), 2**31, 2**63))
                 c.index = index
             else:
                 k = rng.randrange(len(c.frames))
