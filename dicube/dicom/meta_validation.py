@@ -51,6 +51,10 @@ LATIN1_VRS = STRING_VRS - CHARSET_VRS
 INTERPRETED = {"00280006": "int", "00280100": "int", "00280101": "int", "00280103": "int",
                "00281052": "real", "00281053": "real"}
 _NUMERIC_VRS = frozenset(INT_RANGES) | {"FL", "FD", "DS", "IS"}
+#: text VRs whose Values dicube writes as lists of strings
+_PLAIN_TEXT_VRS = STRING_VRS - {"PN"}
+#: VRs whose valid values hold only strings (so that equal elements are identical)
+_TEXT_VRS = (STRING_VRS | BINARY_VRS | {"AT"}) - {"DS", "IS"}
 
 _MISSING = object()
 _present = partial(is_not, _MISSING)
@@ -117,6 +121,10 @@ def _check_slice_lists(filenames: Any, slice_info: Any, n: int) -> None:
             raise MetaDataError(f"metadata {name!r} entry {i} is {_short(v)}, not {want}")
     if not slice_info:
         return
+    scalars = {str, int, float, bool, _NoneType}
+    if not set(map(type, chain.from_iterable(map(dict.values, slice_info)))) <= scalars:
+        i = next(i for i, e in enumerate(slice_info) if not set(map(type, e.values())) <= scalars)
+        raise MetaDataError(f"metadata slice_info[{i}] holds a value that is not text or a number")
     for key, ok, want in (("pixel_tag", _AT.fullmatch, "8 hex digits"),
                           ("pixel_vr", VRS.__contains__, "a DICOM VR"),
                           ("preamble", _is_base64, "base64 text")):
@@ -266,10 +274,10 @@ def _fast_ok(shared: Any, per_slice: Any, n: int) -> bool:
         _mixed_unit(list(shared.values()), by_vr, groups)
         for lst in lists:
             try:
-                vrs = set(map(_get_vr, lst))
+                vrs = "|".join(map(_get_vr, lst))
             except TypeError:  # null where the element is absent from a slice (or worse)
                 lst = list(filter(_not_none, lst))
-                vrs = set(map(_get_vr, lst))
+                vrs = None
             if lst:
                 _unit(lst, by_vr, groups, vrs)
         depth = 0
@@ -300,7 +308,14 @@ def _items(items: list, by_vr: dict, groups: list) -> None:
         return
     if count == len(keys) * len(items):  # every item has every key
         for k in keys:
-            _unit(list(map(itemgetter(k), items)), by_vr, groups)
+            unit = list(map(itemgetter(k), items))
+            first = unit[0]
+            # the same text element in every item (e.g. a Study UID): check it once;
+            # only for text, since 1 == 1.0 == True would hide a number of the wrong type
+            if type(first) is dict and first.get("vr") in _TEXT_VRS and unit[-1] == first \
+                    and unit.count(first) == len(unit):
+                unit = [first]
+            _unit(unit, by_vr, groups)
         return
     for k in keys:
         _unit(list(filter(_present, map(dict.get, items, repeat(k), repeat(_MISSING)))),
@@ -312,28 +327,38 @@ def _keys_ok(keys) -> bool:
     return not keys or (set(map(len, keys)) == {8} and _HEX.fullmatch("".join(keys)) is not None)
 
 
-def _unit(elems: list, by_vr: dict, groups: list, vrs: Optional[set] = None) -> None:
+def _unit(elems: list, by_vr: dict, groups: list, vrs: Optional[str] = None) -> None:
     """Elements of one tag: when they share a VR, checked as one list. (Anything but an
-    object with a "vr" raises TypeError or KeyError, which ends the fast check.)"""
+    object with a "vr" string raises TypeError or KeyError, which ends the fast check.)
+
+    ``vrs`` is their VRs joined with "|": equal to the first one repeated exactly when all
+    are that VR (a valid VR holds no "|"), compared without hashing each string.
+    """
     if vrs is None:
-        vrs = set(map(_get_vr, elems))
-    if len(vrs) != 1:
-        _mixed_unit(elems, by_vr, groups)
-        return
-    vr = vrs.pop()
+        vrs = "|".join(map(_get_vr, elems))
+    vr = vrs[:2]
     if vr not in VRS:
         raise _Bad
+    if vrs != (vr + "|") * (len(elems) - 1) + vr:
+        _mixed_unit(elems, by_vr, groups)
+        return
     try:  # the usual case: every element is exactly {"vr", "Value"}
-        values = list(map(_get_value, elems))
         if sum(map(len, elems)) != 2 * len(elems):
             raise KeyError
+        if vr in _PLAIN_TEXT_VRS:  # Values lists (list.__len__ refuses anything else) of text
+            sum(map(list.__len__, map(_get_value, elems)))
+            text = "".join(chain.from_iterable(map(_get_value, elems)))
+            if vr in LATIN1_VRS:
+                text.encode("latin-1")  # UnicodeEncodeError is a ValueError
+            return
+        values = list(map(_get_value, elems))
     except KeyError:
         _check_members(elems)
         values = list(map(dict.get, elems, repeat("Value"), repeat(())))  # () when absent
     if vr == "SQ":
         _sequences(values, groups)
     else:
-        by_vr[vr].extend(values)
+        by_vr[vr].append(values)
 
 
 def _mixed_unit(elems: list, by_vr: dict, groups: list) -> None:
@@ -350,7 +375,7 @@ def _mixed_unit(elems: list, by_vr: dict, groups: list) -> None:
         if vr == "SQ":
             _sequences(v, groups)
         else:
-            by_vr[vr].extend(v)
+            by_vr[vr].append(v)
 
 
 def _sequences(values: list, groups: list) -> None:
@@ -378,8 +403,10 @@ def _check_members(elems: list) -> None:
         raise _Bad  # a character outside the alphabet, or padding inside a string
 
 
-def _values_ok(vr: str, values: list) -> None:
-    """Value lists of one VR (not SQ); ``()`` stands for an absent Value. Raises _Bad."""
+def _values_ok(vr: str, units: list) -> None:
+    """Value lists of one VR (not SQ), in one list per unit; ``()`` stands for an absent
+    Value. Raises _Bad."""
+    values = list(chain.from_iterable(units))
     if not set(map(type, values)) <= _VALUE_TYPES:
         raise _Bad
     flat = list(chain.from_iterable(values))
@@ -417,14 +444,17 @@ def _interpreted_problem(shared: dict, per_slice: dict) -> Optional[str]:
         else:
             continue
         for i, e in elems:
-            where = f"element {_name(key)}" + ("" if i is None else f" of slice {i}")
+            problem = None
             if "InlineBinary" in e or e["vr"] not in _NUMERIC_VRS:
                 what = "raw bytes" if "InlineBinary" in e else f"VR {e['vr']}"
-                return f"{where}: dicube reads it as a number, but it holds {what}"
-            if e["vr"] in ("DS", "IS"):
-                for v in e.get("Value", ()):
-                    if isinstance(v, str) and v.strip() and not _number_text(v):
-                        return f"{where}: {_short(v)} is not a number ({e['vr']})"
+                problem = f"dicube reads it as a number, but it holds {what}"
+            elif e["vr"] in ("DS", "IS"):
+                bad = [v for v in e.get("Value", ())
+                       if isinstance(v, str) and v.strip() and not _number_text(v)]
+                problem = f"{_short(bad[0])} is not a number ({e['vr']})" if bad else None
+            if problem:
+                where = f"element {_name(key)}" + ("" if i is None else f" of slice {i}")
+                return f"{where}: {problem}"
     return None
 
 
