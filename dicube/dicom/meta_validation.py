@@ -12,13 +12,14 @@ sequence items are data sets, nested at most :data:`MAX_SEQUENCE_DEPTH` deep;
 ``filenames`` and ``slice_info`` have ``num_slices`` entries. Elements whose values
 dicube interprets (bits, pixel representation, rescale) must hold numbers.
 
-The check runs over whole lists with builtins (types, sets, min/max, one regular
-expression over all keys), so it costs a fraction of the JSON parse; only when it finds
-something wrong does an element-by-element walk look for the first culprit to name.
+The check runs over whole lists with builtins (one tag of all slices, or of all items of
+a sequence, at a time: types, joins, min/max, one regular expression over the keys); only
+when it finds something wrong does an element-by-element walk (:func:`model_problem`, the
+reference) look for the first culprit to name. It visits every element, so it costs about
+half the JSON parse (~1.5 ms for the 200-slice sample's 6,000 elements).
 """
 from __future__ import annotations
 
-import binascii
 import math
 import re
 from collections import defaultdict
@@ -28,7 +29,7 @@ from operator import is_not, itemgetter, sub
 from typing import Any, Optional
 
 from ..exceptions import MetaDataError
-from .dicom_json import BINARY_VRS, CHARSET_VRS, NUMBER_FORMATS, PN_KEYS, STRING_VRS
+from .dicom_json import BINARY_VRS, CHARSET_VRS, PN_KEYS, STRING_VRS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_SEQUENCE_DEPTH", "check_document", "check_model",
            "model_problem", "check_qc_document", "check_space_document"]
@@ -47,9 +48,9 @@ INT_RANGES = {"US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF),
 FLT_MAX = 3.4028234663852886e38
 #: VRs whose text must be ISO 646 / Latin-1 (the others follow the Specific Character Set)
 LATIN1_VRS = STRING_VRS - CHARSET_VRS
-#: Top-level elements whose first value dicube uses as a number (export, streaming).
-INTERPRETED = {"00280006": "int", "00280100": "int", "00280101": "int", "00280103": "int",
-               "00281052": "real", "00281053": "real"}
+#: Top-level elements whose first value dicube uses as a number (export, streaming):
+#: PlanarConfiguration, BitsAllocated, BitsStored, PixelRepresentation, rescale.
+INTERPRETED = ("00280006", "00280100", "00280101", "00280103", "00281052", "00281053")
 _NUMERIC_VRS = frozenset(INT_RANGES) | {"FL", "FD", "DS", "IS"}
 #: text VRs whose Values dicube writes as lists of strings
 _PLAIN_TEXT_VRS = STRING_VRS - {"PN"}
@@ -436,7 +437,7 @@ def _values_ok(vr: str, units: list) -> None:
 # ----------------------------------------------------------------------------- interpreted
 def _interpreted_problem(shared: dict, per_slice: dict) -> Optional[str]:
     """Elements dicube reads as numbers must hold numbers (not text, not raw bytes)."""
-    for key, kind in INTERPRETED.items():
+    for key in INTERPRETED:
         if key in shared:
             elems = [(None, shared[key])]
         elif key in per_slice:
