@@ -66,6 +66,7 @@ _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _PLAIN_KEYS = frozenset({"vr", "Value"})
 _VALUE_TYPES = frozenset({list, tuple})  # a JSON list, or () for an absent Value
+_LIST = frozenset({list})
 _NoneType = type(None)
 _get_vr = itemgetter("vr")
 _get_value = itemgetter("Value")
@@ -346,13 +347,14 @@ def _unit(elems: list, by_vr: dict, groups: list, vrs: Optional[str] = None) -> 
     try:  # the usual case: every element is exactly {"vr", "Value"}
         if sum(map(len, elems)) != 2 * len(elems):
             raise KeyError
-        if vr in _PLAIN_TEXT_VRS:  # Values lists (list.__len__ refuses anything else) of text
-            sum(map(list.__len__, map(_get_value, elems)))
-            text = "".join(chain.from_iterable(map(_get_value, elems)))
+        values = list(map(_get_value, elems))
+        if vr in _PLAIN_TEXT_VRS:  # lists of text: checked here, in one join
+            if not set(map(type, values)) <= _LIST:
+                raise _Bad
+            text = "".join(chain.from_iterable(values))  # TypeError unless all strings
             if vr in LATIN1_VRS:
                 text.encode("latin-1")  # UnicodeEncodeError is a ValueError
             return
-        values = list(map(_get_value, elems))
     except KeyError:
         _check_members(elems)
         values = list(map(dict.get, elems, repeat("Value"), repeat(())))  # () when absent
