@@ -21,6 +21,7 @@ from crafting import Crafted
 import dicube
 from dicube.core.pixel_header import PixelDataHeader
 from dicube.dicom import meta_validation as mv
+from dicube.dicom.dicom_json import dataset_to_json
 from dicube.dicom.dicom_meta import DicomMeta
 from dicube.dicom.streaming import DcbStreamingReader
 from dicube.exceptions import DicomCubeError, MetaDataError
@@ -347,3 +348,29 @@ def test_from_json_is_validated():
     d["shared"]["00100010"] = [1, 2]
     with pytest.raises(MetaDataError, match="PatientName: the element is"):
         DicomMeta.from_json(json.dumps(d))
+
+
+def test_unresolved_pydicom_vr_still_loads(tmp_path):
+    """pydicom can leave "US or OW" (LUT Data of an implicit VR file) unresolved and dicube
+    then stores that VR: the validation must accept what save wrote."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3"
+    ds.add_new(0x00283006, "US", [1, 2, 3])  # LUTData: "US or OW" in the dictionary
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    buf.seek(0)
+    read = pydicom.dcmread(buf)
+    dataset_to_json(read)  # pydicom's first conversion fails and leaves the dictionary VR
+    meta = DicomMeta.from_datasets([read])
+    assert meta.get_vr("00283006") == "US or OW"
+    path = tmp_path / "lut.dcbs"
+    dicube.save(dicube.DicomCubeImage(np.zeros((1, 4, 4), np.uint16), dicom_meta=meta), path)
+    assert dicube.load_meta(path) == meta

@@ -39,21 +39,24 @@ FORMAT_VERSION = 1
 #: Deepest nesting of sequences accepted (real data sets nest a few levels).
 MAX_SEQUENCE_DEPTH = 64
 
+#: VRs pydicom leaves unresolved when a data set does not say which applies (implicit VR
+#: files); dicube stores their values as text or InlineBinary, so they must keep loading.
+AMBIGUOUS_VRS = frozenset({"US or SS", "OB or OW", "US or OW", "US or SS or OW"})
 VRS = frozenset("AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV "
-                "TM UC UI UL UN UR US UT UV".split())
+                "TM UC UI UL UN UR US UT UV".split()) | AMBIGUOUS_VRS
 ELEMENT_KEYS = frozenset({"vr", "Value", "InlineBinary"})
 INT_RANGES = {"US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF),
               "SL": (-0x80000000, 0x7FFFFFFF), "UV": (0, (1 << 64) - 1),
               "SV": (-(1 << 63), (1 << 63) - 1)}
 FLT_MAX = 3.4028234663852886e38
 #: VRs whose text must be ISO 646 / Latin-1 (the others follow the Specific Character Set)
-LATIN1_VRS = STRING_VRS - CHARSET_VRS
+LATIN1_VRS = (STRING_VRS - CHARSET_VRS) | AMBIGUOUS_VRS
 #: Top-level elements whose first value dicube uses as a number (export, streaming):
 #: PlanarConfiguration, BitsAllocated, BitsStored, PixelRepresentation, rescale.
 INTERPRETED = ("00280006", "00280100", "00280101", "00280103", "00281052", "00281053")
 _NUMERIC_VRS = frozenset(INT_RANGES) | {"FL", "FD", "DS", "IS"}
 #: text VRs whose Values dicube writes as lists of strings
-_PLAIN_TEXT_VRS = STRING_VRS - {"PN"}
+_PLAIN_TEXT_VRS = (STRING_VRS - {"PN"}) | AMBIGUOUS_VRS
 #: VRs whose valid values hold only strings (so that equal elements are identical)
 _TEXT_VRS = (STRING_VRS | BINARY_VRS | {"AT"}) - {"DS", "IS"}
 
