@@ -309,7 +309,7 @@ def _mutations(doc: dict, rng: random.Random):
             box[rng.choice(["vr", "Value", "InlineBinary", "BulkDataURI", "0008001"])] = \
                 copy.deepcopy(rng.choice(junk))
         elif isinstance(box, dict):
-            del box[key]
+            box.pop(key, None)
     return d
 
 
