@@ -293,8 +293,19 @@ def _fast_ok(shared: Any, per_slice: Any, n: int) -> bool:
             level, groups = groups, []
             for items in level:
                 _items(items, by_vr, groups)
-        for vr, values in by_vr.items():
-            _values_ok(vr, values)
+        texts: dict = {True: [], False: []}  # text of all VRs in two checks: Latin-1 or not
+        for vr, units in by_vr.items():
+            if vr in _PLAIN_TEXT_VRS:
+                texts[vr in LATIN1_VRS].extend(units)
+            else:
+                _values_ok(vr, units)
+        for latin1, units in texts.items():
+            values = list(chain.from_iterable(units))
+            if not set(map(type, values)) <= _VALUE_TYPES:
+                raise _Bad
+            text = "".join(chain.from_iterable(values))  # TypeError unless all strings
+            if latin1:
+                text.encode("latin-1")
         return True
     except (_Bad, TypeError, ValueError, KeyError, OverflowError):
         return False
