@@ -53,7 +53,7 @@ def imdecode_jph(
     default (None) decodes in-process only codestreams inside the profile our writer
     produces (every marker segment, the tile-parts and each code-block length checked, with
     OpenJPH's failed assertions turned into :class:`CodecError`); any other codestream is
-    decoded in a short-lived child process (a fork, ~25 ms), where a crash becomes a
+    decoded in a short-lived child process (a fork, ~20 ms), where a crash becomes a
     :class:`CodecError`. ``True`` isolates every codestream, ``False`` none (trusted input).
     """
     shape, dtype = _frame_layout(data, reduce)
