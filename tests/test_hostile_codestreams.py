@@ -297,3 +297,15 @@ def test_usual_thread_counts_still_work(s10):
         assert np.array_equal(decode_batch(encode_batch(vol, num_threads=threads), num_threads=threads), vol)
     assert dicube.load(s10, num_threads=np.int32(2)).raw_image.shape[0] == 10
     assert read_header(encode_batch(vol)[0]).rows == 8
+
+
+def test_codec_error_names_the_file_frame_of_a_selection(dcbs_samples, tmp_path):
+    """A frame that does not decode is named by its number in the file, not in the selection."""
+    import dicube
+
+    c = Crafted.read(dcbs_samples["sample_10"])
+    cs = c.frames[7]
+    c.frames[7] = cs[:len(cs) // 2] + bytes(len(cs) - len(cs) // 2)  # entropy data zeroed, CRCs fixed
+    bad = c.write(tmp_path / "f7.dcbs")
+    with pytest.raises(CodecError, match="frame 7"):
+        dicube.load(bad, frames=[6, 7], num_threads=1)

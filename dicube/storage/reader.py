@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -40,6 +41,9 @@ from .format import (
 )
 from . import limits
 from .sources import ByteSource, LocalFile
+
+#: "frame k" at the start of a codec error: k counts the frames decoded in that call.
+_FRAME_NUMBER = re.compile(r"^frame (\d+)")
 
 FrameSelection = Union[None, int, slice, range, Sequence[int], np.ndarray]
 
@@ -350,8 +354,11 @@ class DcbsReader:
             raise CorruptFileError(f"checksum mismatch in frame {int(sel[frame])}", self.path) from None
         except InvalidCubeFileError as exc:
             raise InvalidCubeFileError(exc.reason, self.path) from None
-        except CodecError as exc:
-            raise CodecError(f"cannot decode frames: {exc.reason}", self.path) from exc
+        except CodecError as exc:  # the codec counts frames within the selection
+            reason = _FRAME_NUMBER.sub(
+                lambda m: f"frame {int(sel[int(m[1])])}" if int(m[1]) < len(sel) else m[0],
+                exc.reason, count=1)
+            raise CodecError(f"cannot decode frames: {reason}", self.path) from exc
         except MemoryError:
             raise limits.out_of_memory(nbytes, f"decoding {len(sel)} frames", self.path) from None
         return out
@@ -360,8 +367,8 @@ class DcbsReader:
         """Decode frames ``rec`` of the index, their CRC-32C checked on the worker threads.
 
         Local files are read by the workers themselves (no buffer of the selection); an
-        HTJ2K codestream lacking dicube's embedded checksum makes it fall back to one
-        buffer, whose decoding can be isolated in a child process.
+        HTJ2K codestream outside the profile our writer produces makes it fall back to one
+        buffer, whose out-of-profile frames are decoded isolated in a child process.
         """
         src = self._src  # kept: a close() by another thread must not pull it away mid-read
         if src is None:
