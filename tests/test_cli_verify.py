@@ -69,3 +69,15 @@ def test_verify_legacy_broken_codestream(legacy_dcbs, tmp_path, capsys):
     rc, out, err = run_cli(capsys, "verify", bad)
     assert rc == 1
     assert out.splitlines()[0].startswith(f"{bad}: FAILED: frame 2: cannot decode")
+
+
+def test_verify_reports_a_malformed_qc_report(dcbs_10, tmp_path, capsys):
+    """A QC section that is valid JSON but not a report is one typed problem line."""
+    from crafting import Crafted
+
+    c = Crafted.read(dcbs_10)
+    c.set_section(b"QCRP", b"{}")
+    bad = c.write(tmp_path / "qc.dcbs")
+    rc, out, _ = run_cli(capsys, "verify", bad)
+    assert rc == 1
+    assert "QC report:" in out and "KeyError" not in out

@@ -57,9 +57,13 @@ def _reason(exc: BaseException, path: str) -> str:
 
 def _check_sections(r, rep: Report) -> Optional[int]:
     """Decode and parse every section; return the number of metadata slices (or None)."""
-    from ..core.io import meta_from_reader, pixel_header_from_reader, space_from_reader
-    from ..dicom.dicom_status import QCReport
-    from ..storage.format import SEC_INDEX, SEC_QC
+    from ..core.io import (
+        meta_from_reader,
+        pixel_header_from_reader,
+        qc_report_from_reader,
+        space_from_reader,
+    )
+    from ..storage.format import SEC_INDEX
 
     for kind in r.sections:
         if kind == SEC_INDEX:
@@ -72,13 +76,11 @@ def _check_sections(r, rep: Report) -> Optional[int]:
     meta_slices = None
     for what, parse in (("metadata", meta_from_reader), ("space", space_from_reader),
                         ("pixel header", pixel_header_from_reader),
-                        ("QC report", lambda rd: rd.section_json(SEC_QC))):
+                        ("QC report", qc_report_from_reader)):
         try:
             value = parse(r)
             if what == "metadata" and value is not None:
                 meta_slices = len(value)
-            elif what == "QC report" and value is not None:
-                QCReport.from_dict(value)
             elif what == "space" and value is not None:
                 _check_space(value, r, rep)
         except Exception as exc:  # noqa: BLE001
@@ -160,8 +162,7 @@ def _check_frames(r, rep: Report, num_threads: Optional[int]) -> None:
             except Exception as exc:  # noqa: BLE001
                 count_bad += 1
                 if len(bad) < MAX_LISTED:
-                    # the decoder numbers frames within the one-frame batch: drop that
-                    msg = _reason(exc, r.path).replace("cannot decode frames: frame 0: ",
+                    msg = _reason(exc, r.path).replace(f"cannot decode frames: frame {i}: ",
                                                        "cannot decode: ")
                     bad.append(msg if f"frame {i}" in msg else f"frame {i}: {msg}")
     rep.problems.extend(bad)
