@@ -131,6 +131,8 @@ def test_skip_unreadable_records_them_in_the_qc_report(ct, monkeypatch, tmp_path
     stored = dicube.load_qc_report(tmp_path / "s.dcbs")
     assert stored.status == S.UNREADABLE_FILES
     assert {f[0] for f in stored.get(S.UNREADABLE_FILES)[0].files} == set(expected)
+    for meta in (dicube.load(tmp_path / "s.dcbs").dicom_meta, dicube.load_meta(tmp_path / "s.dcbs")):
+        assert check_series(meta).get(S.UNREADABLE_FILES)[0].files == issue.files  # kept on reload
     with pytest.raises(ValueError):
         load_from_dicom_folder(ct, on_unreadable="ignore")
 
@@ -257,6 +259,8 @@ def test_identical_copies_are_read_once_and_reported(ct):
     assert sorted(f[0] for f in files) == [os.path.join("copy", n) for n in ("I20", "I30", "I40")]
     assert all("identical copy of I" in f[1] for f in files)
     assert copies.exists()
+    dicube.save(img, ct / "s.dcbs")
+    assert check_series(dicube.load_meta(ct / "s.dcbs")).get(S.DUPLICATE_FILES)[0].files == files
 
 
 def test_same_instances_twice_with_other_content_are_refused(sample_10, sample_200, tmp_path,

@@ -197,6 +197,23 @@ def _parse_json(data: bytes, kind: bytes = SEC_META, path=None):
         raise MetaDataError(f"section {name} is not valid JSON: {exc}", path) from None
 
 
+def _with_read_report(reader: DcbsReader, meta):
+    """``meta`` with the files skipped or deduplicated when its series was read from DICOM
+    (kept in the saved QC report), so that ``get_dicom_status`` still reports them."""
+    if meta is None or SEC_QC not in reader.sections:
+        return meta
+    from ..dicom.dicom_status import DicomStatus
+
+    found = {DicomStatus.UNREADABLE_FILES: [], DicomStatus.DUPLICATE_FILES: []}
+    for issue in qc_report_from_reader(reader).issues:
+        found.get(issue.status, []).extend(issue.files)
+    unreadable, dups = found.values()
+    if unreadable or dups:
+        meta.read_report = {"unreadable": [list(f) for f in unreadable],
+                            "duplicates": [[a, why.removeprefix("identical copy of ")] for a, why in dups]}
+    return meta
+
+
 def _warn(reader: DcbsReader) -> None:
     for w in reader.warnings:
         warnings.warn(f"{reader.path}: {w}", UserWarning, stacklevel=3)
@@ -205,7 +222,7 @@ def _warn(reader: DcbsReader) -> None:
 def load_meta(path: "os.PathLike[str] | str"):
     """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head."""
     with DcbsReader(path) as reader:
-        meta = meta_from_reader(reader)
+        meta = _with_read_report(reader, meta_from_reader(reader))
         _warn(reader)
         return meta
 
@@ -312,7 +329,7 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
     with DcbsReader(path) as reader:
         sel = reader.select(frames)
         raw = reader.read_frames(sel, out=out, num_threads=num_threads)
-        meta = meta_from_reader(reader)
+        meta = _with_read_report(reader, meta_from_reader(reader))
         space = space_from_reader(reader)
         ph = pixel_header_from_reader(reader)
         _warn(reader)
