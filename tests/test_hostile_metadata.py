@@ -330,12 +330,11 @@ def test_fast_check_never_accepts_what_the_full_walk_refuses(meta_doc):
 
 
 def test_real_metadata_takes_the_fast_path(dcbs_samples, legacy_dcbs):
-    from dicube.core.io import _parse_json
     from dicube.storage.reader import DcbsReader
 
     for path in dcbs_samples.values():
         with DcbsReader(path) as r:
-            d = _parse_json(r.section_bytes(b"META"))
+            d = r.section_json(b"META")
         assert mv._fast_ok(d["shared"], d["per_slice"], d["num_slices"])
     meta = dicube.load_meta(legacy_dcbs)
     assert mv._fast_ok(meta.shared, meta.per_slice, len(meta))

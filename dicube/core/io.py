@@ -17,6 +17,7 @@ from ..codecs.jph import encode_batch
 from ..codecs.jph._options import SUPPORTED_DTYPES
 from ..codecs.zstd_planes import encode_planes_batch
 from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
+from ..jsontext import parse_json
 from ..storage.format import (
     CODEC_HTJ2K,
     CODEC_ZSTD,
@@ -163,38 +164,13 @@ def meta_from_reader(reader: DcbsReader):
     data = reader.section_bytes(SEC_META)
     if data is None:
         return None
-    doc = _parse_json(data, SEC_META, reader.path)
+    doc = parse_json(data, "section META", reader.path)
     try:
         return DicomMeta.from_dict(doc, frame_count=n)
     except MetaDataError as exc:
         raise MetaDataError(exc.reason, reader.path) from exc
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise MetaDataError(f"invalid metadata: {exc!r}", reader.path) from None
-
-
-def _parse_json(data: bytes, kind: bytes = SEC_META, path=None):
-    """A JSON section parsed, through orjson when installed (about 1.5x faster on
-    DicomMeta); anything but JSON of at most orjson's 1024 levels (or the standard
-    parser's, for what orjson refuses such as integers beyond 64 bits) is a
-    MetaDataError naming the section and ``path``."""
-    name = kind.decode("latin-1")
-    try:
-        import orjson
-    except ImportError:
-        orjson = None
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            if "recursion" in str(exc):
-                raise MetaDataError(f"section {name} is not valid JSON: nested too deeply",
-                                    path) from None
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise MetaDataError(f"section {name} is not valid JSON: nested too deeply", path) from None
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise MetaDataError(f"section {name} is not valid JSON: {exc}", path) from None
 
 
 def _with_read_report(reader: DcbsReader, meta):
@@ -260,7 +236,7 @@ def space_from_reader(reader: DcbsReader):
     data = reader.section_bytes(SEC_SPACE)
     if not data:
         return None
-    doc = _parse_json(data, SEC_SPACE, reader.path)
+    doc = parse_json(data, "section SPAC", reader.path)
     rows, cols = reader.frame_shape[:2]
     try:
         check_space_document(doc, (cols, rows, reader.frame_count) if reader.version != 1 else None)

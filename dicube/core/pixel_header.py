@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
 from ..exceptions import MetaDataError
+from ..jsontext import parse_json
 
 __all__ = ["PixelDataHeader"]
 
@@ -85,12 +86,7 @@ class PixelDataHeader:
 
     @classmethod
     def from_json(cls, s: str | bytes) -> "PixelDataHeader":
-        try:
-            d = json.loads(s)
-        except (ValueError, RecursionError) as exc:
-            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise MetaDataError(f"pixel header is not valid JSON: {why}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(parse_json(s, "pixel header"))
 
 
 def _finite_number(v: Any) -> bool:

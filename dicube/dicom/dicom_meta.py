@@ -14,6 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from ..exceptions import MetaDataError
+from ..jsontext import parse_json
 from .dicom_json import json_to_dataset, json_value_to_python
 from .dicom_tags import TagLike, tag_key, to_tag
 from .merge_utils import merge_slice, split_shared
@@ -218,12 +219,7 @@ class DicomMeta:
 
     @classmethod
     def from_json(cls, s: str | bytes) -> "DicomMeta":
-        try:
-            d = json.loads(s)
-        except (ValueError, RecursionError) as exc:
-            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise MetaDataError(f"invalid metadata JSON: {why}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(parse_json(s, "metadata"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DicomMeta):

@@ -7,7 +7,6 @@ remote object), so one reader may be shared between threads.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Optional, Sequence, Union
@@ -22,8 +21,8 @@ from ..exceptions import (
     DataConsistencyError,
     FrameIndexError,
     InvalidCubeFileError,
-    MetaDataError,
 )
+from ..jsontext import parse_json
 from .format import (
     CODEC_HTJ2K,
     CODEC_ZSTD,
@@ -209,12 +208,7 @@ class DcbsReader:
         data = self.section_bytes(kind)
         if data is None or len(data) == 0:
             return None
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeError, ValueError, RecursionError) as exc:
-            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise MetaDataError(f"section {kind.decode('latin-1')} is not valid JSON: {why}",
-                                self.path) from None
+        doc = parse_json(data, f"section {kind.decode('latin-1')}", self.path)
         if self.version != VERSION:
             from .legacy_v1 import check_section
 
