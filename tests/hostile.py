@@ -111,7 +111,7 @@ def _mutate(cs: bytes, rng: random.Random, donors: List[bytes]) -> Tuple[str, by
         field, size = rng.choice(((2, 2), (4, 2), (6, 4), (10, 1), (11, 1), (12, 2)))
         value = rng.choice(_INTERESTING32) if size == 4 else rng.randrange(1 << (8 * size))
         if size == 4 and rng.random() < 0.5:  # off by a little
-            value = max(0, struct.unpack_from(">I", cs, p + 6)[0] + rng.randint(-3, 3))
+            value = min(0xFFFFFFFF, max(0, struct.unpack_from(">I", cs, p + 6)[0] + rng.randint(-3, 3)))
         m[p + field:p + field + size] = value.to_bytes(size, "big")
     elif kind == "packet_header":  # the first bytes after SOD start the first packet header
         for _ in range(rng.randint(1, 3)):
