@@ -128,6 +128,9 @@ def build_attacks(folder: Path, v2: Path, v2_zstd: Path, v1: Path) -> dict:
     add("object_dtype", c, "load", InvalidCubeFileError, ["sample type"])
     c = Crafted.read(v2_zstd)
     c.header_overrides = {"rows": 65535, "columns": 65535}
+    space = json.loads(c.section(b"SPAC").raw)  # consistent, so that load reaches the frames
+    space["shape"][:2] = [65535, 65535]
+    c.set_section(b"SPAC", json.dumps(space).encode())
     add("zstd_planes_65535", c, "load", InvalidCubeFileError, ["decompression bomb", "MAX_DECODE_RATIO"])
     c = Crafted.read(v2_zstd)
     c.header_overrides = {"rows": 65535, "columns": 65535}

@@ -373,3 +373,19 @@ def test_unresolved_pydicom_vr_still_loads(tmp_path):
     path = tmp_path / "lut.dcbs"
     dicube.save(dicube.DicomCubeImage(np.zeros((1, 4, 4), np.uint16), dicom_meta=meta), path)
     assert dicube.load_meta(path) == meta
+
+
+def test_load_checks_the_head_before_decoding_frames(base, meta_doc, tmp_path, monkeypatch):
+    """Bad metadata fails load before any frame is read or decoded."""
+    from dicube.storage.reader import DcbsReader
+
+    d = copy.deepcopy(meta_doc)
+    d["shared"] = []
+    path = craft(base, tmp_path / "shared_list.dcbs", b"META", d)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("frames decoded before the metadata was checked")
+
+    monkeypatch.setattr(DcbsReader, "read_frames", no_decoding)
+    with pytest.raises(MetaDataError, match="shared_list.dcbs"):
+        dicube.load(path)

@@ -304,10 +304,10 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
     """
     with DcbsReader(path) as reader:
         sel = reader.select(frames)
-        raw = reader.read_frames(sel, out=out, num_threads=num_threads)
-        meta = _with_read_report(reader, meta_from_reader(reader))
+        meta = _with_read_report(reader, meta_from_reader(reader))  # the head, checked first
         space = space_from_reader(reader)
         ph = pixel_header_from_reader(reader)
+        raw = reader.read_frames(sel, out=out, num_threads=num_threads)
         _warn(reader)
         n = reader.frame_count
     whole = frames is None or (len(sel) == n and (sel == np.arange(n)).all())
