@@ -5,6 +5,7 @@ SourceError naming the URL within about the (small, test-set) timeouts, at bound
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -183,3 +184,22 @@ def test_mosaic_of_a_stalled_server_fails_in_seconds(server, target, capsys, tmp
     assert time.monotonic() - t < 5
     assert rc == 1 and "Traceback" not in err
     assert f"{server.url}/{target}" in err and "timed out" in err, err
+
+
+@pytest.mark.parametrize("server", [_silent], indirect=True)
+def test_cli_timeout_options(server, capsys, tmp_path, monkeypatch):
+    """--connect-timeout/--read-timeout do what the environment variables do, for that
+    command only; bad values are refused by the parser."""
+    from cli_helpers import run_cli
+
+    monkeypatch.delenv("DICUBE_CONNECT_TIMEOUT", raising=False)
+    monkeypatch.delenv("DICUBE_READ_TIMEOUT", raising=False)
+    t = time.monotonic()
+    rc, _, err = run_cli(capsys, "--connect-timeout", "0.5", "--read-timeout", "0.5", "mosaic",
+                         f"{server.url}/ct.dcbs", tmp_path / "m.webp")
+    assert time.monotonic() - t < 5
+    assert rc == 1 and "timed out" in err, err
+    assert "DICUBE_READ_TIMEOUT" not in os.environ and "DICUBE_CONNECT_TIMEOUT" not in os.environ
+    for bad in ("0", "-1", "abc", "inf"):
+        with pytest.raises(SystemExit):
+            run_cli(capsys, "--read-timeout", bad, "info", "x.dcbs")
