@@ -5,10 +5,11 @@ Exports to DICOM folders and NIfTI live in :mod:`dicube.core.dicom_export` and
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -149,28 +150,32 @@ def meta_from_reader(reader: DcbsReader):
         doc = reader.section_json(SEC_META_V1)
         if doc is None:
             return None
-        try:
+        with _naming_file(reader, "metadata"):
             headers, notes = merged_to_headers(doc)
             meta = DicomMeta.from_json_headers(headers)
             if len(meta) not in (n, 1):
                 raise MetaDataError(f"metadata of {len(meta)} slices for {n} frames")
             check_model(meta.shared, meta.per_slice, len(meta))
-        except MetaDataError as exc:
-            raise MetaDataError(exc.reason, reader.path) from exc
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise MetaDataError(f"invalid metadata: {exc!r}", reader.path) from None
         reader.warnings.extend(notes)
         return meta
     data = reader.section_bytes(SEC_META)
     if data is None:
         return None
     doc = parse_json(data, "section META", reader.path)
-    try:
+    with _naming_file(reader, "metadata"):
         return DicomMeta.from_dict(doc, frame_count=n)
+
+
+@contextlib.contextmanager
+def _naming_file(reader: DcbsReader, what: str) -> Iterator[None]:
+    """Errors while building ``what`` from a file's content become MetaDataError naming the
+    file (MetaDataError raised inside keeps its reason)."""
+    try:
+        yield
     except MetaDataError as exc:
         raise MetaDataError(exc.reason, reader.path) from exc
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise MetaDataError(f"invalid metadata: {exc!r}", reader.path) from None
+        raise MetaDataError(f"invalid {what}: {exc!r}", reader.path) from None
 
 
 def _with_read_report(reader: DcbsReader, meta):
@@ -217,13 +222,9 @@ def qc_report_from_reader(reader: DcbsReader):
     d = reader.section_json(SEC_QC)
     if d is None:
         return None
-    try:
+    with _naming_file(reader, "QC report"):
         check_qc_document(d)
         return QCReport.from_dict(d)
-    except MetaDataError as exc:
-        raise MetaDataError(exc.reason, reader.path) from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MetaDataError(f"invalid QC report: {exc!r}", reader.path) from None
 
 
 def space_from_reader(reader: DcbsReader):
@@ -240,7 +241,7 @@ def space_from_reader(reader: DcbsReader):
     rows, cols = reader.frame_shape[:2]
     try:
         check_space_document(doc, (cols, rows, reader.frame_count) if reader.version != 1 else None)
-        return Space.from_json(data.decode("utf-8"))
+        return Space.from_dict(doc)
     except MetaDataError as exc:
         raise MetaDataError(exc.reason, reader.path) from exc
     except Exception as exc:  # spacetransformer raises its own validation errors
@@ -252,12 +253,8 @@ def pixel_header_from_reader(reader: DcbsReader) -> Optional[PixelDataHeader]:
     d = reader.section_json(SEC_PIXEL)
     if d is None:
         return None
-    try:
+    with _naming_file(reader, "pixel header section"):
         return PixelDataHeader.from_dict(d, frame_count=reader.frame_count)
-    except MetaDataError as exc:
-        raise MetaDataError(exc.reason, reader.path) from exc
-    except (TypeError, ValueError) as exc:
-        raise MetaDataError(f"invalid pixel header section: {exc}", reader.path) from exc
 
 
 def subset_space(space, sel: np.ndarray, n: int):

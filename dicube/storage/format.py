@@ -61,8 +61,6 @@ FRAME_INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4
 
 #: Size of the first read of a file: usually the whole head.
 FIRST_READ = 64 * 1024
-#: Upper bound on any metadata section once decompressed (see :mod:`.limits` for the others).
-MAX_SECTION_RAW = limits.MAX_SECTION_BYTES
 
 
 @dataclass

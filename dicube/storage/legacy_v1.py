@@ -33,9 +33,6 @@ V1_HEADER = struct.Struct("<8sI13Q")
 SEC_STATUS = b"STAT"  # status name (UTF-8 text)
 SEC_META_V1 = b"MET1"  # merged metadata JSON (zstd)
 ABSENT = "None"  # placeholder of a slice lacking an element
-#: Largest decompressed metadata accepted from a version-1 file (a section also decodes to
-#: at most limits.MAX_SECTION_RATIO times its stored size above limits.SECTION_FREE_BYTES).
-MAX_META = limits.MAX_SECTION_BYTES
 
 
 def parse_v1(reader, head: bytes) -> Tuple[Layout, List[str]]:
