@@ -36,7 +36,7 @@ from ..exceptions import (
     UnsafeTargetError,
     WriteError,
 )
-from ..storage.atomic import is_temp_name
+from ..storage.atomic import is_temp_name, write_error
 from ..storage.target_dir import LINK_MESSAGE, TargetDir
 from .image import DicomCubeImage
 from .part10 import SEQ_DELIM, PixelElement, dicube_file_meta, encapsulate_frames, encode_part10
@@ -320,7 +320,7 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
         with TargetDir(folder) as target:
             return _export(image, meta, target, names, per, transfer_syntax, overwrite)
     except OSError as exc:  # not expected: TargetDir names the file in its own errors
-        raise WriteError(f"cannot write: {exc.strerror or exc}", folder) from exc
+        raise write_error(exc, folder) from exc
 
 
 def _ancestors(rel: str) -> list[str]:

@@ -29,6 +29,7 @@ from ..storage.format import (
     SEC_QC,
     SEC_SPACE,
 )
+from ..storage.atomic import write_error
 from ..storage.reader import DcbsReader, FrameSelection
 from ..storage.writer import FrameSet, write_dcbs
 from .image import DicomCubeImage
@@ -129,7 +130,7 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     try:
         return write_dcbs(path, fs, _sections(image, fs))
     except OSError as exc:
-        raise DicomCubeError(f"cannot write: {exc.strerror or exc}", path) from exc
+        raise write_error(exc, path) from exc
 
 
 # ------------------------------------------------------------------------------ load

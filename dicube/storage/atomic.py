@@ -65,7 +65,7 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
     except (OSError, ValueError) as exc:  # ValueError: a NUL or an unencodable character
         if own_dir and dir_fd is not None:
             os.close(dir_fd)
-        raise _error(exc, shown) from exc
+        raise write_error(exc, shown) from exc
     try:
         with open(fd, "wb", closefd=False) as fh:
             yield fh
@@ -80,7 +80,7 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
         if isinstance(exc, OSError):
-            raise _error(exc, shown) from exc
+            raise write_error(exc, shown) from exc
         raise
     finally:
         os.close(fd)  # releases the lock only now, after the rename
@@ -88,7 +88,8 @@ def atomic_write(path: "os.PathLike[str] | str", *, dir_fd: Optional[int] = None
             os.close(dir_fd)
 
 
-def _error(exc: Exception, shown: str) -> WriteError:
+def write_error(exc: Exception, shown) -> WriteError:
+    """The WriteError for an OSError (or a ValueError from a bad name) writing ``shown``."""
     return WriteError(f"cannot write: {getattr(exc, 'strerror', None) or exc}", shown)
 
 

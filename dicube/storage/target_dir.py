@@ -14,7 +14,7 @@ import stat
 from typing import BinaryIO, Iterator, Optional
 
 from ..exceptions import UnsafeTargetError, WriteError
-from .atomic import atomic_write, is_temp_name, remove_if_dead
+from .atomic import atomic_write, is_temp_name, remove_if_dead, write_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -31,8 +31,7 @@ class TargetDir:
             os.makedirs(self.path, exist_ok=True)
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (OSError, ValueError) as exc:
-            raise WriteError(f"cannot write: {getattr(exc, 'strerror', None) or exc}",
-                             self.path) from exc
+            raise write_error(exc, self.path) from exc
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -61,7 +60,7 @@ class TargetDir:
                 try:
                     nfd = self._open_dir(fd, part, sub, create)
                 except OSError as exc:
-                    raise WriteError(f"cannot write: {exc.strerror or exc}", self.shown(sub)) from exc
+                    raise write_error(exc, self.shown(sub)) from exc
                 os.close(fd)
                 fd = nfd
             yield fd
