@@ -9,19 +9,13 @@
 namespace dicube {
 namespace {
 
-constexpr uint16_t SOC = 0xFF4F, SIZ = 0xFF51, COD = 0xFF52, CAP = 0xFF50, TLM = 0xFF55,
-                   COM = 0xFF64, SOT = 0xFF90;
+using namespace marker;
 constexpr char kChecksumTag[] = "dicube-crc32c:";  // followed by 8 hex digits
 constexpr size_t kTagLen = sizeof(kChecksumTag) - 1;
 // DICOM Rows/Columns are 16-bit; refusing larger extents also stops a corrupt SIZ
 // from asking for gigabytes before any pixel is read.
 constexpr uint32_t kMaxExtent = 65535;
 
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t be32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
-         static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
 
 [[noreturn]] void fail(const std::string& what) { throw CodecFailure("invalid codestream: " + what); }
 

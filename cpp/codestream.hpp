@@ -12,6 +12,24 @@
 
 namespace dicube {
 
+// JPEG 2000 markers (ITU-T T.800 Table A.2) that dicube reads.
+namespace marker {
+constexpr uint16_t SOC = 0xFF4F, CAP = 0xFF50, SIZ = 0xFF51, COD = 0xFF52, TLM = 0xFF55, QCD = 0xFF5C,
+                   COM = 0xFF64, SOT = 0xFF90, SOD = 0xFF93, EOC = 0xFFD9;
+}
+
+// Big-endian integers of marker segments.
+inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t be32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+
+// ceil(v / 2^s): extents of reduced resolutions, bands and code-block grids.
+inline uint32_t ceil_shift(uint64_t v, uint32_t s) {
+  return static_cast<uint32_t>((v + (uint64_t(1) << s) - 1) >> s);
+}
+
 struct ComponentInfo {
   uint32_t bit_depth = 0;
   bool is_signed = false;

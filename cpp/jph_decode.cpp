@@ -17,8 +17,6 @@
 namespace dicube {
 namespace {
 
-uint32_t ceil_shift(uint64_t v, uint32_t s) { return static_cast<uint32_t>((v + (uint64_t(1) << s) - 1) >> s); }
-
 // Copy one decoded line into component c of row y; false when a value is outside [lo, hi].
 // The single-component case is written apart so the compiler vectorises it.
 template <typename T>

@@ -9,14 +9,7 @@
 namespace dicube {
 namespace {
 
-constexpr uint16_t SOC = 0xFF4F, SIZ = 0xFF51, CAP = 0xFF50, COD = 0xFF52, QCD = 0xFF5C, TLM = 0xFF55,
-                   COM = 0xFF64, SOT = 0xFF90, SOD = 0xFF93, EOC = 0xFFD9;
-
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t be32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
-         static_cast<uint32_t>(p[2]) << 8 | p[3];
-}
+using namespace marker;
 
 struct Walk {
   uint32_t width = 0, height = 0, depth = 0, comps = 0, levels = 0;
@@ -187,12 +180,10 @@ struct Band {
   uint32_t blocks_w = 0, blocks_h = 0;  // code-blocks across and down (one precinct)
 };
 
-uint32_t ceil_div_pow2(uint64_t v, uint32_t s) { return static_cast<uint32_t>((v + (uint64_t(1) << s) - 1) >> s); }
-
 // Extent of a high-pass band at level d along one axis of a tile at the origin.
 uint32_t high_extent(uint32_t n, uint32_t d) {
   const uint64_t half = uint64_t(1) << (d - 1);
-  return n > half ? ceil_div_pow2(n - half, d) : 0;
+  return n > half ? ceil_shift(n - half, d) : 0;
 }
 
 uint32_t log2ceil(uint32_t x) {
@@ -209,16 +200,16 @@ bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std
   auto blocks = [&](uint32_t bw, uint32_t bh) {
     Band b;
     if (bw && bh) {
-      b.blocks_w = ceil_div_pow2(bw, w.log_block_w);
-      b.blocks_h = ceil_div_pow2(bh, w.log_block_h);
+      b.blocks_w = ceil_shift(bw, w.log_block_w);
+      b.blocks_h = ceil_shift(bh, w.log_block_h);
     }
     return b;
   };
   if (r == 0) {
-    bands[num_bands++] = blocks(ceil_div_pow2(w.width, w.levels), ceil_div_pow2(w.height, w.levels));
+    bands[num_bands++] = blocks(ceil_shift(w.width, w.levels), ceil_shift(w.height, w.levels));
   } else {
     const uint32_t d = w.levels - r + 1;
-    const uint32_t lw = ceil_div_pow2(w.width, d), lh = ceil_div_pow2(w.height, d);
+    const uint32_t lw = ceil_shift(w.width, d), lh = ceil_shift(w.height, d);
     const uint32_t hw = high_extent(w.width, d), hh = high_extent(w.height, d);
     bands[num_bands++] = blocks(hw, lh);
     bands[num_bands++] = blocks(lw, hh);
@@ -249,8 +240,8 @@ bool read_packet(const Walk& w, uint32_t r, const uint8_t*& p, size_t& left, std
     size_t offset[17];
     offset[0] = 0;
     for (uint32_t l = 0; l <= levels; ++l) {
-      stride[l] = ceil_div_pow2(band.blocks_w, l);
-      offset[l + 1] = offset[l] + static_cast<size_t>(stride[l]) * ceil_div_pow2(band.blocks_h, l);
+      stride[l] = ceil_shift(band.blocks_w, l);
+      offset[l + 1] = offset[l] + static_cast<size_t>(stride[l]) * ceil_shift(band.blocks_h, l);
     }
     const size_t nodes = offset[levels + 1];
     thread_local std::vector<uint8_t> trees;
