@@ -193,10 +193,6 @@ def _odd_ones(values: list) -> list[int]:
     return [i for i, v in enumerate(values) if _key(v) != common]
 
 
-def _absent(meta: DicomMeta, tag: str) -> list[int]:
-    return [i for i, p in enumerate(meta.presence(tag)) if not p]
-
-
 def _missing_or_empty(meta: DicomMeta, tag: str) -> list[int]:
     return [i for i, v in enumerate(meta.get_values(tag)) if v is None or v == "" or v == []]
 
