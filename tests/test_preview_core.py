@@ -82,7 +82,7 @@ def test_radiological_order_and_positions():
 
 
 def test_contrast_specs_and_window():
-    assert parse_contrast("lung").width == 1500 and parse_contrast("lung").center == -500
+    assert parse_contrast("lung").width == 1500 and parse_contrast("lung").center == -600
     assert parse_contrast("media") == parse_contrast("mediastinum")
     assert parse_contrast("SOFT").name == "soft-tissue"
     c = parse_contrast("350,50")
@@ -130,7 +130,7 @@ def test_mosaic_dcbs_slices_order_and_window(dcbs200, sample_200, tmp_path):
     # frames are stored with z ascending: superior to inferior is 199 down to 0, evenly
     assert p.slices[0] == 199 and p.slices[-1] == 0 and all(np.diff(p.slices) < 0)
     assert set(-np.diff(p.slices)) <= {5, 6}
-    assert p.window == (1500.0, -500.0) and p.window_source == "lung"
+    assert p.window == (1500.0, -600.0) and p.window_source == "lung"
     # the written file holds the image; a tile equals the reduced frame windowed by hand
     saved = np.asarray(Image.open(out))
     assert np.array_equal(saved, np.asarray(p.image))
@@ -139,7 +139,7 @@ def test_mosaic_dcbs_slices_order_and_window(dcbs200, sample_200, tmp_path):
             reduced = imdecode_jph(r.codestream(p.slices[k]), reduce=2).astype(np.float32) - 1024
             r0, c0 = divmod(k, 6)
             tile = saved[r0 * 128:(r0 + 1) * 128, c0 * 128:(c0 + 1) * 128]
-            assert np.array_equal(tile, apply_window(reduced, 1500, -500))
+            assert np.array_equal(tile, apply_window(reduced, 1500, -600))
     # only the 36 frames (and the head) were read
     assert p.stats.requests == 37 and p.stats.bytes < 0.3 * os.path.getsize(dcbs200)
 
@@ -167,7 +167,7 @@ def test_get_image_full_resolution_is_exact(sample_10):
     assert p.image.size == (512, 512)
     assert np.array_equal(np.asarray(p.image), apply_window(by_z[0][1], 350, 50))
     p = get_image(sample_10, position=1.0, slice_offset=-2, image_width=512, contrast="bone")
-    assert np.array_equal(np.asarray(p.image), apply_window(by_z[-3][1], 2000, 300))
+    assert np.array_equal(np.asarray(p.image), apply_window(by_z[-3][1], 1800, 400))
 
 
 def test_get_image_position_and_offset(dcbs200, tmp_path):

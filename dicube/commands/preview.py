@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from ..preview.contrast import ALIASES, PRESETS
+from ..windows import ALIASES, PRESETS
 from ._output import configure_logging, human_bytes
 
-CONTRAST_HELP = ("preset (" + ", ".join(PRESETS) + "), shortcut (" + ", ".join(ALIASES) +
-                 "), 'auto' (2nd-98th percentile), 'embedded' (the file's window, else auto; "
-                 "the default), or WIDTH,CENTER (e.g. 1500,-500)")
+CONTRAST_HELP = ("a CT window preset, WIDTH,LEVEL in HU (Radiopaedia's typical values): "
+                 + ", ".join(f"{k} {w:g},{c:g}" for k, (w, c) in PRESETS.items())
+                 + "; also " + ", ".join(f"{a} = {k}" for a, k in ALIASES.items())
+                 + " (any case, soft_tissue = soft-tissue); 'auto' (2nd-98th percentile); "
+                 "'embedded' (the file's window, else auto; the default; colour images show "
+                 "their full range); or WIDTH,CENTER (e.g. 350,50)")
 log = logging.getLogger("dicube.preview")
 
 

@@ -7,21 +7,13 @@ import numpy as np
 
 from ..core.pixel_header import PixelDataHeader
 from ..exceptions import DataConsistencyError
+from ..windows import PRESETS, lookup, names
 
 __all__ = ["WINDOW_PRESETS", "WindowSpec", "resolve_window", "to_float"]
 
-#: CT windows as (width, center) in Hounsfield units.
-WINDOW_PRESETS = {
-    "abdomen": (400.0, 50.0),
-    "bone": (1800.0, 400.0),
-    "brain": (80.0, 40.0),
-    "liver": (150.0, 30.0),
-    "lung": (1500.0, -600.0),
-    "mediastinum": (350.0, 50.0),
-    "soft_tissue": (400.0, 40.0),
-    "stroke": (40.0, 40.0),
-    "subdural": (200.0, 80.0),
-}
+#: CT windows as (width, center) in Hounsfield units: the shared table of
+#: :mod:`dicube.windows` (also used by previews), with its sources.
+WINDOW_PRESETS = PRESETS
 
 #: a preset name, "dicom" (the file's own WindowWidth/WindowCenter) or (width, center)
 WindowSpec = Union[None, str, Tuple[float, float]]
@@ -29,7 +21,8 @@ WindowSpec = Union[None, str, Tuple[float, float]]
 
 def resolve_window(spec: WindowSpec, header: Optional[PixelDataHeader] = None,
                    path=None) -> Optional[Tuple[float, float]]:
-    """(width, center) for a window spec; ``header`` supplies the "dicom" window."""
+    """(width, center) for a window spec: a preset name or alias of :mod:`dicube.windows`
+    (any case, ``soft_tissue`` = ``soft-tissue``), "dicom" (``header``'s window) or a pair."""
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -38,11 +31,11 @@ def resolve_window(spec: WindowSpec, header: Optional[PixelDataHeader] = None,
             if w is None or w[0] is None or w[1] is None:
                 raise DataConsistencyError("the file stores no WindowWidth/WindowCenter", path)
             width, center = (float(v[0] if isinstance(v, list) else v) for v in w)
-        elif spec in WINDOW_PRESETS:
-            width, center = WINDOW_PRESETS[spec]
         else:
-            raise ValueError(f"unknown window preset {spec!r} (known: "
-                             f"{', '.join(sorted(WINDOW_PRESETS))}, dicom)")
+            preset = lookup(spec)
+            if preset is None:
+                raise ValueError(f"unknown window preset {spec!r} (known: {names()}, dicom)")
+            width, center = preset
     else:
         width, center = (float(v) for v in spec)
     if not width > 0:

@@ -7,20 +7,10 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..exceptions import DicomCubeError
+from ..windows import ALIASES, PRESETS, canonical_name, names
 
 __all__ = ["PRESETS", "ALIASES", "Contrast", "parse_contrast", "auto_window", "apply_window"]
 
-#: name -> (window width, window centre), in rescaled units (HU for CT).
-PRESETS = {
-    "lung": (1500.0, -500.0),
-    "bone": (2000.0, 300.0),
-    "brain": (80.0, 40.0),
-    "abdomen": (350.0, 50.0),
-    "mediastinum": (350.0, 50.0),
-    "liver": (150.0, 30.0),
-    "soft-tissue": (400.0, 50.0),
-}
-ALIASES = {"media": "mediastinum", "soft": "soft-tissue"}
 #: Percentiles of the auto window.
 AUTO_PERCENTILES = (2.0, 98.0)
 
@@ -37,15 +27,15 @@ class Contrast:
 
 
 def parse_contrast(spec: Optional[str]) -> Contrast:
-    """``lung``, ``soft``, ``auto``, ``embedded`` or ``WW,WC`` (e.g. ``1500,-500``).
+    """A preset of :mod:`dicube.windows` (``lung``, ``soft-tissue``, an alias such as
+    ``soft``...), ``auto``, ``embedded`` or ``WW,WC`` (e.g. ``1500,-600``).
     None means the default: embedded, falling back to auto."""
     if spec is None:
         return Contrast("embedded", name="embedded")
     s = spec.strip().lower()
-    s = ALIASES.get(s, s)
-    if s in PRESETS:
-        ww, wc = PRESETS[s]
-        return Contrast("window", ww, wc, s)
+    preset = canonical_name(s)
+    if preset is not None:
+        return Contrast("window", *PRESETS[preset], preset)
     if s in ("auto", "embedded"):
         return Contrast(s, name=s)
     parts = s.split(",")
@@ -56,8 +46,7 @@ def parse_contrast(spec: Optional[str]) -> Contrast:
             ww = float("nan")
         if np.isfinite(ww) and ww > 0 and np.isfinite(wc):
             return Contrast("window", ww, wc, f"{parts[0].strip()},{parts[1].strip()}")
-    names = ", ".join(list(PRESETS) + list(ALIASES))
-    raise DicomCubeError(f"invalid contrast {spec!r}: use one of {names}, auto, embedded, "
+    raise DicomCubeError(f"invalid contrast {spec!r}: use a preset ({names()}), auto, embedded, "
                          f"or WIDTH,CENTER with WIDTH > 0")
 
 
