@@ -11,6 +11,7 @@
 #include <ojph_version.h>
 
 #include "assert_guard.hpp"
+#include "build_info.hpp"
 #include "codestream.hpp"
 #include "crc32c.hpp"
 #include "errors.hpp"
@@ -186,6 +187,10 @@ PYBIND11_MODULE(_native, m) {
   });
 
   m.attr("openjph_version") = DICUBE_OJPH_VERSION;
+  m.attr("openjph_library") = DICUBE_OJPH_LIBRARY;
+  m.attr("openjph_loaded_library") = openjph_loaded_library();
+  int level = openjph_cpu_ext_level();
+  m.attr("cpu_ext_level") = level < 0 ? py::object(py::none()) : py::object(py::int_(level));
 #ifdef DICUBE_OJPH_HAS_TLM
   m.attr("has_tlm") = true;
 #else

@@ -1,6 +1,8 @@
 """HTJ2K codec: bit-exact round trips, checked against independent decoders and encoders."""
 from __future__ import annotations
 
+import struct
+
 import imagecodecs
 import numpy as np
 import openjpeg
@@ -10,7 +12,9 @@ from dicube.exceptions import CodecError
 
 from codec_cases import ct_slices, synthetic_images
 from dicube.codecs.jph import (
+    HAS_TLM,
     HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
     decode_batch,
     encode_batch,
     imdecode_jph,
@@ -19,6 +23,16 @@ from dicube.codecs.jph import (
 )
 
 CASES = synthetic_images()
+
+
+def tile_parts(cs: bytes) -> int:
+    """Number of tile-parts (SOT segments, followed through their Psot lengths)."""
+    pos, count = cs.find(b"\xff\x90", 2), 0
+    while cs[pos:pos + 2] == b"\xff\x90":
+        count += 1
+        pos += struct.unpack_from(">I", cs, pos + 6)[0] or len(cs) - 2 - pos
+    assert cs[pos:] == b"\xff\xd9"
+    return count
 
 
 def imagecodecs_decode(data: bytes, shape) -> np.ndarray:
@@ -49,7 +63,12 @@ def test_synthetic_round_trip_and_oracles(name, image, bits):
 def test_real_ct_slices_decode_identically_everywhere(sample_200):
     for name, image, bits in ct_slices(sample_200, count=4):
         data = imencode_jph(image, bits_stored=bits)
-        assert read_header(data).transfer_syntax in (HTJ2K_LOSSLESS, "1.2.840.10008.1.2.4.202")
+        info = read_header(data)
+        # With TLM (OpenJPH > 0.9): one tile-part per resolution, listed in TLM, hence .202.
+        assert info.transfer_syntax == (HTJ2K_LOSSLESS_RPCL if HAS_TLM else HTJ2K_LOSSLESS)
+        assert info.tlm is HAS_TLM
+        assert info.tlm_tile_parts == (info.levels + 1 if HAS_TLM else 0)
+        assert tile_parts(data) == (info.levels + 1 if HAS_TLM else 1)
         np.testing.assert_array_equal(imdecode_jph(data), image, err_msg=name)
         np.testing.assert_array_equal(imagecodecs.htj2k_decode(data), image, err_msg=name)
         np.testing.assert_array_equal(openjpeg.decode(data), image, err_msg=name)

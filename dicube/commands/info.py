@@ -11,6 +11,10 @@ slices, as ``Space``), ``orientation`` (``x``/``y``/``z`` unit vectors, patient 
 ``qc`` (the QC report stored in the file, else computed from the metadata; its ``source``),
 ``frames`` (``count``, ``min``/``mean``/``max``/``total`` stored bytes per frame,
 ``raw_bytes``, ``ratio`` = raw / stored), ``warnings``.
+
+``dicube info --build`` describes this installation's codec instead (see
+:func:`dicube.codecs.jph.build_info`): the OpenJPH version compiled against and loaded, its
+library file, TLM support (hence .202 or .201) and SIMD level; ``--json`` gives the same fields.
 """
 from __future__ import annotations
 
@@ -33,9 +37,11 @@ KEY_TAGS = ("PatientID", "PatientName", "PatientSex", "PatientAge", "StudyDate",
 def register(sub) -> None:
     p = sub.add_parser("info", help="show shape, geometry, key tags, QC and frame sizes of .dcbs files",
                        description="Describe .dcbs files from their head (fast: no frame decoded).")
-    p.add_argument("files", nargs="+", metavar="FILE", help=".dcbs file")
+    p.add_argument("files", nargs="*", metavar="FILE", help=".dcbs file")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file and line on stdout (see the module docs)")
+    p.add_argument("--build", action="store_true",
+                   help="describe this installation's HTJ2K codec (OpenJPH version, TLM, SIMD)")
     p.set_defaults(func=run)
 
 
@@ -147,7 +153,33 @@ def _print_text(d: dict, out) -> None:
         line("warning", w)
 
 
+def _print_build(as_json: bool) -> None:
+    from ..codecs.jph import build_info
+
+    b = build_info()
+    if as_json:
+        print(json.dumps(b.to_dict()))
+        return
+    loaded = "and loaded" if b.runtime_version == b.openjph_version else \
+        f"; loaded {b.runtime_version or 'unknown'}"
+    rows = [("OpenJPH", f"{b.openjph_version} (compiled against {loaded})"),
+            ("library", b.library or "unknown"),
+            ("TLM markers", f"{'yes' if b.tlm else 'no'} (codestreams meet {b.transfer_syntax})"),
+            ("SIMD", b.simd or "unknown"),
+            ("assertion guard", b.assert_guard)]
+    print("dicube codec build")
+    for label, text in rows:
+        print(f"  {label:<21} {text}")
+
+
 def run(args) -> int:
+    if args.build:
+        _print_build(args.json)
+        if args.files and not args.json:
+            print()
+    elif not args.files:
+        print_error(CMD, "give one or more FILEs, or --build")
+        return 2
     failed = 0
     for k, path in enumerate(args.files):
         try:

@@ -87,5 +87,4 @@ if(OpenJPH_FOUND)
     # Our sources include <ojph_*.h> directly, whatever layout the package uses.
     target_include_directories(OpenJPH::OpenJPH INTERFACE "${OpenJPH_INCLUDE_DIR}")
   endif()
-  message(STATUS "dicube: using OpenJPH ${OpenJPH_VERSION} (headers ${OpenJPH_INCLUDE_DIR})")
 endif()

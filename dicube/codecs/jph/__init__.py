@@ -4,6 +4,7 @@
 >>> data = imencode_jph(image, bits_stored=12)
 >>> assert (imdecode_jph(data) == image).all()
 """
+from ._build import BuildInfo, build_info
 from ._decode import decode_batch, decode_file_regions, decode_regions, imdecode_jph
 from ._encode import encode_batch, imencode_jph
 from ._info import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, CodestreamInfo, read_header
@@ -30,6 +31,8 @@ __all__ = [
     "read_header",
     "CodestreamInfo",
     "crc32c",
+    "build_info",
+    "BuildInfo",
     "OPENJPH_VERSION",
     "HAS_TLM",
     "HTJ2K",
