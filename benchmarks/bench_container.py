@@ -1,15 +1,17 @@
 """Benchmark the .dcbs container on a DICOM series (default: the shared 200-slice CT).
 
-    python benchmarks/bench_container.py [folder] [--repeat N]
+    python benchmarks/bench_container.py [folder] [--repeat N] [--in-process] [--quick]
 
-Prints DICOM vs .dcbs size, save time, load time (1 and 2 threads, fresh and reused
-output array), load_meta time, pydicom read-and-stack time, and the codec's own
-decode_batch time on the same codestreams (the floor for load).
+Prints DICOM vs .dcbs size; then, timed interleaved (one round runs every contender once,
+each timed call in a fresh forked child unless --in-process): pydicom read-and-stack,
+dicube.load (1 and 2 threads, fresh and reused output array), the codec's own decode_batch
+on the same codestreams (the floor for load) and load of a codec='zstd' file; save and
+load_meta likewise. Medians with min-max; ratios of medians with per-pair min-max.
 """
 from __future__ import annotations
 
 import argparse
-import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -17,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from _common import best_of as timeit, testdata_root
+from _common import (interleave, print_load_after, print_machine, print_results, print_table,
+                     scaled, series_arg, series_of)
 
 import dicube
 from dicube.codecs.jph import decode_batch
 from dicube.storage.reader import DcbsReader
 
-DEFAULT = testdata_root() / "dicom" / "sample_200"
+PYD = "pydicom read+stack"
 
 
 def pydicom_stack(files: list[Path]) -> np.ndarray:
@@ -32,64 +35,64 @@ def pydicom_stack(files: list[Path]) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default=os.environ.get("DICUBE_BENCH_SERIES", DEFAULT))
-    ap.add_argument("--repeat", type=int, default=5)
+    series_arg(ap)
+    ap.add_argument("--repeat", type=int, default=9, help="rounds (default 9; --quick: 3)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="time in this process instead of one forked child per call")
     args = ap.parse_args(argv)
-    folder = Path(args.folder)
+    folder = series_of(args)
+    repeat = 3 if args.quick else args.repeat
+    print_machine()
     files = sorted(p for p in folder.iterdir() if p.is_file())
     dicom_bytes = sum(p.stat().st_size for p in files)
     img = dicube.load_from_dicom_folder(folder)
-    n = img.raw_image.shape[0]
     mb = img.raw_image.nbytes / 1e6
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "series.dcbs"
-        t_save = timeit(lambda: dicube.save(img, path), max(1, args.repeat // 2))
-        size = path.stat().st_size
+        path, zpath = Path(tmp) / "series.dcbs", Path(tmp) / "series-zstd.dcbs"
+        saves = interleave({"save (htj2k)": lambda: dicube.save(img, path),
+                            "save (codec='zstd')": lambda: dicube.save(img, zpath, codec="zstd")},
+                           max(2, repeat // 2))
+        size, zsize = path.stat().st_size, zpath.stat().st_size
+        assert np.array_equal(dicube.load(path).raw_image, img.raw_image)
+        assert np.array_equal(dicube.load(zpath).raw_image, img.raw_image)
         out = np.empty_like(img.raw_image)
         with DcbsReader(path) as r:
             streams = [r.codestream(i) for i in range(r.frame_count)]
-        t_pyd = timeit(lambda: pydicom_stack(files), max(1, args.repeat // 2))
-        t_meta = timeit(lambda: dicube.load_meta(path), 20 * args.repeat)
-        res = {}
-        for threads in (1, 2):
-            res[("load", threads)] = timeit(lambda: dicube.load(path, num_threads=threads),
-                                            args.repeat)
-            res[("load_out", threads)] = timeit(
-                lambda: dicube.load(path, num_threads=threads, out=out), args.repeat)
-            res[("codec", threads)] = timeit(
-                lambda: decode_batch(streams, out=out, num_threads=threads), args.repeat)
-        check = dicube.load(path)
-        assert np.array_equal(check.raw_image, img.raw_image)
-        zpath = Path(tmp) / "series-zstd.dcbs"
-        t_zsave = timeit(lambda: dicube.save(img, zpath, codec="zstd"), max(1, args.repeat // 2))
-        zsize = zpath.stat().st_size
-        t_zload = timeit(lambda: dicube.load(zpath, num_threads=2), args.repeat)
-        assert np.array_equal(dicube.load(zpath).raw_image, img.raw_image)
+        loads = {PYD: lambda: pydicom_stack(files)}
+        for t in (1, 2):
+            loads[f"dicube.load, {t} thread(s)"] = lambda t=t: dicube.load(path, num_threads=t)
+            loads[f"dicube.load(out=...), {t} thread(s)"] = (
+                lambda t=t: dicube.load(path, num_threads=t, out=out))
+            loads[f"codec decode_batch, {t} thread(s)"] = (
+                lambda t=t: decode_batch(streams, out=out, num_threads=t))
+        loads["dicube.load codec='zstd', 2 threads"] = lambda: dicube.load(zpath, num_threads=2)
+        times = interleave(loads, repeat, fresh=not args.in_process)
+        meta = interleave({"load_meta": lambda: dicube.load_meta(path)}, 20 * repeat)
 
-    rows.append(("series", f"{folder.name}: {n} x {img.raw_image.shape[1:]} {img.raw_image.dtype}"))
-    rows.append(("DICOM bytes", f"{dicom_bytes:,}"))
-    rows.append((".dcbs bytes", f"{size:,}  (ratio {dicom_bytes / size:.2f}x, goal >= 3.5x)"))
-    rows.append(("save", f"{t_save * 1e3:8.1f} ms"))
-    rows.append(("pydicom read+stack", f"{t_pyd * 1e3:8.1f} ms"))
-    for threads in (1, 2):
-        lo, lr, cd = res[("load", threads)], res[("load_out", threads)], res[("codec", threads)]
-        rows.append((f"load, {threads} thread(s)",
-                     f"{lo * 1e3:8.1f} ms  ({lo / t_pyd:.2f}x pydicom, goal <= 0.6x)"))
-        rows.append((f"load(out=...), {threads} thread(s)",
-                     f"{lr * 1e3:8.1f} ms  ({mb / lr:.0f} MB/s; {lr / cd - 1:+.1%} vs codec)"))
-        rows.append((f"codec decode_batch, {threads} thread(s)",
-                     f"{cd * 1e3:8.1f} ms  ({mb / cd:.0f} MB/s)"))
-    rows.append(("load_meta", f"{t_meta * 1e3:8.2f} ms  (goal < 3 ms)"))
-    rows.append(("codec='zstd': bytes", f"{zsize:,}  (ratio {dicom_bytes / zsize:.2f}x)"))
-    rows.append(("codec='zstd': save", f"{t_zsave * 1e3:8.1f} ms"))
-    rows.append(("codec='zstd': load, 2 threads",
-                 f"{t_zload * 1e3:8.1f} ms  ({t_zload / t_pyd:.2f}x pydicom)"))
-    rows.append(("machine load average", " / ".join(f"{x:.2f}" for x in os.getloadavg())
-                 + f" on {os.cpu_count()} cores (other work skews thread timings)"))
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+    print(f"\nseries {folder.name}: {img.raw_image.shape} {img.raw_image.dtype}, {mb:.1f} MB raw; "
+          f"{'in-process' if args.in_process else 'one forked child per timed call'}, "
+          f"interleaved, {repeat} rounds")
+    print_table(["file", "bytes", "DICOM bytes / bytes"],
+                [["DICOM files", f"{dicom_bytes:,}", "1"],
+                 [".dcbs (htj2k)", f"{size:,}", f"{dicom_bytes / size:.2f}x (goal >= 3.5x)"],
+                 [".dcbs codec='zstd'", f"{zsize:,}", f"{dicom_bytes / zsize:.2f}x"]])
+    print()
+    ms = scaled(times, 1e3)
+    mbs = {k: [f"{mb / statistics.median(v):.0f}"] for k, v in times.items()}
+    print_results(ms, "ms", [
+        ("dicube.load 1 thread / pydicom (goal <= 0.6x)", "dicube.load, 1 thread(s)", PYD),
+        ("dicube.load 2 threads / pydicom (goal <= 0.6x)", "dicube.load, 2 thread(s)", PYD),
+        ("load(out=...) 2 threads / decode_batch 2 threads", "dicube.load(out=...), 2 thread(s)",
+         "codec decode_batch, 2 thread(s)"),
+        ("load codec='zstd' 2 threads / pydicom", "dicube.load codec='zstd', 2 threads", PYD),
+        ("load codec='zstd' / load htj2k, 2 threads", "dicube.load codec='zstd', 2 threads",
+         "dicube.load, 2 thread(s)"),
+    ], first="operation", extra=mbs, extra_headers=["MB/s at median"])
+    print()
+    print_results({**scaled(saves, 1e3), **scaled(meta, 1e3)}, "ms",
+                  [("save zstd / save htj2k", "save (codec='zstd')", "save (htj2k)")],
+                  first="operation (load_meta goal < 3 ms)")
+    print_load_after()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Training-sample throughput: random 2-D slices and random 16-slice slabs.
 
-    python benchmarks/bench_dataloader.py [folder] [--copies 6] [--seconds 3]
+    python benchmarks/bench_dataloader.py [folder] [--copies 6] [--seconds 1] [--repeat 5] [--quick]
 
 Copies of one series (default: the shared 200-slice CT) are written to a temporary
 folder as DICOM folders, .dcbs files and .nii.gz files (nibabel's default compression),
@@ -12,13 +12,16 @@ then samples are drawn at random series and positions from
     (float HU: the files carry scl_inter, as dicube and dcm2niix write them).
 Each is timed in one process (dicube decoding on all cores, the others single-threaded)
 and as 2 forked worker processes (dicube: one decoding thread each), the setting of a
-DataLoader with num_workers=2. The files are in the page cache (warm), or with --cold
-evicted from it before each timed run (a data set larger than memory).
+DataLoader with num_workers=2; the readers run interleaved (one timed run of each per
+round), reported as median (min-max) samples/s, ratios as ratio of medians with per-pair
+min-max. The files are in the page cache (warm), or with --cold evicted from it before
+each timed run (a data set larger than memory).
 Goals (issue 7): slab rate >= 5x the DICOM-folder rate and >= 3x the .nii.gz rate.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import shutil
@@ -29,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from _common import best_of, print_table, testdata_root
+from _common import (interleave, print_load_after, print_machine, print_results, series_arg,
+                     series_of)
 
 import dicube
 from dicube.data import DcbsDataset
@@ -134,77 +138,76 @@ def evict(paths) -> None:
             os.close(fd)
 
 
-def rate(key, name, seconds: float, pool=None, cold=None) -> float:
-    """Samples per second, the batch size chosen so one timed run lasts about ``seconds``.
-    ``cold``: files evicted from the page cache before each run (eviction time excluded)."""
-    seeds = iter(range(1, 1 << 30))
+def rates(key, seconds: float, repeat: int, pool=None, cold=None) -> dict:
+    """Samples per second of every reader, interleaved; each reader's batch size chosen so
+    one timed run lasts about ``seconds``. ``cold``: name -> files evicted from the page
+    cache before each run of that reader (eviction not timed)."""
+    seeds = itertools.count(1)
     workers = 1 if pool is None else 2
 
-    def run(count):
+    def run(name, count):
         jobs = [(key, name, max(1, count // workers), next(seeds)) for _ in range(workers)]
         return sum(pool.map(_draw, jobs) if pool else map(_draw, jobs))
 
-    run(workers)  # opens the files, fills the buffers
-    if cold:
-        evict(cold)
-    t = time.perf_counter()
-    probe = run(workers)
-    per = (time.perf_counter() - t) / probe
-    count = max(workers, int(seconds / max(per, 1e-6)))
-    drawn = workers * max(1, count // workers)
-    if not cold:
-        return drawn / best_of(lambda: run(count), 3)
-    t_evict = best_of(lambda: evict(cold), 3)
-    return drawn / (best_of(lambda: (evict(cold), run(count)), 3) - t_evict)
+    counts = {}
+    for name in _STATE[key]:
+        run(name, workers)  # opens the files, fills the buffers
+        if cold:
+            evict(cold[name])
+        t = time.perf_counter()
+        probe = run(name, workers)
+        per = (time.perf_counter() - t) / probe
+        counts[name] = workers * max(1, max(workers, int(seconds / max(per, 1e-6))) // workers)
+    before = {name: (lambda f=f: evict(f)) for name, f in cold.items()} if cold else None
+    times = interleave({name: (lambda name=name: run(name, counts[name])) for name in counts},
+                       repeat, warmup=0, before=before)
+    return {name: [counts[name] / t for t in ts] for name, ts in times.items()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?")
+    series_arg(ap)
     ap.add_argument("--copies", type=int, default=6)
-    ap.add_argument("--seconds", type=float, default=2.0, help="length of one timed run")
+    ap.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds (default 5; --quick: 2)")
     ap.add_argument("--cold", action="store_true",
                     help="evict the files from the page cache before each timed run")
     args = ap.parse_args(argv)
-    src = Path(args.folder or testdata_root() / "dicom" / "sample_200")
+    src = series_of(args)
+    copies, seconds, repeat = (2, 0.05, 2) if args.quick else (args.copies, args.seconds,
+                                                                 args.repeat)
+    print_machine()
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        files = prepare(src, Path(tmp), args.copies)
+        files = prepare(src, Path(tmp), copies)
         os.sync()  # written pages must be clean to be evicted (--cold)
         sources = {"dicube .dcbs": files["dcbs"], "dicube .dcbs HU": files["dcbs"],
                    "dicube .dcbs codec=zstd": files["dcbs-zstd"],
                    "pydicom DICOM folder": [f for s in files["dicom"] for f in s],
                    "nibabel .nii.gz HU": files["nifti"]}
-        print(f"{args.copies} copies of {src.name} ({files['frames']} slices) written and "
+        slab = min(SLAB, files["frames"])
+        print(f"{copies} copies of {src.name} ({files['frames']} slices) written and "
               f"sorted in {time.perf_counter() - t:.1f} s; page cache "
-              f"{'evicted before each run' if args.cold else 'warm'}; "
-              f"load average {os.getloadavg()[0]:.2f}")
-        rows = []
-        for label, size in (("slice", 1), (f"slab {SLAB}", SLAB)):
+              f"{'evicted before each run' if args.cold else 'warm'}; readers interleaved, "
+              f"{repeat} rounds of about {seconds:g} s")
+        for label, size in (("slice", 1), (f"slab {slab}", slab)):
             _STATE[(size, None)] = make_samplers(files, size, None)
             _STATE[(size, 1)] = make_samplers(files, size, 1)
             with mp.get_context("fork").Pool(2) as pool:
-                res = {name: (rate((size, None), name, args.seconds,
-                                   cold=args.cold and sources[name]),
-                              rate((size, 1), name, args.seconds, pool,
-                                   cold=args.cold and sources[name]))
-                       for name in _STATE[(size, None)]}
-            for name, (one, two) in res.items():
-                ref = {"dicube .dcbs": "pydicom DICOM folder",
-                       "dicube .dcbs codec=zstd": "pydicom DICOM folder",
-                       "dicube .dcbs HU": "nibabel .nii.gz HU"}.get(name)
-                if ref is None:
-                    ratio = "-"
-                else:
-                    goal = GOALS["pydicom" if ref.startswith("pydicom") else "nibabel"]
-                    r1, r2 = one / res[ref][0], two / res[ref][1]
-                    ratio = f"{r1:.1f}x / {r2:.1f}x vs {ref.split()[0]} (goal {goal:g}x" + (
-                        ", met)" if size == SLAB and min(r1, r2) >= goal else
-                        ", NOT met)" if size == SLAB else ")")
-                rows.append([label, name, one, two, ratio])
-        print_table(["sample", "reader", "samples/s 1 process", "samples/s 2 workers",
-                     "ratio 1 process / 2 workers"], rows)
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
+                for mode, key, p in (("1 process", (size, None), None),
+                                     ("2 workers", (size, 1), pool)):
+                    res = rates(key, seconds, repeat, p, sources if args.cold else None)
+                    ratios = []
+                    for name, ref in (("dicube .dcbs", "pydicom DICOM folder"),
+                                      ("dicube .dcbs codec=zstd", "pydicom DICOM folder"),
+                                      ("dicube .dcbs HU", "nibabel .nii.gz HU")):
+                        goal = GOALS["pydicom" if ref.startswith("pydicom") else "nibabel"]
+                        ratios.append((f"{name} / {ref.split()[0]}"
+                                       + (f" (goal >= {goal:g}x)" if size == slab > 1 else ""),
+                                       name, ref))
+                    print(f"\n{label}, {mode}:")
+                    print_results(res, "samples/s", ratios, first="reader")
+        print_load_after()
     return 0
 
 
