@@ -49,3 +49,12 @@ _DICOM_EXPORTS.update({
 })
 # --- streaming reader: per-frame DICOM instances (issue 5)
 _DICOM_EXPORTS["DcbStreamingReader"] = "dicube.dicom.streaming"
+
+
+def __dir__():
+    """The public API, the lazily imported names included (``dir(dicube)``)."""
+    return sorted(__all__)
+
+
+__all__ = ["__version__", "CodecError", "DataConsistencyError", "DicomCubeError",
+           "InvalidCubeFileError", "MetaDataError", *_DICOM_EXPORTS]

@@ -17,6 +17,10 @@ COMMANDS = ("demo", "convert", "info", "export", "verify", "preview")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicube",
                                      description="Lossless single-file storage of DICOM series.")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the dicube and OpenJPH versions and exit")
+    parser.add_argument("-q", "--quiet", action="store_true", dest="quiet_all",
+                        help="no warnings (for every command; most also take -q/--quiet)")
     parser.add_argument("--connect-timeout", type=_seconds, metavar="S",
                         help="seconds to connect to a remote source (default 10; "
                              "env DICUBE_CONNECT_TIMEOUT)")
@@ -26,7 +30,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"dicube.commands.{name}").register(sub)
+    for p in sub.choices.values():  # -q/--quiet everywhere ('-q' is --quality in previews)
+        taken = {o for a in p._actions for o in a.option_strings}
+        if "--quiet" not in taken:
+            flags = [f for f in ("-q", "--quiet") if f not in taken]
+            p.add_argument(*flags, action="store_true", dest="quiet", help="no warnings")
     return parser
+
+
+class _Version(argparse.Action):
+    """``dicube --version``: the package version and the OpenJPH the codec was built with
+    (the extension is imported only when asked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        print(f"dicube {__version__}" + _openjph_text())
+        parser.exit()
+
+
+def _openjph_text() -> str:
+    try:
+        from .codecs import jph
+    except Exception as exc:  # noqa: BLE001 - the version must print without the extension
+        return f" (codec extension not loadable: {type(exc).__name__}: {exc})"
+    info = None
+    try:
+        info = getattr(jph, "build_info", None) and jph.build_info()
+    except Exception:  # noqa: BLE001 - an extension built before build_info() existed
+        info = None
+    if info is None:
+        version = getattr(jph, "OPENJPH_VERSION", None)
+        return f" (OpenJPH {version})" if version else ""
+    extra = f", TLM: {'yes' if info.tlm else 'no'} (HTJ2K syntax {info.transfer_syntax})"
+    if getattr(info, "runtime_version", None) and info.runtime_version != info.openjph_version:
+        extra += f", running {info.runtime_version}"
+    return f" (OpenJPH {info.openjph_version}{extra})"
+
+
+def _default_file(args) -> Optional[str]:
+    """The input a command's warnings are about when the warning does not say (one file)."""
+    for name in ("file", "source", "folder"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            return value
+    for name in ("files", "sources"):
+        value = getattr(args, name, None)
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]
+    return None
 
 
 def _seconds(text: str) -> float:
@@ -57,11 +109,16 @@ def _environment(values: Dict[str, Optional[float]]) -> Iterator[None]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from .commands._output import WarningLog, collect_warnings, print_warning
     from .exceptions import DicomCubeError
 
+    args.quiet = bool(args.quiet_all or getattr(args, "quiet", False))
+    # library warnings (pydicom's, dicube's own): one line each, naming the file; -q: none
+    log = WarningLog(_default_file(args), quiet=args.quiet,
+                     emit=lambda text: print_warning(args.command, text))
     try:
         with _environment({"DICUBE_CONNECT_TIMEOUT": args.connect_timeout,
-                           "DICUBE_READ_TIMEOUT": args.read_timeout}):
+                           "DICUBE_READ_TIMEOUT": args.read_timeout}), collect_warnings(log):
             return int(args.func(args) or 0)
     except DicomCubeError as exc:  # typed errors: one line, no traceback
         print(f"dicube {args.command}: error: {exc}", file=sys.stderr)

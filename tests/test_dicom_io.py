@@ -68,7 +68,7 @@ def test_meta_accessors(ct10):
     assert meta.get_shared_value(CommonTags.RescaleIntercept) == -1024.0
     assert meta.get_shared_value(CommonTags.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
     assert meta.file_meta(0).TransferSyntaxUID == "1.2.840.10008.1.2.1"
-    text = meta.display(show=False)
+    text = meta.table()
     assert "PatientName" in text and "per-slice" in text
     assert meta.get_vr("(0028,1052)") == "DS"
 

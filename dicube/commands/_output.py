@@ -5,15 +5,24 @@ to stderr, so that ``dicube info --json FILE > out.json`` stays machine-readable
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import IO, Iterable, Optional, Sequence
+import threading
+import warnings
+from typing import IO, Iterable, Iterator, Optional, Sequence
 
 from ..exceptions import DicomCubeError
 
 __all__ = ["human_bytes", "ratio", "error_message", "print_error", "print_warning",
-           "print_table", "progress", "configure_logging", "cpu_count"]
+           "print_table", "progress", "configure_logging", "cpu_count", "plural",
+           "collect_warnings", "WarningLog", "pass_on"]
+
+
+def plural(n: int, word: str, many: Optional[str] = None) -> str:
+    """``'1 frame'``, ``'3 frames'`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def human_bytes(n: Optional[float]) -> str:
@@ -122,3 +131,116 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------- warnings of libraries
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _warned_file(depth: int = 2, limit: int = 80) -> Optional[str]:
+    """The file a warning is about: the nearest frame on the caller's stack reading one
+    (pydicom's ``dcmread(fp)`` given a name; in dicube, a ``path`` argument or a parsed file
+    ``pf`` with ``.path``). pydicom's warnings
+    (e.g. an invalid value) do not name the file being read; its reader's frame does."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return None
+    for _ in range(limit):
+        if frame is None:
+            return None
+        local = frame.f_locals
+        if frame.f_code.co_name == "dcmread":  # pydicom reading a file by name
+            fp = local.get("fp")
+            fp = getattr(fp, "name", fp)  # the file it opened
+            if isinstance(fp, (str, os.PathLike)):
+                return os.fspath(fp)
+        if frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            path = local.get("path")
+            if path is None and hasattr(local.get("pf"), "path"):
+                path = local["pf"].path
+            if isinstance(path, (str, os.PathLike)):
+                return os.fspath(path)
+        frame = frame.f_back
+    return None
+
+
+class WarningLog:
+    """Warnings of the warnings module and of pydicom's logger, as ``'<file>: <message>'``
+    lines, each once (pydicom both logs and warns the same message). ``emit`` (when given)
+    receives each new line at once; otherwise they collect in ``lines``."""
+
+    def __init__(self, default_file: Optional[str] = None, emit=None, quiet: bool = False):
+        self.default_file = default_file
+        self.emit = emit
+        self.quiet = quiet
+        self.lines: list[str] = []
+        self._seen: set = set()
+        self._lock = threading.Lock()
+
+    def add(self, message: str, file: Optional[str] = None) -> None:
+        text = " ".join(str(message).split())  # one line
+        file = file or self.default_file
+        if file and file not in text:
+            text = f"{file}: {text}"
+        with self._lock:
+            if self.quiet or text in self._seen:
+                return
+            self._seen.add(text)
+        if self.emit is not None:
+            self.emit(text)
+        else:
+            self.lines.append(text)
+
+
+_logs: list = []  # the active WarningLogs, innermost last
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    if _logs:
+        _logs[-1].add(str(message), _warned_file())
+
+
+class _LogHandler(logging.Handler):
+    """pydicom's logger messages (WARNING and above) into the active WarningLog."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _logs:
+            _logs[-1].add(record.getMessage(), _warned_file(depth=2))
+
+
+_LIBRARY_LOGGERS = ("pydicom",)
+
+
+def pass_on(text: str, command: str) -> None:
+    """A warning line collected elsewhere (e.g. in a worker process) to the active
+    WarningLog, which drops repeats (and everything when quiet); printed when none is."""
+    if _logs:
+        _logs[-1].add(text)
+    else:
+        print_warning(command, text)
+
+
+@contextlib.contextmanager
+def collect_warnings(log: WarningLog) -> Iterator[WarningLog]:
+    """Route Python warnings and pydicom's log messages into ``log`` for the duration
+    (main thread only: :func:`warnings.catch_warnings` is process-wide). Every warning is
+    passed on, once per file and message, instead of once per source line."""
+    handler = _LogHandler(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    with warnings.catch_warnings():
+        if not sys.warnoptions:  # -W / PYTHONWARNINGS win
+            warnings.simplefilter("always")
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.simplefilter("ignore", category)
+        warnings.showwarning = _showwarning
+        _logs.append(log)
+        for lg in loggers:
+            lg.addHandler(handler)
+        try:
+            yield log
+        finally:
+            for lg in loggers:
+                lg.removeHandler(handler)
+            _logs.remove(log)

@@ -4,7 +4,10 @@ Each SRC is a DICOM folder (or file); every series found under it (see
 :func:`dicube.discover_series`) becomes one ``OUT/<name>.dcbs``, named
 ``<PatientID>_<Modality>_S<SeriesNumber>`` (the SeriesInstanceUID when those are missing),
 made unique with ``-2``, ``-3``... A series that fails is reported and the others go on;
-the exit status is 1 when any failed.
+the exit status is 1 when any failed. An output that exists already is left as it is and
+reported as "exists, skipped" (so a re-run converts only what is new) unless ``--overwrite``.
+Warnings of reading (e.g. pydicom's about invalid values) are one line each naming the
+file, also from worker processes; ``-q`` drops them.
 
 Nothing is dropped in silence. A file that looks like DICOM (or cannot be opened) but
 cannot be read fails its series, naming the file and why; ``--skip-unreadable`` converts
@@ -29,6 +32,10 @@ from ._output import (
     human_bytes,
     print_error,
     print_table,
+    WarningLog,
+    collect_warnings,
+    pass_on,
+    plural,
     print_warning,
     progress,
     ratio,
@@ -48,7 +55,9 @@ def register(sub) -> None:
     p.add_argument("--codec", choices=("htj2k", "zstd"), default="htj2k",
                    help="frame codec: htj2k (smallest, served as DICOM as is; the default) or zstd "
                         "(byte planes: ~5x faster to decode, ~1.5x larger; for training copies)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing .dcbs files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing .dcbs files (by default they are left as they are "
+                        "and reported as 'exists, skipped')")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="convert a series even when some of its files cannot be read (truncated, "
                         "damaged, no permission): they are listed in its QC report "
@@ -56,7 +65,8 @@ def register(sub) -> None:
     p.add_argument("--allow-mixed-identity", action="store_true",
                    help="convert a series whose slices name different patients or studies "
                         "(QC NON_UNIFORM_PATIENT / NON_UNIFORM_STUDY_UID); by default it fails")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, no summary table and no warnings")
     p.set_defaults(func=run)
 
 
@@ -87,6 +97,7 @@ class Job:
     series_uid: str = ""
     on_unreadable: str = "error"
     allow_mixed_identity: bool = False
+    overwrite: bool = False
 
 
 @dataclass
@@ -98,7 +109,9 @@ class Result:
     qc: str = "-"
     error: str = ""
     seconds: float = 0.0
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)   # files left out: always shown
+    notices: list = field(default_factory=list)    # library warnings: not with -q
+    skipped: bool = False                          # the output exists (no --overwrite)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -169,7 +182,7 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
         notes.extend(f"{f.path}: skipped, {f.reason}" for f in found.not_regular)
         series = [s for s in found if s.has_pixels]
         if not series:
-            what = f"{found.num_non_dicom} non-DICOM files"
+            what = plural(found.num_non_dicom, "non-DICOM file")
             if found.unreadable:
                 what += (f", {len(found.unreadable)} unreadable: "
                          + _listing_names(found.unreadable))
@@ -210,7 +223,17 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
 
 
 def convert_one(job: Job, num_threads: Optional[int]) -> Result:
-    """Read one series and write its .dcbs (runs in a worker process when ``--jobs`` > 1)."""
+    """Read one series and write its .dcbs (runs in a worker process when ``--jobs`` > 1);
+    the warnings of reading it (e.g. pydicom's about invalid values) are returned in
+    ``notices``, one line each naming the file."""
+    log = WarningLog(job.folder)
+    with collect_warnings(log):
+        result = _convert_one(job, num_threads)
+    result.notices = log.lines
+    return result
+
+
+def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
     t = time.perf_counter()
     try:
         import warnings
@@ -246,7 +269,8 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
             where = [(os.path.join(job.folder, p), r) for p, r in skipped]
             notes.append(f"{job.folder}: skipped {_files(len(skipped))} that cannot be read: "
                          + _listing_names(where))
-        size = save(image, job.output, num_threads=num_threads, codec=job.codec)
+        size = save(image, job.output, num_threads=num_threads, codec=job.codec,
+                    overwrite=job.overwrite)
         return Result(job, True, image.raw_image.shape[0], size, qc,
                       seconds=time.perf_counter() - t, warnings=notes)
     except Exception as exc:  # noqa: BLE001 - every failure is reported for its series
@@ -300,14 +324,18 @@ def _summary(results: list[Result]) -> None:
         j = r.job
         rows.append([j.name or j.source, r.slices or "-", human_bytes(j.input_bytes or None),
                      human_bytes(r.output_bytes or None), ratio(j.input_bytes, r.output_bytes),
-                     r.qc, "ok" if r.ok else "FAILED"])
+                     r.qc, "exists, skipped" if r.skipped else "ok" if r.ok else "FAILED"])
     print_table(rows, ["series", "slices", "input", "output", "ratio", "QC", "result"],
                 align="lrrrrll")
-    ok = [r for r in results if r.ok]
+    ok = [r for r in results if r.ok and not r.skipped]
+    skipped = sum(r.skipped for r in results)
+    failed = sum(not r.ok for r in results)
     tin = sum(r.job.input_bytes for r in ok)
     tout = sum(r.output_bytes for r in ok)
+    also = (f"; {skipped} skipped, their .dcbs files exist (--overwrite replaces them)"
+            if skipped else "")
     print(f"{len(ok)} of {len(results)} series converted ({human_bytes(tin)} -> "
-          f"{human_bytes(tout)}, {ratio(tin, tout)}); {len(results) - len(ok)} failed")
+          f"{human_bytes(tout)}, {ratio(tin, tout)}){also}; {failed} failed")
 
 
 def run(args) -> int:
@@ -324,9 +352,9 @@ def run(args) -> int:
     for job in jobs:
         job.codec = args.codec
         job.allow_mixed_identity = args.allow_mixed_identity
-        if os.path.exists(job.output) and not args.overwrite:
-            failed.append(Result(job, False, error=f"{job.output}: already exists "
-                                                   "(pass --overwrite to replace it)"))
+        job.overwrite = args.overwrite
+        if os.path.lexists(job.output) and not args.overwrite:
+            failed.append(Result(job, True, skipped=True))  # a re-run: nothing to do
         else:
             todo.append(job)
     if todo:
@@ -337,6 +365,8 @@ def run(args) -> int:
     for r in everything:
         for note in r.warnings:
             print_warning(CMD, note)
+        for note in r.notices:
+            pass_on(note, CMD)
         if not r.ok:
             print_error(CMD, r.error)
     if not args.quiet:

@@ -5,7 +5,8 @@ every section decoded and parsed, the bytes no checksum covers (alignment paddin
 zero, metadata/geometry agree with the frame count, and every frame's CRC-32C is
 checked and the frame decoded. Version-1 files (dicube 0.3.0) carry no checksums: their
 sections are parsed and frames decoded, and the missing checks are reported as warnings.
-Prints ``<file>: OK`` or ``<file>: FAILED: <problems>`` per file; exit status 1 when any failed.
+Prints ``<file>: OK`` or ``<file>: FAILED: <problems>`` per file, then its warnings (not
+with ``-q``); exit status 1 when any failed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ._output import error_message
+from ._output import error_message, plural
 
 CMD = "verify"
 #: Frames decoded per batch (bounds memory on large series).
@@ -198,12 +199,12 @@ def run(args) -> int:
         rep = verify_file(path, args.threads)
         if rep.ok:
             what = "all checksums match" if rep.version == 2 else "no checksums to check"
-            print(f"{rep.path}: OK (v{rep.version}, {rep.frames} frames decoded, "
-                  f"{rep.sections} sections; {what})")
+            print(f"{rep.path}: OK (v{rep.version}, {plural(rep.frames, 'frame')} decoded, "
+                  f"{plural(rep.sections, 'section')}; {what})")
         else:
             failed += 1
             print(f"{rep.path}: FAILED: " + "; ".join(rep.problems))
-        for w in rep.warnings:
+        for w in [] if getattr(args, "quiet", False) else rep.warnings:
             print(f"{rep.path}: warning: {w}")
         sys.stdout.flush()
     return 1 if failed else 0

@@ -17,7 +17,13 @@ from .. import __version__
 from ..codecs.jph import encode_batch
 from ..codecs.jph._options import SUPPORTED_DTYPES
 from ..codecs.zstd_planes import encode_planes_batch
-from ..exceptions import CodecError, DataConsistencyError, DicomCubeError, MetaDataError
+from ..exceptions import (
+    CodecError,
+    DataConsistencyError,
+    DicomCubeError,
+    MetaDataError,
+    WriteError,
+)
 from ..jsontext import parse_json
 from ..storage.format import (
     CODEC_HTJ2K,
@@ -106,8 +112,13 @@ def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
 
 
 def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str = "s",
-         num_threads: Optional[int] = None, codec: str = "htj2k") -> int:
+         num_threads: Optional[int] = None, codec: str = "htj2k", *,
+         overwrite: bool = True) -> int:
     """Write ``image`` to a .dcbs file atomically; return the file size in bytes.
+
+    ``overwrite=True`` (the default, as in earlier releases) replaces an existing file;
+    ``overwrite=False`` raises :class:`~dicube.exceptions.WriteError` when ``path`` exists,
+    before anything is encoded (``dicube convert`` saves this way unless ``--overwrite``).
 
     ``file_type`` "s" is the speed format (lossless frames); the archive ("a") and lossy
     ("l") variants are not implemented. ``codec`` "htj2k" (default) stores HTJ2K
@@ -119,6 +130,8 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
         raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's')", path)
     if not isinstance(image, DicomCubeImage):
         raise DataConsistencyError(f"expected a DicomCubeImage, got {type(image).__name__}", path)
+    if not overwrite and os.path.lexists(path):
+        raise WriteError("already exists (pass overwrite=True to replace it)", path)
     raw = image.raw_image
     meta = image.dicom_meta
     if meta is not None and len(meta) not in (raw.shape[0], 1):

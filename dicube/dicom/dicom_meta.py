@@ -227,9 +227,13 @@ class DicomMeta:
         return self.to_dict() == other.to_dict()
 
     # ------------------------------------------------------------------ display
-    def display(self, max_width: int = 60, show: bool = True) -> str:
+    def display(self, max_width: int = 60) -> None:
+        """Print :meth:`table` (returns None, so a REPL shows the table once)."""
+        print(self.table(max_width))
+
+    def table(self, max_width: int = 60) -> str:
         """A readable table of all top-level elements (shared values once, per-slice
-        values summarised). Printed when ``show``; always returned."""
+        values summarised), as a string; :meth:`display` prints it."""
         from pydicom.datadict import keyword_for_tag
 
         lines = [f"DicomMeta: {self._n} slices, {len(self._shared)} shared, "
@@ -250,10 +254,7 @@ class DicomMeta:
                 text = f"{distinct} distinct" + (f", absent on {absent}" if absent else "")
                 text += f"; first: {_short(e, max_width - len(text) - 9)}"
             lines.append(f"({key[:4]},{key[4:]}) {kw[:32]:<32} {e['vr']:<3} {kind:<9} {text}")
-        out = "\n".join(lines)
-        if show:
-            print(out)
-        return out
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"DicomMeta(num_slices={self._n}, shared={len(self._shared)}, "
