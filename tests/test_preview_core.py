@@ -171,7 +171,8 @@ def test_get_image_full_resolution_is_exact(sample_10):
 
 
 def test_get_image_position_and_offset(dcbs200, tmp_path):
-    for pos, off, frame in ((0.0, 0, 199), (1.0, 0, 0), (0.5, 0, 199 - 100), (0.5, 3, 199 - 103),
+    # 0.5 of 200 slices lies between sorted slices 99 and 100: the more superior one wins
+    for pos, off, frame in ((0.0, 0, 199), (1.0, 0, 0), (0.5, 0, 199 - 99), (0.5, 3, 199 - 102),
                             (1.0, 5, 0), (0.0, -5, 199)):
         p = get_image(dcbs200, position=pos, slice_offset=off)
         assert p.slices == [frame], (pos, off)
@@ -179,6 +180,51 @@ def test_get_image_position_and_offset(dcbs200, tmp_path):
     p = get_image(dcbs200, out, position=0.5, image_width=100, quality=80)
     with Image.open(out) as im:
         assert im.format == "JPEG" and im.size == (100, 100) and im.mode == "L"
+
+
+def test_get_image_same_slice_from_dcbs_and_folder(dcbs200, sample_200):
+    """One rule picks the slice: a .dcbs and the folder it came from show the same slice
+    (same z, same pixels) at every position, ties included (0.5 of 200 slices)."""
+    from dicube.preview import make_image
+
+    with DcbsSeries(str(dcbs200)) as a, DicomSeries(str(sample_200)) as b:
+        za, zb = a.z, b.z
+        for pos in (0.0, 0.1, 0.25, 1 / 3, 0.5, 0.5 + 1e-12, 0.75, 0.9, 1.0):
+            for off in (0, 1, -2):
+                p = make_image(a, position=pos, slice_offset=off, image_width=64)
+                q = make_image(b, position=pos, slice_offset=off, image_width=64)
+                assert za[p.slices[0]] == zb[q.slices[0]], (pos, off)
+        p = make_image(a, position=0.5, image_width=512, contrast="lung")
+        q = make_image(b, position=0.5, image_width=512, contrast="lung")
+        assert np.array_equal(np.asarray(p.image), np.asarray(q.image))
+    # the issue's case: -p 0.5 gave frame 99 of the .dcbs but the folder's frame 100
+    assert za[get_image(dcbs200, position=0.5).slices[0]] == pytest.approx(1327.2)
+
+
+def test_select_position_ties_are_deterministic():
+    p = normalized_positions(list(np.arange(199, -1, -1) * 0.45 + 1282.2))
+    # rounding puts either neighbour nearer by 1e-12
+    assert select_position(p - 1e-12, 0.5) == select_position(p + 1e-12, 0.5) == 99
+    assert select_position(np.array([0.0, 0.5, 1.0]), 0.25) == 0
+    assert select_position(np.array([0.0, 0.5, 1.0]), 0.75) == 1
+
+
+def test_cine_without_positions_in_frame_order(tmp_path):
+    """A cine (here pydicom's 30-frame ultrasound, no ImagePositionPatient) is shown in
+    acquisition order, frame 0 first, from the .dcbs as from the DICOM file; the .dcbs
+    used to follow the identity space made up at ingest and showed frames 29 -> 0."""
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "us"
+    src.mkdir()
+    (src / "us.dcm").write_bytes(open(get_testdata_file("examples_ybr_color.dcm"), "rb").read())
+    path = tmp_path / "us.dcbs"
+    dicube.save(dicube.load_from_dicom_folder(src), path)
+    for source in (path, src):
+        m = mosaic(source, tile_width=6, tile_height=5, image_width=32)
+        assert m.slices == list(range(30)), source
+        assert get_image(source, position=0.0).slices == [0]
+        assert get_image(source, position=1.0).slices == [29]
 
 
 def test_blank_tiles_and_range(dcbs10, dcbs200):

@@ -73,6 +73,9 @@ def _resize(values: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 def _window(contrast: Contrast, series: Series, tiles: List[np.ndarray]) -> Tuple[float, float, str]:
     if contrast.kind == "window":
         return float(contrast.width), float(contrast.center), contrast.name
+    if contrast.kind == "embedded" and tiles and tiles[0].ndim == 3:
+        # colour: no VOI window applies (PS3.3 C.11.2); a viewer shows the full range
+        return series.photometric.full_range() + ("full range",)
     if contrast.kind == "embedded" and series.embedded_window is not None:
         return series.embedded_window + ("embedded",)
     if contrast.kind == "embedded":
@@ -93,7 +96,10 @@ def _render(series: Series, chosen: List[int], size: Tuple[int, int], contrast):
     tiles = [_resize(v, size) for v in raw]
     ww, wc, source = _window(contrast, series, tiles)
     log.info("window width %g centre %g (%s)", ww, wc, source)
-    return [apply_window(t, ww, wc) for t in tiles], (ww, wc), source
+    shown = [apply_window(t, ww, wc) for t in tiles]
+    if series.photometric.inverted:  # MONOCHROME1: the lowest value is white
+        shown = [np.subtract(255, t, dtype=np.uint8) for t in shown]
+    return shown, (ww, wc), source
 
 
 def make_mosaic(series: Series, *, tile_width: int = 6, tile_height: Optional[int] = None,

@@ -10,6 +10,8 @@ from ..exceptions import DicomCubeError
 __all__ = ["radiological_order", "normalized_positions", "select_slices", "select_position"]
 
 _EPS = 1e-9
+#: Distances to a position closer than this are a tie (positions are in [0, 1]).
+_TIE = 1e-6
 
 
 def radiological_order(z: Sequence[Optional[float]],
@@ -64,10 +66,13 @@ def select_slices(positions: np.ndarray, count: int, start: float = 0.0, end: fl
 
 def select_position(positions: np.ndarray, position: float, offset: int = 0) -> int:
     """Index into the sorted series of the slice nearest ``position`` (0 = superior,
-    1 = inferior), moved by ``offset`` slices and kept inside the series."""
+    1 = inferior), moved by ``offset`` slices and kept inside the series. Two slices
+    equally near (within 1e-6, e.g. 0.5 of an even count) give the more superior one,
+    whatever rounding put into the positions."""
     _check_unit("position", position)
     p = np.asarray(positions, float)
     if len(p) == 0:
         raise DicomCubeError("the series has no slices")
-    k = int(np.argmin(np.abs(p - position)))
+    d = np.abs(p - position)
+    k = int(np.flatnonzero(d <= d.min() + _TIE)[0])
     return int(np.clip(k + int(offset), 0, len(p) - 1))

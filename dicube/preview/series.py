@@ -19,9 +19,10 @@ import numpy as np
 from ..exceptions import DicomCubeError, DicomReadError, MultipleSeriesError
 from ..storage.sources import (ByteSource, LocalFile, TransferStats, is_url, list_folder,
                                open_source)
+from .colour import Photometric, photometric, to_display
 
-__all__ = ["Series", "DcbsSeries", "DicomSeries", "open_series", "reduce_for", "IO_THREADS",
-           "HEADER_PREFETCH"]
+__all__ = ["Series", "DcbsSeries", "DicomSeries", "open_series", "reduce_for", "header_z",
+           "IO_THREADS", "HEADER_PREFETCH"]
 
 log = logging.getLogger("dicube.preview")
 
@@ -57,12 +58,43 @@ def _pmap(fn, items: Sequence, parallel: bool) -> list:
         return list(ex.map(fn, items))
 
 
+def header_z(header: dict, frames: int = 1) -> List[Optional[float]]:
+    """Patient z of each frame of one DICOM JSON header: ImagePositionPatient (per frame
+    in an enhanced multi-frame file), else SliceLocation; None when neither is given.
+
+    The one rule for every source: a .dcbs (from its stored metadata) and its DICOM folder
+    get the same z values, hence the same order and the same chosen slices; and a cine
+    without positions is shown in frame order, not in the order of a made-up geometry."""
+    from ..dicom import geometry
+
+    if frames > 1:
+        pos, _, _ = geometry.frame_geometry(header, frames)
+        return [float(p[2]) for p in pos] if pos is not None else [None] * frames
+    ipp = geometry.position(header)
+    if ipp is not None:
+        return [float(ipp[2])]
+    loc = geometry.floats(header.get("00201041"))
+    return [float(loc[0])] if loc is not None and loc.size else [None]
+
+
+def _meta_z(meta, n: int) -> List[Optional[float]]:
+    """:func:`header_z` of each of the ``n`` frames of a .dcbs described by ``meta``."""
+    if len(meta) == n:
+        return [header_z(meta.slice_json(i))[0] for i in range(n)]
+    if len(meta) == 1:  # one multi-frame file; frames stored ascending (see dicom_io)
+        z = header_z(meta.slice_json(0), n)
+        return z[::-1] if meta.slice_info[0].get("frame_order") == "reversed" else z
+    return [None] * n
+
+
 class Series:
     """Slices of one series in the source's own order.
 
-    ``z`` (patient z, mm, or None) and ``instance`` (InstanceNumber or None) per slice;
-    ``frame_shape``; ``embedded_window`` ((width, centre) from the file, or None);
-    ``stats`` counts bytes and requests; :meth:`read` returns rescaled float32 pixels.
+    ``z`` (patient z, mm, or None; see :func:`header_z`) and ``instance``
+    (InstanceNumber or None) per slice; ``frame_shape``; ``embedded_window`` ((width,
+    centre) from the file, or None); ``photometric`` (of the first slice: colour,
+    MONOCHROME1); ``stats`` counts bytes and requests; :meth:`read` returns display
+    samples (rescaled float32; RGB for colour).
     """
 
     location: str
@@ -71,13 +103,15 @@ class Series:
     instance: List[Optional[float]]
     frame_shape: tuple
     embedded_window: Optional[Tuple[float, float]] = None
+    photometric: Photometric = Photometric()
 
     def __len__(self) -> int:
         return len(self.z)
 
     def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
-        """Rescaled (RescaleSlope/Intercept) float32 pixels of ``slices``, each at least
-        ``width`` x ``height`` when the source can decode at reduced resolution."""
+        """Rescaled (RescaleSlope/Intercept) float32 pixels of ``slices``, colour converted
+        to RGB (:func:`~dicube.preview.colour.to_display`), each at least ``width`` x
+        ``height`` when the source can decode at reduced resolution."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -110,19 +144,20 @@ class DcbsSeries(Series):
             raise
 
     def _init_meta(self, space, ph) -> None:
+        from ..core.io import meta_from_reader
+
         r = self.reader
         n = r.frame_count
         self.frame_shape = r.frame_shape
-        if space is not None and space.shape[2] == n:
+        meta = meta_from_reader(r)
+        if meta is not None:
+            self.z = _meta_z(meta, n)
+            self.photometric = photometric(meta.slice_json(0), self.location)
+        elif space is not None and space.shape[2] == n:  # no metadata: the stored geometry
             step = float(space.spacing[2]) * float(space.z_orientation[2])
             self.z = [float(space.origin[2]) + i * step for i in range(n)]
         else:
-            from ..core.io import meta_from_reader
-
-            meta = meta_from_reader(r)
-            ipp = meta.get_array("00200032") if meta is not None and "00200032" in meta else None
-            ok = ipp is not None and ipp.ndim == 2 and len(ipp) == n
-            self.z = [float(v) if np.isfinite(v) else None for v in ipp[:, 2]] if ok else [None] * n
+            self.z = [None] * n
         self.instance = [None] * n  # frames are stored in slice order: the index breaks ties
         self._slope, self._intercept = 1.0, 0.0
         if ph is not None:
@@ -154,11 +189,12 @@ class DcbsSeries(Series):
             if all(len(s) for s in streams):  # legacy v1 files may have empty frames
                 info = read_header(streams[0])
                 k = reduce_for((info.rows, info.columns), info.levels, width, height)
+                k = k if self.photometric.reducible else 0
                 log.info("decoding %d frames at 1/%d resolution", len(streams), 2 ** k)
                 arr = decode_batch(streams, reduce=k)
         if arr is None:
             arr = r.read_frames(slices)
-        return [self._rescale(i, a) for i, a in zip(slices, arr)]
+        return [to_display(self._rescale(i, a), self.photometric) for i, a in zip(slices, arr)]
 
     def close(self) -> None:
         self.reader.close()
@@ -241,23 +277,6 @@ def _attr(pf, frame: int, macro: str, tag: str):
     return None
 
 
-def _frame_z(pf) -> List[Optional[float]]:
-    """Patient z of each frame: ImagePositionPatient (per frame for enhanced files), else
-    SliceLocation."""
-    from ..dicom import geometry
-    from ..dicom.file_parser import frame_count
-
-    nf = frame_count(pf)
-    if nf > 1:
-        pos, _, _ = geometry.frame_geometry(pf.header, nf)
-        if pos is not None:
-            return [float(p[2]) for p in pos]
-        return [None] * nf
-    ipp = pf.values("00200032")
-    z = _num(ipp[2], np.nan) if ipp and len(ipp) >= 3 else _num(pf.value("00201041"), np.nan)
-    return [z if np.isfinite(z) else None]
-
-
 def _htj2k_reduced(it: _Instance, buf: bytes, frame: int, width: int, height: int) -> Optional[np.ndarray]:
     """Frame ``frame`` of an HTJ2K file decoded with as many wavelet levels skipped as the
     tile size allows; None when the file is not HTJ2K or our decoder refuses it."""
@@ -316,9 +335,11 @@ class DicomSeries(Series):
         #: (file, frame) of each slice: multi-frame files give one slice per frame
         self._slices: List[Tuple[int, int]] = []
         self.z, self.instance = [], []
+        from ..dicom.file_parser import frame_count
+
         for k, it in enumerate(items):
             inst = _num(it.pf.value("00200013"), np.nan)
-            for f, z in enumerate(_frame_z(it.pf)):
+            for f, z in enumerate(header_z(it.pf.header, frame_count(it.pf))):
                 self._slices.append((k, f))
                 self.z.append(z)
                 self.instance.append(inst + f / 1e4 if np.isfinite(inst) else None)
@@ -326,15 +347,23 @@ class DicomSeries(Series):
         wc = _num(_attr(first, 0, "00289132", "00281050"), np.nan)
         if np.isfinite(ww) and ww > 0 and np.isfinite(wc):
             self.embedded_window = (ww, wc)
+        self._photometric = {0: photometric(first.header, items[0].location)}
+        self.photometric = self._photometric[0]
+
+    def _file_photometric(self, k: int) -> Photometric:
+        if k not in self._photometric:
+            self._photometric[k] = photometric(self._items[k].pf.header, self._items[k].location)
+        return self._photometric[k]
 
     def _file_pixels(self, k: int, frames: List[int], width: int, height: int) -> dict:
         from ..dicom.file_parser import decode_pixels
 
         it = self._items[k]
         buf = it.rest(self.stats)
+        colour = self._file_photometric(k)
         out = {}
         for f in frames:
-            arr = _htj2k_reduced(it, buf, f, width, height)
+            arr = _htj2k_reduced(it, buf, f, width, height) if colour.reducible else None
             if arr is None:
                 break
             out[f] = arr
@@ -353,7 +382,7 @@ class DicomSeries(Series):
                 v *= np.float32(s)
             if b != 0:
                 v += np.float32(b)
-            result[f] = v
+            result[f] = to_display(v, colour)
         return result
 
     def read(self, slices: Sequence[int], width: int, height: int) -> List[np.ndarray]:
