@@ -1,7 +1,7 @@
 """Decoding HTJ2K codestreams into numpy arrays."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -122,8 +122,8 @@ def decode_regions(
     (:mod:`dicube.codecs.zstd_planes`).
     """
     _check_writeable(out)
-    native.decode_regions(buffer, *_regions(offsets, lengths, crcs), out, reduce, verify, False,
-                          thread_count(num_threads), codec)
+    offs, lens, sums = _regions(offsets, lengths, crcs)
+    native.decode_regions(buffer, offs, lens, sums, out, reduce, verify, False, thread_count(num_threads), codec)
     return out
 
 
@@ -138,11 +138,11 @@ def decode_file_regions(fd: int, base: int, offsets, lengths, out: np.ndarray, *
     raises :class:`~dicube.exceptions.InvalidCubeFileError`.
     """
     _check_writeable(out)
-    return native.decode_file_regions(fd, base, *_regions(offsets, lengths, crcs), out, reduce,
-                                      thread_count(num_threads), codec)
+    offs, lens, sums = _regions(offsets, lengths, crcs)
+    return native.decode_file_regions(fd, base, offs, lens, sums, out, reduce, thread_count(num_threads), codec)
 
 
-def _regions(offsets, lengths, crcs):
+def _regions(offsets, lengths, crcs) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     return (np.ascontiguousarray(offsets, dtype=np.uint64), np.ascontiguousarray(lengths, dtype=np.uint64),
             None if crcs is None else np.ascontiguousarray(crcs, dtype=np.uint32))
 
