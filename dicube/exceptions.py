@@ -99,6 +99,36 @@ class UnsafeTargetError(WriteError):
     """Writing would go through a symbolic link inside an output folder, or out of it."""
 
 
+class SourceNotFoundError(SourceError, DicomReadError):
+    """A local file or folder given as input does not exist ("no such file or folder"); also
+    a :class:`SourceError` and a :class:`DicomReadError`. Only URLs and the documented
+    series-id forms are looked up remotely, so a mistyped path fails at once."""
+
+
+class InconsistentSeriesError(DicomReadError, DataConsistencyError):
+    """The files of one series cannot be stacked into one volume: they differ in how their
+    pixels are stored (SamplesPerPixel, PhotometricInterpretation, BitsAllocated,
+    PixelRepresentation). ``attributes`` maps each differing attribute to
+    ``{value: [files]}``; ``files`` lists every file concerned."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, attributes=None):
+        self.attributes = {k: {str(v): [str(f) for f in fs] for v, fs in d.items()}
+                           for k, d in (attributes or {}).items()}
+        self.files = sorted({f for d in self.attributes.values() for fs in d.values() for f in fs})
+        super().__init__(message, path)
+
+
+class ColourConversionWarning(UserWarning):
+    """Exported pixels were converted to another colour space (YBR_FULL -> RGB, which
+    rounds) because the instance's IOD does not allow the stored one."""
+
+
+class UnsupportedTransferSyntaxError(DicomCubeError):
+    """A DICOM transfer syntax cannot be produced: unknown to dicube, missing from this
+    build (e.g. HTJ2K RPCL without an OpenJPH that writes TLM markers), its encoder is not
+    installed, or it cannot hold the pixels unchanged. The message names what is missing."""
+
+
 class MultipleSeriesError(DicomReadError):
     """A folder holds several series and none was chosen; ``series`` lists them."""
 
@@ -116,6 +146,9 @@ __all__ = [
     "DataConsistencyError",
     "DicomReadError",
     "MultipleSeriesError",
+    "InconsistentSeriesError",
+    "SourceNotFoundError",
+    "SourceError",
     "DamagedDicomError",
     "UnreadableFilesError",
     "DuplicateInstanceError",
@@ -124,4 +157,6 @@ __all__ = [
     "ClosedReaderError",
     "WriteError",
     "UnsafeTargetError",
+    "UnsupportedTransferSyntaxError",
+    "ColourConversionWarning",
 ]

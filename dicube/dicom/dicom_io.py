@@ -9,13 +9,15 @@ regular files that parse (read); files that are not DICOM at all (no "DICM" pref
 parsable header: counted, ignored); files that look like DICOM, or cannot be opened, but
 cannot be read completely ("unreadable": an error, or skipped on request and recorded in
 the QC report); entries that are not regular files after following symbolic links (FIFOs,
-sockets, devices: never opened, reported). Identical copies of an instance (same
-SOPInstanceUID, same bytes) are read once and reported; different files under one
-SOPInstanceUID are refused.
+sockets, devices: never opened, reported). Symbolic links to files and folders are
+followed, each folder walked and each file read once (see :func:`_scan`). Identical copies
+of an instance (same SOPInstanceUID, same bytes) are read once and reported; different
+files under one SOPInstanceUID are refused.
 """
 from __future__ import annotations
 
 import errno
+import heapq
 import json
 import os
 import stat
@@ -32,8 +34,10 @@ from ..exceptions import (
     DataConsistencyError,
     DicomReadError,
     DuplicateInstanceError,
+    InconsistentSeriesError,
     MultipleSeriesError,
     SkippedFileWarning,
+    SourceNotFoundError,
     UnreadableFilesError,
 )
 from . import geometry
@@ -59,6 +63,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 SERIES_UID, SERIES_DESC, MODALITY = "0020000E", "0008103E", "00080060"
 ROWS, COLS = "00280010", "00280011"
+#: how a file stores its pixels: files differing in any of these cannot share a volume
+PIXEL_FORMAT_TAGS = {"SamplesPerPixel": "00280002", "PhotometricInterpretation": "00280004",
+                     "BitsAllocated": "00280100", "PixelRepresentation": "00280103"}
+#: ``SeriesInfo.split_by`` of a multi-frame file split off a series of several files
+MULTI_FRAME = "NumberOfFrames"
 #: tags tried, in order, to separate several volumes sharing the same positions
 VOLUME_SPLIT_TAGS = {
     "EchoNumbers": "00180086", "EchoTime": "00180081", "DiffusionBValue": "00189087",
@@ -109,7 +118,9 @@ class DiscoveryResult:
     ``non_dicom``: files that are not DICOM at all (counted, not read); ``unreadable``:
     files that look like DICOM (or cannot be opened or listed) but cannot be read
     completely; ``not_regular``: FIFOs, sockets, devices (never opened); ``duplicates``:
-    identical copies of an instance left out of their series (the reason names the copy kept).
+    identical copies of an instance left out of their series (the reason names the copy kept);
+    ``aliases``: other paths (symbolic or hard links) to a file already listed, which is read
+    once under its first path and is no duplicate.
     """
 
     series: list[SeriesInfo]
@@ -117,6 +128,7 @@ class DiscoveryResult:
     unreadable: list[SkippedFile] = field(default_factory=list)
     not_regular: list[SkippedFile] = field(default_factory=list)
     duplicates: list[SkippedFile] = field(default_factory=list)
+    aliases: list[SkippedFile] = field(default_factory=list)
 
     @property
     def num_non_dicom(self) -> int:
@@ -140,8 +152,10 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
-def _os_reason(exc: OSError, entry: Optional[os.DirEntry] = None) -> str:
-    if entry is not None and isinstance(exc, FileNotFoundError) and entry.is_symlink():
+def _os_reason(exc: OSError, link: bool = False) -> str:
+    """Why ``exc`` happened; ``link``: the path is a symbolic link (then a missing target
+    is a broken link)."""
+    if link and isinstance(exc, FileNotFoundError):
         return "broken symbolic link"
     return exc.strerror or str(exc)
 
@@ -151,56 +165,95 @@ class _Listing:
     files: list[str]                                               # regular files
     not_regular: list[SkippedFile] = field(default_factory=list)   # FIFOs, sockets, devices
     unreadable: list[SkippedFile] = field(default_factory=list)    # cannot be listed or stat'ed
+    aliases: list[SkippedFile] = field(default_factory=list)       # a file already listed
 
 
 def _scan(folder: PathLike, recursive: bool = True) -> _Listing:
-    """Sort the entries under ``folder`` (symbolic links to files followed, to folders
-    not) into regular files and the rest, without opening any of them."""
+    """Sort the entries under ``folder`` into regular files and the rest, without opening
+    any of them.
+
+    Symbolic links are followed, to files and to folders (those only when ``recursive``).
+    Each folder is listed once, whatever the paths leading to it (a link loop, a link to
+    an ancestor), and each file is listed once (by ``(st_dev, st_ino)``), under its path
+    through the fewest symbolic links, then the fewest folders, then the first in path
+    order; its other paths (symbolic or hard links to it) are ``aliases``. So files of
+    the tree itself keep their own paths, whatever links point at them.
+    """
     folder = os.fspath(folder)
     try:
         st = os.stat(folder)
     except OSError as exc:
         if os.path.lexists(folder):
-            raise DicomReadError(_os_reason(exc), folder) from None
-        raise DicomReadError("no such file or folder", folder) from None
+            raise DicomReadError(_os_reason(exc, os.path.islink(folder)), folder) from None
+        raise SourceNotFoundError("no such file or folder", folder) from None
     if stat.S_ISREG(st.st_mode):
         return _Listing([folder])
     if not stat.S_ISDIR(st.st_mode):
         raise DicomReadError(f"not a file or folder ({_kind(st.st_mode)})", folder)
     out = _Listing([])
-    stack = [folder]
-    while stack:
-        d = stack.pop()
+    visited: set = set()
+    found: list = []  # (links, depth, path, (st_dev, st_ino)) of every regular file
+    # folders and links to resolve, best path first: (links, depth, path, key; None: a link)
+    todo: list = [(0, 0, folder, (st.st_dev, st.st_ino))]
+    while todo:
+        links, depth, path, key = heapq.heappop(todo)
+        if key is None:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                out.unreadable.append(SkippedFile(path, _os_reason(exc, True)))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((links, depth, path, (st.st_dev, st.st_ino)))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                out.not_regular.append(SkippedFile(path, f"not a regular file ({_kind(st.st_mode)})"))
+                continue
+            if not recursive:
+                continue
+            key = (st.st_dev, st.st_ino)
+        if key in visited:
+            continue
+        visited.add(key)
         try:
-            with os.scandir(d) as it:
+            with os.scandir(path) as it:
                 entries = list(it)
         except OSError as exc:
-            out.unreadable.append(SkippedFile(d, f"cannot list folder: {_os_reason(exc)}"))
+            out.unreadable.append(SkippedFile(path, f"cannot list folder: {_os_reason(exc)}"))
             continue
         for e in entries:
             try:
-                if e.is_dir(follow_symlinks=False):
-                    if recursive:
-                        stack.append(e.path)
+                if e.is_symlink():
+                    heapq.heappush(todo, (links + 1, depth + 1, e.path, None))
                     continue
-                if e.is_file():  # follows a symbolic link
-                    out.files.append(e.path)
-                    continue
-                mode = e.stat().st_mode
+                st = e.stat(follow_symlinks=False)
             except OSError as exc:
-                out.unreadable.append(SkippedFile(e.path, _os_reason(exc, e)))
+                out.unreadable.append(SkippedFile(e.path, _os_reason(exc)))
                 continue
-            if not stat.S_ISDIR(mode):  # a link to a folder is not followed (yet)
-                out.not_regular.append(SkippedFile(e.path, f"not a regular file ({_kind(mode)})"))
-    out.files.sort()
+            if stat.S_ISDIR(st.st_mode):
+                if recursive:
+                    heapq.heappush(todo, (links, depth + 1, e.path, (st.st_dev, st.st_ino)))
+            elif stat.S_ISREG(st.st_mode):
+                found.append((links, depth + 1, e.path, (st.st_dev, st.st_ino)))
+            else:
+                out.not_regular.append(SkippedFile(e.path, f"not a regular file ({_kind(st.st_mode)})"))
+    first: dict = {}
+    for _, _, path, key in sorted(found):
+        if key in first:
+            out.aliases.append(SkippedFile(path, f"same file as {first[key]}"))
+        else:
+            first[key] = path
+    out.files = sorted(first.values())
     out.not_regular.sort()
     out.unreadable.sort()
+    out.aliases.sort()
     return out
 
 
 def list_files(folder: PathLike, recursive: bool = True) -> list[str]:
-    """Regular files under ``folder`` (or ``[folder]`` if it is a file), sorted; symbolic
-    links to files are followed, FIFOs, sockets and devices left out (never opened)."""
+    """Regular files under ``folder`` (or ``[folder]`` if it is a file), sorted, each once;
+    symbolic links are followed (see :func:`_scan`), FIFOs, sockets and devices left out
+    (never opened)."""
     return _scan(folder, recursive).files
 
 
@@ -267,8 +320,11 @@ def _is_image(pf: ParsedFile) -> bool:
 
 
 def _group_series(parsed: list[ParsedFile]) -> list[tuple[SeriesInfo, list[ParsedFile]]]:
-    """Group files by SeriesInstanceUID, split by geometry (rows/columns, orientation)
-    and by volume when several volumes share the same slice positions."""
+    """Group files by SeriesInstanceUID, split by geometry (rows/columns, orientation),
+    by volume when several volumes share the same slice positions, and each multi-frame
+    file of a series of several files into its own part (a .dcbs holds either one
+    multi-frame file or single-frame slices; several cine loops under one
+    SeriesInstanceUID are common in ultrasound)."""
     by_key: dict = defaultdict(list)
     for pf in parsed:
         iop = geometry.orientation(pf.header)
@@ -282,8 +338,12 @@ def _group_series(parsed: list[ParsedFile]) -> list[tuple[SeriesInfo, list[Parse
         parts = []
         geo_split = len(by_uid[uid]) > 1
         for (rows, cols, ori), pfs in sorted(by_uid[uid], key=lambda p: -len(p[1])):
-            for reason, vol in _split_volumes(pfs):
+            multi = [pf for pf in pfs if frame_count(pf) > 1] if len(pfs) > 1 else []
+            single = [pf for pf in pfs if frame_count(pf) <= 1] if multi else pfs
+            for reason, vol in _split_volumes(single) if single else []:
                 parts.append((rows, cols, ori, reason or ("geometry" if geo_split else None), vol))
+            parts += [(rows, cols, ori, MULTI_FRAME, [pf])
+                      for pf in sorted(multi, key=lambda p: p.path)]
         for n, (rows, cols, ori, reason, pfs) in enumerate(parts):
             first = pfs[0]
             info = SeriesInfo(
@@ -378,7 +438,8 @@ def discover_series(folder: PathLike, recursive: bool = True,
     images, duplicates, _ = _dedupe(images)
     return DiscoveryResult([info for info, _ in _group_series(images)], non_dicom,
                            sorted(unreadable), listing.not_regular,
-                           [SkippedFile(p, f"identical copy of {k}") for p, k in duplicates])
+                           [SkippedFile(p, f"identical copy of {k}") for p, k in duplicates],
+                           listing.aliases)
 
 
 def _select(groups: list, series_uid: Optional[str], folder: str):
@@ -391,12 +452,57 @@ def _select(groups: list, series_uid: Optional[str], folder: str):
                                  + ", ".join(g[0].key for g in groups), folder)
         candidates = chosen
     if len(candidates) > 1:
-        listing = "; ".join(f"{g[0].key} ({g[0].num_files} files, {g[0].description!r})"
-                            for g in candidates)
+        listing = "; ".join(_part_text(g[0], folder) for g in candidates)
         raise MultipleSeriesError(f"{len(candidates)} series found, pick one with "
                                   f"series_uid=: {listing}", folder,
                                   series=[g[0].summary() for g in candidates])
     return candidates[0]
+
+
+def _part_text(info: SeriesInfo, folder: str) -> str:
+    """``key (n files, 'description')``, with why it was split and its file when it has one."""
+    what = [_files(info.num_files), repr(info.description)]
+    if info.split_by:
+        what.append(f"split by {info.split_by}")
+    if info.num_files == 1:
+        what.append(_rel(info.files[0], folder))
+    return f"{info.key} ({', '.join(what)})"
+
+
+def _rel(path: str, folder: str) -> str:
+    """``path`` relative to ``folder`` when it lies under it."""
+    root = folder if os.path.isdir(folder) else os.path.dirname(folder)
+    return os.path.relpath(path, root) if path.startswith(root.rstrip(os.sep) + os.sep) else path
+
+
+def _check_pixel_format(info: SeriesInfo, pfs: list[ParsedFile], folder: str) -> None:
+    """Refuse a series whose files store their pixels differently (InconsistentSeriesError
+    naming each differing attribute, its values and their files)."""
+    def norm(v):
+        v = v[0] if isinstance(v, list) and len(v) == 1 else v
+        return v.strip("\x00 ") if isinstance(v, str) else v
+
+    differing: dict = {}
+    fields = dict(PIXEL_FORMAT_TAGS, PixelDataElement=None)
+    for name, tag in fields.items():
+        by_value: dict = defaultdict(list)
+        for pf in pfs:
+            v = pf.pixel_tag if tag is None else norm(pf.value(tag))
+            by_value["(absent)" if v in (None, "") else str(v)].append(pf.path)
+        if len(by_value) > 1:
+            differing[name] = dict(sorted(by_value.items(), key=lambda kv: -len(kv[1])))
+    if not differing:
+        return
+
+    def names(paths: list[str], limit: int = 5) -> str:
+        shown = ", ".join(_rel(p, folder) for p in paths[:limit])
+        return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else "")
+
+    text = "; ".join(f"{name} " + " vs ".join(f"{v} ({names(ps)})" for v, ps in d.items())
+                     for name, d in differing.items())
+    raise InconsistentSeriesError(
+        f"series {info.key}: its files cannot be stacked, they store pixels differently: {text}",
+        folder, differing)
 
 
 def _permute_in_place(vol: np.ndarray, perm: list[int]) -> None:
@@ -526,6 +632,7 @@ def read_dicom_series(folder: PathLike, *, series_uid: Optional[str] = None,
         raise DuplicateInstanceError(
             f"{len(clash)} pairs of different files share a SOPInstanceUID: "
             + "; ".join(f"{a} and {b}" for a, b in clash[:20]), folder_s, clash)
+    _check_pixel_format(info, [pf for pf in pfs if pf.pixel_tag is not None], folder_s)
     if bad:
         warnings.warn(f"{folder_s}: skipped {_files(len(bad))} that cannot be read: "
                       f"{_listing_names(bad)}",
@@ -569,11 +676,11 @@ def _assemble(vol: Optional[np.ndarray], chosen: list[_Item], n_files: int,
     dtypes = Counter(str(a.dtype) for a in arrays)
     if len(shapes) > 1 or len(dtypes) > 1:
         common_shape, common_dtype = shapes.most_common(1)[0][0], dtypes.most_common(1)[0][0]
-        odd = [i for i, a in enumerate(arrays)
+        odd = [_rel(it.pf.path, folder) for it, a in zip(chosen, arrays)
                if a.shape[1:] != common_shape or str(a.dtype) != common_dtype]
         raise DataConsistencyError(
             f"slices cannot be stacked: shapes {dict(shapes)}, dtypes {dict(dtypes)}; "
-            f"differing slices (sorted index): {odd[:20]}", folder)
+            f"differing files: {', '.join(odd[:20])}", folder)
     return np.concatenate(arrays, axis=0)
 
 
