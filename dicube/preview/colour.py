@@ -87,8 +87,10 @@ def _palette(header: dict, where: str) -> Optional[Tuple[np.ndarray, int]]:
         entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 65536
         index = np.arange(first, first + entries, dtype=np.uint16 if first + entries <= 65536
                           else np.uint32)
-        lut = apply_color_lut(index, ds)
-        return np.asarray(lut).reshape(-1, 3), first
+        lut = np.asarray(apply_color_lut(index, ds)).reshape(-1, 3)
+        if len(lut) == 0:
+            raise ValueError("empty table")
+        return lut, first
     except Exception as exc:  # pydicom raises many types for malformed tables
         log.warning("%s: unusable palette lookup table (%s): shown in grey", where, exc)
         return None

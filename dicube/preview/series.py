@@ -79,8 +79,9 @@ def header_z(header: dict, frames: int = 1) -> List[Optional[float]]:
 
 def _meta_z(meta, n: int) -> List[Optional[float]]:
     """:func:`header_z` of each of the ``n`` frames of a .dcbs described by ``meta``."""
-    if len(meta) == n:
-        return [header_z(meta.slice_json(i))[0] for i in range(n)]
+    if len(meta) == n:  # only the elements header_z reads, not each whole slice header
+        tags = ("00200032", "00201041")
+        return [header_z({t: meta.get_element(t, i) for t in tags})[0] for i in range(n)]
     if len(meta) == 1:  # one multi-frame file; frames stored ascending (see dicom_io)
         z = header_z(meta.slice_json(0), n)
         return z[::-1] if meta.slice_info[0].get("frame_order") == "reversed" else z
