@@ -14,7 +14,6 @@ from cli_helpers import run_cli, run_script
 from pydicom.data import get_testdata_file
 
 import dicube
-from dicube.demo import compare_files
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -119,6 +118,8 @@ def test_demo_lossy_source_is_not_called_bit_exact(tmp_path, capsys):
 
 
 def test_compare_files_finds_element_and_pixel_differences(sample_10, tmp_path):
+    from dicube.demo import compare_files
+
     img = dicube.load_from_dicom_folder(sample_10)
     exported = dicube.save_to_dicom_folder(img, tmp_path / "out")
     sources = sorted(str(p) for p in sample_10.iterdir())

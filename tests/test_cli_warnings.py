@@ -13,8 +13,6 @@ import pytest
 from cli_helpers import run_cli, run_script
 from pydicom.data import get_testdata_file
 
-from dicube.commands._output import WarningLog, collect_warnings
-
 LEAKS = ("UserWarning", "warn_and_log", "valuerep.py", "filereader.py", "image = load(")
 
 
@@ -103,6 +101,8 @@ def test_pydicom_logger_and_warning_give_one_line():
     """pydicom logs and warns the same message (warn_and_log): one line; a message only
     logged is passed on too."""
     from pydicom.misc import warn_and_log
+
+    from dicube.commands._output import WarningLog, collect_warnings
 
     log = WarningLog("some.dcm")
     with collect_warnings(log):
