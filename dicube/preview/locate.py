@@ -2,6 +2,11 @@
 
 A series id is a full name (UUID with hyphens, DICOM UID, any folder name), 32 hex digits
 (matched with or without the UUID hyphens), or a prefix ending in ``*``.
+
+Without a root, SOURCE is a local path or a URL; only a series id of the forms used by
+the default root (32 hex digits, the UUID form, or hex digits ending in ``*``) is looked up
+there. Anything else that does not exist locally is "no such file or folder", at once and
+without any network access.
 """
 from __future__ import annotations
 
@@ -11,13 +16,21 @@ import urllib.parse
 from typing import Optional
 
 from ..exceptions import DicomCubeError, MultipleSeriesError
-from ..storage.sources import TransferStats, is_url, join, list_children
+from ..storage.sources import TransferStats, is_url, join, list_children, missing_local
 
-__all__ = ["DEFAULT_ROOT", "resolve_source", "find_series", "uid_variants"]
+__all__ = ["DEFAULT_ROOT", "resolve_source", "find_series", "uid_variants", "is_series_id"]
 
 #: Root used when SOURCE is a bare series id and no --root is given (NCI Imaging Data Commons).
 DEFAULT_ROOT = "s3://idc-open-data"
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEX_PREFIX = re.compile(r"^[0-9a-fA-F][0-9a-fA-F-]*\*$")
+
+
+def is_series_id(source: str) -> bool:
+    """Whether ``source`` has a form looked up under :data:`DEFAULT_ROOT` when it is no
+    local path: 32 hex digits, the UUID form (8-4-4-4-12), or hex digits ending in ``*``."""
+    return bool(_HEX32.match(source) or _UUID.match(source) or _HEX_PREFIX.match(source))
 
 
 def uid_variants(uid: str) -> list[str]:
@@ -95,6 +108,10 @@ def _list_matching(store, prefix: str, uid: str) -> list[str]:
 
 def find_series(root: str, uid: str, stats: Optional[TransferStats] = None) -> str:
     """Location (path or URL) of series ``uid`` under ``root``."""
+    if not is_url(root) and not os.path.isdir(root):
+        if os.path.exists(root):
+            raise DicomCubeError("not a folder (--root names the folder holding the series)", root)
+        raise missing_local(root)
     if is_url(root) and urllib.parse.urlsplit(root).scheme.lower() == "s3":
         names = _s3_candidates(root, uid)
     elif not is_url(root) and not uid.endswith("*"):
@@ -107,12 +124,15 @@ def find_series(root: str, uid: str, stats: Optional[TransferStats] = None) -> s
 
 def resolve_source(source: str, root: Optional[str] = None,
                    stats: Optional[TransferStats] = None) -> str:
-    """SOURCE as given (a path or URL), or, with ``root`` or for a bare series id, the
-    series' location under ``root`` (default :data:`DEFAULT_ROOT`)."""
+    """SOURCE as given (a path or URL), or, with ``root`` or for a series id (see
+    :func:`is_series_id`), the series' location under ``root`` (default
+    :data:`DEFAULT_ROOT`). Anything else that does not exist locally raises
+    :class:`~dicube.exceptions.SourceNotFoundError` (or SourceError for a broken link or a
+    URL scheme dicube cannot read) without network access."""
     if root is not None:
         return find_series(root, source, stats)
     if is_url(source) or os.path.exists(source):
         return source
-    if os.sep in source or "/" in source or source.lower().endswith(".dcbs"):
-        raise DicomCubeError("no such file or folder", source)
-    return find_series(DEFAULT_ROOT, source, stats)
+    if is_series_id(source) and not os.path.lexists(source):
+        return find_series(DEFAULT_ROOT, source, stats)
+    raise missing_local(source)

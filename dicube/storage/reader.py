@@ -39,7 +39,7 @@ from .format import (
     parse_table,
 )
 from . import limits
-from .sources import ByteSource, LocalFile
+from .sources import ByteSource, LocalFile, missing_local
 
 #: "frame k" at the start of a codec error: k counts the frames decoded in that call.
 _FRAME_NUMBER = re.compile(r"^frame (\d+)")
@@ -66,6 +66,8 @@ class DcbsReader:
         else:
             try:
                 self._src = LocalFile(path)
+            except FileNotFoundError:  # "no such file or folder" (or a broken link)
+                raise missing_local(path) from None
             except OSError as exc:
                 raise InvalidCubeFileError(f"cannot open: {exc.strerror}", os.fspath(path)) from exc
             self._owns_src = True

@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..exceptions import SourceError
+from ..exceptions import SourceError, SourceNotFoundError
 from . import limits
 
 __all__ = ["TransferStats", "ByteSource", "LocalFile", "RemoteFile", "is_url", "open_source",
@@ -151,6 +151,23 @@ class LocalFile(ByteSource):
 def is_url(s: Union[str, "os.PathLike[str]"]) -> bool:
     """Whether ``s`` is an http(s):// or s3:// URL."""
     return isinstance(s, str) and urllib.parse.urlsplit(s).scheme.lower() in REMOTE_SCHEMES
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def missing_local(location: Union[str, "os.PathLike[str]"]) -> SourceError:
+    """The error for a local path that cannot be found: a URL of a scheme dicube cannot
+    read, a broken symbolic link, or no such file or folder (:class:`SourceNotFoundError`).
+    Nothing is looked up remotely."""
+    path = os.fspath(location)
+    m = _SCHEME.match(path) if isinstance(path, str) else None
+    if m:
+        return SourceError(f"unsupported URL scheme {m.group(1)!r} (dicube reads "
+                           "http://, https:// and s3:// URLs)", path)
+    if os.path.islink(path):
+        return SourceError("broken symbolic link", path)
+    return SourceNotFoundError("no such file or folder", path)
 
 
 def join(base: str, name: str) -> str:
@@ -299,6 +316,8 @@ def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
         return RemoteFile(location, prefetch=prefetch, stats=stats, timeouts=timeouts)
     try:
         return LocalFile(location, stats=stats)
+    except FileNotFoundError:
+        raise missing_local(location) from None
     except OSError as exc:
         raise SourceError(f"cannot open: {exc.strerror}", os.fspath(location)) from exc
 
@@ -387,6 +406,8 @@ def list_children(root: str, stats: Optional[TransferStats] = None, *,
     if not is_url(root):
         try:
             return sorted(os.listdir(root))
+        except FileNotFoundError:
+            raise missing_local(root) from None
         except OSError as exc:
             raise SourceError(f"cannot list: {exc.strerror}", root) from exc
     if urllib.parse.urlsplit(root).scheme.lower() != "s3":
