@@ -34,7 +34,8 @@ def register(sub) -> None:
     p.add_argument("-t", "--transfer-syntax", default="source", metavar="SYNTAX",
                    help="DICOM transfer syntax: " + ", ".join(SYNTAXES)
                         + " or a UID (default: source, i.e. the source files' syntax when it "
-                          "can be written losslessly, else explicit)")
+                          "can be written losslessly, else explicit, and the output says so); "
+                          "a syntax that cannot be produced is an error")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files a previous export wrote (OUT_DIR), or an existing NIfTI file")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -89,9 +90,21 @@ def _export(args, ts) -> None:
             print_warning(CMD, f"{args.out_dir}: {w.message}")
         size = sum(os.path.getsize(p) for p in paths)
         print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
+        _print_syntaxes(args.out_dir, paths, ts)
     if args.nifti:
         from ..core.nifti_io import save_to_nifti
 
         save_to_nifti(image, args.nifti)
         print(f"{args.nifti}: NIfTI {'x'.join(map(str, image.raw_image.shape[::-1]))}, "
               f"{human_bytes(os.path.getsize(args.nifti))}")
+
+
+def _print_syntaxes(out_dir, paths, requested) -> None:
+    """One line per (source syntax, written syntax) pair that differ, for ``-t source``."""
+    from ..core.dicom_export import syntax_name
+
+    if requested is not None:
+        return
+    for (src, used, why), n in sorted(paths.changed_syntaxes().items(), key=str):
+        print(f"{out_dir}: {n} of {len(paths)} files written as {syntax_name(used)}, not their "
+              f"source's {syntax_name(src)}" + (f": {why}" if why else ""))

@@ -10,11 +10,13 @@ import json
 import os
 import posixpath
 import warnings
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import pixel_array
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -27,21 +29,39 @@ from pydicom.uid import (
 )
 
 from .. import __version__
-from ..codecs.jph import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, crc32c, encode_batch, read_header
+from ..codecs.jph import (
+    HAS_TLM,
+    HTJ2K,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    build_info,
+    crc32c,
+    encode_batch,
+    read_header,
+)
 from ..exceptions import (
     CodecError,
     DataConsistencyError,
     DicomCubeError,
     MetaDataError,
+    ColourConversionWarning,
     UnsafeTargetError,
+    UnsupportedTransferSyntaxError,
     WriteError,
 )
 from ..storage.atomic import is_temp_name, write_error
 from ..storage.target_dir import LINK_MESSAGE, TargetDir
 from .image import DicomCubeImage
 from .part10 import SEQ_DELIM, PixelElement, dicube_file_meta, encapsulate_frames, encode_part10
+from .photometric import (
+    CONVERTED,
+    output_photometric,
+    pack_ybr_422,
+    set_pixel_module,
+    to_output_colour,
+)
 
-__all__ = ["save_to_dicom_folder", "MANIFEST"]
+__all__ = ["save_to_dicom_folder", "check_transfer_syntax", "ExportedFiles", "MANIFEST"]
 
 MANIFEST = ".dicube-export.json"
 NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
@@ -49,6 +69,12 @@ NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
 HTJ2K_SYNTAXES = {HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K}
 #: Compressed syntaxes pydicom can encode losslessly (checked by decoding back).
 PYDICOM_LOSSLESS = {RLELossless, JPEGLSLossless, JPEG2000Lossless}
+#: Syntaxes whose codestreams are always lossy (JPEG 1 DCT processes).
+LOSSY_ONLY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+#: pydicom encoder plugins used, in order (not gdcm: its encoders abort the process on
+#: some inputs, e.g. a 3x3 RGB image as RLE).
+PLUGINS = {RLELossless: ("pylibjpeg", "pydicom"), JPEGLSLossless: ("pyjpegls",),
+           JPEG2000Lossless: ("pylibjpeg",)}
 
 
 # ------------------------------------------------------------------------ manifest
@@ -165,23 +191,13 @@ def _stored_values(image: DicomCubeImage, header: dict, frames: np.ndarray) -> n
     return rounded.astype(dt)
 
 
-def _pack_ybr_422(arr: np.ndarray) -> np.ndarray:
-    """(frames, rows, cols, 3) YBR with each chroma pair replicated (as loaded) -> the
-    stored Y0 Y1 Cb Cr order of PS3.3 C.7.6.3.1.2, two pixels per four samples."""
-    packed = np.empty(arr.shape[:2] + (arr.shape[2] // 2, 4), arr.dtype)
-    packed[..., 0] = arr[:, :, 0::2, 0]
-    packed[..., 1] = arr[:, :, 1::2, 0]
-    packed[..., 2] = arr[:, :, 0::2, 1]
-    packed[..., 3] = arr[:, :, 0::2, 2]
-    return packed
-
-
 def native_pixel_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: str = "OW") -> bytes:
-    """Native pixel bytes as the source encoded them (planar colour, 1-bit packing,
-    big endian 16-bit words, 4:2:2 chroma)."""
+    """Native pixel bytes as ``header`` (group 0028 as written) describes them: planar
+    colour, 1-bit packing, big endian 16-bit words, 4:2:2 chroma (packed exactly or not
+    at all: DataConsistencyError)."""
     arr = frames
-    if arr.ndim == 4 and first_value(header, "00280004") == "YBR_FULL_422" and arr.shape[2] % 2 == 0:
-        arr = _pack_ybr_422(arr)
+    if arr.ndim == 4 and first_value(header, "00280004") == "YBR_FULL_422":
+        arr = pack_ybr_422(arr)
     if arr.ndim == 4 and int(first_value(header, "00280006", 0)) == 1:
         arr = arr.transpose(0, 3, 1, 2)  # colour-by-plane
     if int(first_value(header, "00280100", 8 * arr.dtype.itemsize)) == 1:
@@ -197,26 +213,66 @@ def native_pixel_bytes(header: dict, frames: np.ndarray, big_endian: bool, vr: s
     return data
 
 
-def _htj2k_frames(frames: np.ndarray, header: dict) -> tuple[list[bytes], str]:
+# ------------------------------------------------------------------ transfer syntaxes
+def _name(ts: str) -> str:
+    return f"{ts} ({UID(ts).name})" if UID(ts).name != ts else ts
+
+
+def syntax_name(ts: Optional[str]) -> str:
+    """``UID (name)`` of a transfer syntax, for messages."""
+    return _name(str(ts)) if ts else "none"
+
+
+def check_transfer_syntax(ts: str) -> None:
+    """Raise UnsupportedTransferSyntaxError unless dicube can write ``ts`` at all (what
+    the pixels allow is only known when encoding them), naming what is missing."""
+    ts = str(ts)
+    if ts in NATIVE or ts in (HTJ2K_LOSSLESS, HTJ2K):
+        return
+    if ts == HTJ2K_LOSSLESS_RPCL:
+        if not HAS_TLM:
+            raise UnsupportedTransferSyntaxError(
+                f"{_name(ts)} needs an OpenJPH that writes TLM markers (0.10 or newer); this "
+                f"build has OpenJPH {build_info().openjph_version} (use "
+                f"{_name(HTJ2K_LOSSLESS)}, or rebuild against a newer OpenJPH)")
+        return
+    if ts in PYDICOM_LOSSLESS:
+        from pydicom.pixels import get_encoder
+
+        enc = get_encoder(UID(ts))
+        if not any(p in enc.available_plugins for p in PLUGINS[ts]):
+            missing = "; ".join(enc.missing_dependencies) or "no encoder plugin"
+            raise UnsupportedTransferSyntaxError(
+                f"{_name(ts)} needs one of pydicom's encoder plugins {', '.join(PLUGINS[ts])}: "
+                f"{missing}")
+        return
+    writable = sorted(NATIVE | {HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K} | PYDICOM_LOSSLESS)
+    raise UnsupportedTransferSyntaxError(
+        f"{_name(ts)} cannot be written: dicube writes the stored values losslessly, in one "
+        f"of {', '.join(writable)}")
+
+
+def _htj2k_frames(frames: np.ndarray, header: dict, ts: str) -> list[bytes]:
     bits = first_value(header, "00280101")
     try:
-        streams = encode_batch(frames, bits_stored=int(bits) if bits else None)
+        return encode_batch(frames, bits_stored=int(bits) if bits else None)
     except CodecError:
-        streams = encode_batch(frames)
-    return streams, read_header(streams[0]).transfer_syntax or HTJ2K_LOSSLESS
+        try:
+            return encode_batch(frames)
+        except CodecError as exc:
+            raise UnsupportedTransferSyntaxError(
+                f"{_name(ts)} cannot hold these pixels losslessly: {exc.reason}") from exc
 
 
-def _target_syntax(source: Optional[str], requested: Optional[str]) -> str:
-    if requested is not None:
-        return str(requested)
-    if source in NATIVE or source in HTJ2K_SYNTAXES or source in PYDICOM_LOSSLESS:
-        return source
-    return ExplicitVRLittleEndian
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> Optional[bytes]:
-    """Encapsulated pixel data in ``ts`` made by pydicom's encoders, or None when they
-    cannot encode these pixels losslessly (checked by decoding back)."""
+def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> bytes:
+    """Encapsulated pixel data in ``ts`` made by pydicom's encoders (``header``: group 0028
+    as written), checked by decoding back; UnsupportedTransferSyntaxError when they cannot
+    encode these pixels losslessly or would change the pixel attributes."""
     ds = Dataset()
     for kw, key in (("Rows", "00280010"), ("Columns", "00280011"), ("SamplesPerPixel", "00280002"),
                     ("BitsAllocated", "00280100"), ("BitsStored", "00280101"),
@@ -230,37 +286,69 @@ def _pydicom_compress(header: dict, frames: np.ndarray, ts: str) -> Optional[byt
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     before = {e.tag: e.value for e in ds}
-    try:
-        arr = frames if len(frames) > 1 else frames[0]
-        ds.compress(UID(ts), arr, generate_instance_uid=False)
-        if {e.tag: e.value for e in ds if e.tag != 0x7FE00010} != before:
-            return None  # the encoder changed pixel attributes: not the source data set
-        if not np.array_equal(ds.pixel_array.reshape(arr.shape), arr):
-            return None
-    except Exception:  # no plugin, unsupported bit depth, ...
-        return None
-    return bytes(ds.PixelData)
+    arr = frames if len(frames) > 1 else frames[0]
+    errors = []
+    for plugin in PLUGINS[ts]:  # never gdcm: its encoders can abort the process
+        try:
+            ds.compress(UID(ts), arr, encoding_plugin=plugin, generate_instance_uid=False)
+        except Exception as exc:  # noqa: BLE001 - plugin missing, unsupported bit depth...
+            errors.append(f"{plugin}: {_one_line(exc)}")
+            continue
+        changed = sorted(str(e.keyword) for e in ds if e.tag != 0x7FE00010
+                         and before.get(e.tag) != e.value)
+        if changed:
+            errors.append(f"{plugin}: the encoder changes {', '.join(changed)}")
+        elif not np.array_equal(pixel_array(ds, as_rgb=False).reshape(arr.shape), arr):
+            errors.append(f"{plugin}: the pixels decoded back differ")
+        else:
+            return bytes(ds.PixelData)
+        for e in list(ds):  # restore the attributes for the next plugin
+            if e.tag != 0x7FE00010 and e.tag not in before:
+                del ds[e.tag]
+        for tag, value in before.items():
+            ds[tag].value = value
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    texts = [e.split(": ", 1) for e in errors]
+    if len({t for _, t in texts}) == 1:  # every plugin said the same
+        errors = [f"{', '.join(p for p, _ in texts)}: {texts[0][1]}"]
+    raise UnsupportedTransferSyntaxError(
+        f"{_name(ts)} cannot hold these pixels losslessly ({'; '.join(errors)})")
 
 
-def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[PixelElement, str]:
-    """The pixel data element for ``frames`` in syntax ``ts`` (or the syntax used instead)."""
+def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[PixelElement, bool]:
+    """(The pixel data element for ``frames`` in syntax ``ts``, whether the colours were
+    converted for the IOD); sets the pixel module attributes of ``header`` to describe it.
+    UnsupportedTransferSyntaxError when ``ts`` cannot hold these pixels unchanged."""
     tag = int(info.get("pixel_tag") or "7FE00010", 16)
     vr = info.get("pixel_vr") or ("OB" if frames.dtype.itemsize == 1 else "OW")
+    implicit = ts == ImplicitVRLittleEndian
+    if ts in NATIVE:
+        pi = output_photometric(header, native=True)
+        frames, converted = to_output_colour(header, frames, pi)
+        set_pixel_module(header, pi, implicit=implicit)
+        data = native_pixel_bytes(header, frames, ts == ExplicitVRBigEndian, vr)
+        return PixelElement(tag, vr, data), converted
+    colour = frames.ndim == 4
+    if tag != 0x7FE00010:
+        raise UnsupportedTransferSyntaxError(f"{_name(ts)}: pixel data in ({tag >> 16:04X},"
+                                             f"{tag & 0xFFFF:04X}) can only be written native")
     if ts in HTJ2K_SYNTAXES:
-        streams, met = _htj2k_frames(frames, header)
-        used = ts if ts in (HTJ2K, met) or (ts == HTJ2K_LOSSLESS and met == HTJ2K_LOSSLESS_RPCL) \
-            else met
-        return PixelElement(0x7FE00010, "OB", encapsulate_frames(streams), True), used
-    if ts in PYDICOM_LOSSLESS and tag == 0x7FE00010:
-        data = _pydicom_compress(header, frames, ts)
-        if data is not None:
-            if data.endswith(SEQ_DELIM):  # PixelElement adds its own delimiter
-                data = data[:-len(SEQ_DELIM)]
-            return PixelElement(tag, "OB", data, True), ts
-        ts = ExplicitVRLittleEndian
-    if ts not in NATIVE:
-        ts = ExplicitVRLittleEndian
-    return PixelElement(tag, vr, native_pixel_bytes(header, frames, ts == ExplicitVRBigEndian, vr)), ts
+        streams = _htj2k_frames(frames, header, ts)
+        met = read_header(streams[0]).transfer_syntax or HTJ2K_LOSSLESS
+        if ts == HTJ2K_LOSSLESS_RPCL and met != ts:
+            raise UnsupportedTransferSyntaxError(
+                f"{_name(ts)}: the codestreams of this build (OpenJPH "
+                f"{build_info().openjph_version}) meet only {_name(met)}")
+        set_pixel_module(header, output_photometric(header, native=False), 0 if colour else None)
+        return PixelElement(0x7FE00010, "OB", encapsulate_frames(streams), True), False
+    pi = output_photometric(header, native=False)
+    if ts == JPEG2000Lossless and first_value(header, "00280004") == "YBR_RCT":
+        pi = "YBR_RCT"  # pydicom's encoder applies the reversible colour transform again
+    set_pixel_module(header, pi, 0 if colour and ts != RLELossless else None)
+    data = _pydicom_compress(header, frames, ts)
+    if data.endswith(SEQ_DELIM):  # PixelElement adds its own delimiter
+        data = data[:-len(SEQ_DELIM)]
+    return PixelElement(tag, "OB", data, True), False
 
 
 def slice_header(meta, k: int) -> tuple[dict, dict, Optional[bytes]]:
@@ -278,28 +366,93 @@ def slice_header(meta, k: int) -> tuple[dict, dict, Optional[bytes]]:
     return header, info, base64.b64decode(pre) if pre else None
 
 
+def _default_syntaxes(source: Optional[str]) -> list[str]:
+    """The syntaxes tried for ``transfer_syntax=None``: the source's when it can be
+    written losslessly, then HTJ2K Lossless for an HTJ2K source, then Explicit VR LE."""
+    tried = [source] if source in NATIVE or source in HTJ2K_SYNTAXES or source in PYDICOM_LOSSLESS \
+        else []
+    if source in HTJ2K_SYNTAXES and source != HTJ2K_LOSSLESS:
+        tried.append(HTJ2K_LOSSLESS)
+    return tried + [ExplicitVRLittleEndian]
+
+
+@dataclass
+class Written:
+    """One exported file: its bytes, syntax, the source's syntax, why that was not used
+    (None when it was or a syntax was asked for), whether colours were converted."""
+
+    data: bytes
+    transfer_syntax: str
+    source_syntax: Optional[str]
+    reason: Optional[str]
+    converted: bool
+
+
 def _file_bytes(image: DicomCubeImage, meta, k: int, frames: np.ndarray,
-                transfer_syntax: Optional[str]) -> bytes:
+               transfer_syntax: Optional[str]) -> Written:
+    """The Part 10 file of slice ``k`` (see :class:`Written`)."""
     header, info, preamble = slice_header(meta, k)
     source = first_value(header, "00020010")
     source = str(source).rstrip("\0 ") if source else None
     frames = _stored_values(image, header, frames)
-    pixel, used = _pixel(header, info, frames, _target_syntax(source, transfer_syntax))
-    if used != source:
-        header["00020010"] = {"vr": "UI", "Value": [used]}
-        header.pop("00020000", None)  # recomputed for the new file meta
-    return encode_part10(header, pixel, used, preamble)
+    tried = [str(transfer_syntax)] if transfer_syntax is not None else _default_syntaxes(source)
+    why = None if transfer_syntax is not None or source in tried else \
+        "lossy, written decompressed" if source in LOSSY_ONLY else \
+        "dicube does not write it; written decompressed"
+    for n, ts in enumerate(tried):
+        out = dict(header)
+        try:
+            pixel, converted = _pixel(out, info, frames, ts)
+        except UnsupportedTransferSyntaxError as exc:
+            if n + 1 == len(tried):
+                raise
+            why = exc.reason
+            continue
+        if ts != source:
+            out["00020010"] = {"vr": "UI", "Value": [ts]}
+            out.pop("00020000", None)  # recomputed for the new file meta
+        return Written(encode_part10(out, pixel, ts, preamble), ts, source, why, converted)
+    raise AssertionError("unreachable")
+
+
+class ExportedFiles(list):
+    """The paths written by :func:`save_to_dicom_folder` (a list), with per file
+    ``transfer_syntaxes`` (written), ``source_syntaxes`` and ``reasons`` (why the
+    source's syntax was not used, None when it was or when a syntax was asked for)."""
+
+    def __init__(self, paths=()):
+        super().__init__(paths)
+        self.transfer_syntaxes: list = []
+        self.source_syntaxes: list = []
+        self.reasons: list = []
+
+    def changed_syntaxes(self) -> dict:
+        """``{(source syntax, written syntax, reason): file count}`` where they differ."""
+        out: dict = {}
+        for key in zip(self.source_syntaxes, self.transfer_syntaxes, self.reasons):
+            if key[0] != key[1]:
+                out[key] = out.get(key, 0) + 1
+        return out
 
 
 def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str", *,
-                         transfer_syntax: Optional[str] = None, overwrite: bool = False) -> list[str]:
-    """Write one DICOM Part 10 file per source file of ``image``; return their paths.
+                         transfer_syntax: Optional[str] = None,
+                         overwrite: bool = False) -> "ExportedFiles":
+    """Write one DICOM Part 10 file per source file of ``image``; return their paths
+    (an :class:`ExportedFiles` list, which also says the syntax of each file).
 
     Data sets equal the source files element for element, pixel values are the stored
     values, SOP Instance UIDs and file meta are kept, file names follow the source when
-    known. ``transfer_syntax`` defaults to the source's when it can be written losslessly
-    (native syntaxes, HTJ2K with our codestreams, RLE/JPEG-LS/JPEG 2000 lossless through
-    pydicom), else Explicit VR Little Endian; pass an HTJ2K UID to get HTJ2K.
+    known. ``transfer_syntax=None`` writes the source's syntax when the stored values can
+    be written in it losslessly (native syntaxes, HTJ2K, RLE/JPEG-LS/JPEG 2000 lossless
+    through pydicom's encoders), else Explicit VR Little Endian (HTJ2K Lossless first for
+    an HTJ2K source): a lossy source (JPEG baseline, ...) is written decompressed, as its
+    decoder gives it. A named ``transfer_syntax`` that cannot be produced, or cannot hold
+    the pixels unchanged, raises UnsupportedTransferSyntaxError.
+
+    Decompressed colour follows PS3.5 8.2.1: a JPEG YBR_FULL_422 source becomes YBR_FULL
+    (its decoder upsampled the chroma), a JPEG 2000 YBR_RCT/YBR_ICT source RGB outside
+    JPEG 2000 (see :mod:`dicube.core.photometric`); Lossy Image Compression is kept.
 
     A non-empty ``folder`` is refused unless ``overwrite=True``; even then only files this
     function wrote before (listed in its manifest and unchanged) are replaced or removed.
@@ -312,6 +465,8 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
     if raw.shape[0] % n:
         raise DataConsistencyError(f"{raw.shape[0]} frames cannot be split over {n} files")
     per = raw.shape[0] // n
+    if transfer_syntax is not None:
+        check_transfer_syntax(str(transfer_syntax))
     folder = os.fspath(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise WriteError("exists and is not a folder", folder)
@@ -330,7 +485,7 @@ def _ancestors(rel: str) -> list[str]:
 
 
 def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], per: int,
-            transfer_syntax: Optional[str], overwrite: bool) -> list[str]:
+            transfer_syntax: Optional[str], overwrite: bool) -> ExportedFiles:
     raw = image.raw_image
     existing, links = target.walk()
     on_the_way = {MANIFEST} | {a for rel in names for a in [rel, *_ancestors(rel)]}
@@ -353,13 +508,18 @@ def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], pe
                for k, rel in enumerate(names)}
     _write_manifest(target, {**{r: old[r] for r in own}, **planned})
     written: dict = {}
-    paths = []
+    paths = ExportedFiles()
+    converted = 0
     try:
         for k, rel in enumerate(names):
-            data = _file_bytes(image, meta, k, raw[k * per:(k + 1) * per], transfer_syntax)
-            target.write(rel, data)
-            written[rel] = {"size": len(data), "crc32c": crc32c(data)}
+            w = _file_bytes(image, meta, k, raw[k * per:(k + 1) * per], transfer_syntax)
+            target.write(rel, w.data)
+            written[rel] = {"size": len(w.data), "crc32c": crc32c(w.data)}
             paths.append(target.shown(rel))
+            paths.transfer_syntaxes.append(w.transfer_syntax)
+            paths.source_syntaxes.append(w.source_syntax)
+            paths.reasons.append(w.reason)
+            converted += w.converted
     finally:
         done = len(written) == len(names)
         kept = {r: old[r] for r in own if r not in written}
@@ -372,4 +532,7 @@ def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], pe
         except WriteError:
             if done:  # else the error that stopped the export is the one to report
                 raise
+    if converted:
+        warnings.warn(CONVERTED.format(what=f"{target.path}: {converted} of {len(names)} files"),
+                      ColourConversionWarning, stacklevel=3)
     return paths

@@ -13,6 +13,7 @@ import io
 import operator
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
@@ -22,6 +23,7 @@ import numpy as np
 from ..codecs.jph import encode_batch, read_header
 from ..core.dicom_export import first_value, native_pixel_bytes, slice_header
 from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
+from ..core.photometric import CONVERTED, output_photometric, set_pixel_module, to_output_colour
 from ..core.part10 import (
     EXPLICIT_LE,
     PixelElement,
@@ -33,6 +35,8 @@ from ..core.part10 import (
 from ..exceptions import (
     ClosedReaderError,
     CodecError,
+    ColourConversionWarning,
+    DataConsistencyError,
     FrameIndexError,
     MetaDataError,
 )
@@ -57,6 +61,7 @@ class _Prefix:
     pixel_tag: int
     pixel_vr: str
     image_pixel: Mapping[str, dict]  # group 0028 as emitted: how native pixel bytes are laid out
+    source_pixel: Mapping[str, dict]  # the source's syntax and Photometric Interpretation
 
 
 class DcbStreamingReader:
@@ -96,6 +101,7 @@ class DcbStreamingReader:
         self._state = threading.Condition()
         self._busy = 0
         self._closed = False
+        self._warned = False  # a colour conversion was reported
 
     # ------------------------------------------------------------------ basics
     @property
@@ -228,7 +234,16 @@ class DcbStreamingReader:
     def _uncompressed(self, k: int) -> bytes:
         prefix = self._cache.get((k, False)) or self._prefix(k, False, None)
         frames = self._reader.read_frames([k], num_threads=1)
-        data = native_pixel_bytes(prefix.image_pixel, frames, False, prefix.pixel_vr)
+        try:
+            frames, converted = to_output_colour(prefix.source_pixel, frames,
+                                                 first_value(prefix.image_pixel, "00280004"))
+            if converted and not self._warned:
+                self._warned = True
+                warnings.warn(CONVERTED.format(what=f"{self.path}: frame {k}"),
+                              ColourConversionWarning, stacklevel=3)
+            data = native_pixel_bytes(prefix.image_pixel, frames, False, prefix.pixel_vr)
+        except DataConsistencyError as exc:
+            raise DataConsistencyError(f"frame {k}: {exc.reason}", self.path) from exc
         pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, data)
         return b"".join([prefix.before, pixel_element_bytes(pixel, EXPLICIT_LE), prefix.after])
 
@@ -243,6 +258,9 @@ class DcbStreamingReader:
 
     def _build(self, k: int, compressed: bool, info) -> _Prefix:
         header, slice_info, preamble = slice_header(self._meta, k)
+        source_pixel = MappingProxyType({key: header[key] for key in ("00020010", "00020002",
+                                                                      "00080016", "00280004")
+                                         if key in header})
         dtype = self._reader.dtype
         if self._reader.version == 1:
             _legacy_pixel_attributes(header, dtype, self._reader.layout.header.bits_stored,
@@ -257,6 +275,7 @@ class DcbStreamingReader:
             tag, vr = PIXEL_DATA, "OB"
         else:
             ts = EXPLICIT_LE
+            set_pixel_module(header, output_photometric(header, native=True))
             tag = int(slice_info.get("pixel_tag") or "7FE00010", 16)
             vr = slice_info.get("pixel_vr") or ("OB" if dtype.itemsize == 1 else "OW")
             if self._reader.version == 1:
@@ -271,7 +290,7 @@ class DcbStreamingReader:
         except MetaDataError as exc:
             raise MetaDataError(f"frame {k}: {exc.reason}", self.path) from exc
         image_pixel = MappingProxyType({key: v for key, v in header.items() if key.startswith("0028")})
-        return _Prefix(ts, before, after, tag, vr, image_pixel)
+        return _Prefix(ts, before, after, tag, vr, image_pixel, source_pixel)
 
 
 def _us(v: int) -> dict:
@@ -293,11 +312,11 @@ def _match_codestream(header: dict, info) -> None:
         header["00280102"] = _us(info.bits_stored - 1)
     if "00280103" in header and int(info.signed) != first_value(header, "00280103"):
         header["00280103"] = _us(int(info.signed))
-    if info.components > 1 and first_value(header, "00280006", 0) != 0:
-        header["00280006"] = _us(0)  # encapsulated colour is always colour-by-pixel
-    if info.components == 3 and first_value(header, "00280004") == "YBR_FULL_422":
-        # the codestream holds full-resolution chroma (4:2:2 pairs replicated on load)
-        header["00280004"] = {"vr": "CS", "Value": ["YBR_FULL"]}
+    if info.components == 3:
+        # full-resolution samples as stored (see dicube.core.photometric); colour-by-pixel
+        pi = ("YBR_RCT" if info.reversible else "YBR_ICT") if info.color_transform \
+            else output_photometric(header, native=False)
+        set_pixel_module(header, pi, 0)
 
 
 def _legacy_pixel_attributes(header: dict, dtype: np.dtype, bits: int, ph, k: int) -> None:
