@@ -114,3 +114,16 @@ def test_pydicom_test_root_has_no_frame_count_error(capsys, tmp_path):
     assert not [ln for ln in errors if "metadata slices" in ln or os.fspath(out) in ln]
     assert all(ln.startswith(f"dicube convert: error: {root}") for ln in errors)
     assert len(list(out.glob("*.dcbs"))) > 20
+
+
+def test_convert_parts_in_different_folders(capsys, tmp_path):
+    """Single-frame files in one folder, the multi-frame file of the same series in another:
+    the part numbered under the root ("<uid>#1") is found again in its own folder."""
+    root = tmp_path / "root"
+    root.mkdir()
+    _folder(root, "stills", [ONE_FRAME_YBR, "SC_rgb_dcmtk_+eb+cy+n1.dcm"])
+    _folder(root, "cine", [TWO_FRAME_RGB])
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "convert", root, "-o", out, "-q")
+    assert rc == 0, err
+    assert sorted(dicube.load(p).raw_image.shape[0] for p in out.glob("*.dcbs")) == [2, 2]

@@ -447,6 +447,11 @@ def _select(groups: list, series_uid: Optional[str], folder: str):
     if series_uid is not None:
         chosen = [g for g in groups if g[0].key == series_uid] or \
                  [g for g in groups if g[0].series_uid == series_uid]
+        if not chosen and "#" in series_uid:
+            # a part numbered in a larger tree ("<uid>#2" of a root): in a folder that
+            # holds a single part of that series, that part is the one
+            same = [g for g in groups if g[0].series_uid == series_uid.split("#")[0]]
+            chosen = same if len(same) == 1 else []
         if not chosen:
             raise DicomReadError(f"series {series_uid} not found; found: "
                                  + ", ".join(g[0].key for g in groups), folder)
