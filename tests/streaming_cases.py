@@ -15,7 +15,6 @@ from cli_helpers import make_dcbs  # noqa: F401  (re-exported for the streaming 
 
 from dicube.codecs.jph import HAS_TLM
 
-HTJ2K_SYNTAXES = {"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
 #: The syntax this build's codestreams meet: .202 with TLM markers (OpenJPH > 0.9), else .201.
 BUILD_HTJ2K_SYNTAX = "1.2.840.10008.1.2.4.202" if HAS_TLM else "1.2.840.10008.1.2.4.201"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
