@@ -223,6 +223,12 @@ def syntax_name(ts: Optional[str]) -> str:
     return _name(str(ts)) if ts else "none"
 
 
+def _no_tlm() -> str:
+    return (f"{_name(HTJ2K_LOSSLESS_RPCL)} needs an OpenJPH that writes TLM markers (0.10 or "
+            f"newer); this build has OpenJPH {build_info().openjph_version} (use "
+            f"{_name(HTJ2K_LOSSLESS)}, or rebuild against a newer OpenJPH)")
+
+
 def check_transfer_syntax(ts: str) -> None:
     """Raise UnsupportedTransferSyntaxError unless dicube can write ``ts`` at all (what
     the pixels allow is only known when encoding them), naming what is missing."""
@@ -231,10 +237,7 @@ def check_transfer_syntax(ts: str) -> None:
         return
     if ts == HTJ2K_LOSSLESS_RPCL:
         if not HAS_TLM:
-            raise UnsupportedTransferSyntaxError(
-                f"{_name(ts)} needs an OpenJPH that writes TLM markers (0.10 or newer); this "
-                f"build has OpenJPH {build_info().openjph_version} (use "
-                f"{_name(HTJ2K_LOSSLESS)}, or rebuild against a newer OpenJPH)")
+            raise UnsupportedTransferSyntaxError(_no_tlm())
         return
     if ts in PYDICOM_LOSSLESS:
         from pydicom.pixels import get_encoder
@@ -337,8 +340,7 @@ def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[Pixel
         met = read_header(streams[0]).transfer_syntax or HTJ2K_LOSSLESS
         if ts == HTJ2K_LOSSLESS_RPCL and met != ts:
             raise UnsupportedTransferSyntaxError(
-                f"{_name(ts)}: the codestreams of this build (OpenJPH "
-                f"{build_info().openjph_version}) meet only {_name(met)}")
+                _no_tlm() if not HAS_TLM else f"{_name(ts)}: the codestreams meet only {_name(met)}")
         set_pixel_module(header, output_photometric(header, native=False), 0 if colour else None)
         return PixelElement(0x7FE00010, "OB", encapsulate_frames(streams), True), False
     pi = output_photometric(header, native=False)
