@@ -209,3 +209,43 @@ def test_streaming_instances_equal_source(name, store):
         assert pixel_difference(src, out) is None
         assert out.PhotometricInterpretation == _expected_pi(src, native)
         assert out.get("LossyImageCompression") == src.get("LossyImageCompression")
+
+
+def _group_0028_length(ds: pydicom.Dataset) -> int:
+    """Encoded length (explicit VR little endian) of group 0028 without its group length."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    group = pydicom.Dataset()
+    for elem in ds:
+        if elem.tag.group == 0x0028 and elem.tag.element:
+            group.add(elem)
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, group)
+    return len(buf.getvalue())
+
+
+def test_lossy_marking_and_group_length_follow_the_change(tmp_path):
+    """A JPEG source without Lossy Image Compression gets 01 and ISO_10918_1; a (0028,0000)
+    group length follows the changed Photometric Interpretation."""
+    import struct
+
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_dcmtk_+eb+cy+np.dcm"))
+    del ds.LossyImageCompression
+    src = tmp_path / "src"
+    src.mkdir()
+    ds.save_as(src / "a.dcm")
+    data = (src / "a.dcm").read_bytes()  # pydicom drops group lengths: insert one
+    at = data.index(b"\x28\x00\x02\x00US")  # (0028,0002), the group's first element
+    length = struct.pack("<HH2sHI", 0x28, 0, b"UL", 4, _group_0028_length(ds))
+    (src / "a.dcm").write_bytes(data[:at] + length + data[at:])
+    ds = pydicom.dcmread(src / "a.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = dicube.load_from_dicom_folder(src)
+    out = pydicom.dcmread(dicube.save_to_dicom_folder(image, tmp_path / "out")[0])
+    assert out.PhotometricInterpretation == "YBR_FULL"
+    assert out.LossyImageCompression == "01" and out.LossyImageCompressionMethod == "ISO_10918_1"
+    assert out[0x00280000].value == _group_0028_length(out) != ds[0x00280000].value
+    assert pixel_difference(src / "a.dcm", out) is None
