@@ -1,12 +1,13 @@
 """Benchmark the .dcbs container on a DICOM series (default: the shared 200-slice CT).
 
-    python benchmarks/bench_container.py [folder] [--repeat N] [--in-process] [--quick]
+    python benchmarks/bench_container.py [folder] [--repeat N] [--in-process] [--load-only] [--quick]
 
 Prints DICOM vs .dcbs size; then, timed interleaved (one round runs every contender once,
 each timed call in a fresh forked child unless --in-process): pydicom read-and-stack,
 dicube.load (1 and 2 threads, fresh and reused output array), the codec's own decode_batch
 on the same codestreams (the floor for load) and load of a codec='zstd' file; save and
 load_meta likewise. Medians with min-max; ratios of medians with per-pair min-max.
+--load-only times pydicom and dicube.load alone (shorter rounds: tighter pairs).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=9, help="rounds (default 9; --quick: 3)")
     ap.add_argument("--in-process", action="store_true",
                     help="time in this process instead of one forked child per call")
+    ap.add_argument("--load-only", action="store_true",
+                    help="only pydicom read+stack and dicube.load (1 and 2 threads)")
     args = ap.parse_args(argv)
     folder = series_of(args)
     repeat = 3 if args.quick else args.repeat
@@ -66,6 +69,8 @@ def main(argv=None) -> int:
             loads[f"codec decode_batch, {t} thread(s)"] = (
                 lambda t=t: decode_batch(streams, out=out, num_threads=t))
         loads["dicube.load codec='zstd', 2 threads"] = lambda: dicube.load(zpath, num_threads=2)
+        if args.load_only:
+            loads = {k: v for k, v in loads.items() if k == PYD or k.startswith("dicube.load, ")}
         times = interleave(loads, repeat, fresh=not args.in_process)
         meta = interleave({"load_meta": lambda: dicube.load_meta(path)}, 20 * repeat)
 
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
     print()
     ms = scaled(times, 1e3)
     mbs = {k: [f"{mb / statistics.median(v):.0f}"] for k, v in times.items()}
-    print_results(ms, "ms", [
+    ratios = [r for r in [
         ("dicube.load 1 thread / pydicom (goal <= 0.6x)", "dicube.load, 1 thread(s)", PYD),
         ("dicube.load 2 threads / pydicom (goal <= 0.6x)", "dicube.load, 2 thread(s)", PYD),
         ("load(out=...) 2 threads / decode_batch 2 threads", "dicube.load(out=...), 2 thread(s)",
@@ -87,7 +92,8 @@ def main(argv=None) -> int:
         ("load codec='zstd' 2 threads / pydicom", "dicube.load codec='zstd', 2 threads", PYD),
         ("load codec='zstd' / load htj2k, 2 threads", "dicube.load codec='zstd', 2 threads",
          "dicube.load, 2 thread(s)"),
-    ], first="operation", extra=mbs, extra_headers=["MB/s at median"])
+    ] if r[1] in ms and r[2] in ms]
+    print_results(ms, "ms", ratios, first="operation", extra=mbs, extra_headers=["MB/s at median"])
     print()
     print_results({**scaled(saves, 1e3), **scaled(meta, 1e3)}, "ms",
                   [("save zstd / save htj2k", "save (codec='zstd')", "save (htj2k)")],
