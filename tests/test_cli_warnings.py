@@ -97,13 +97,16 @@ def test_in_process_as_well(legacy_dcbs, tmp_path, capsys):
     assert len(_warning_lines(err, "export")) == 4
 
 
-def test_pydicom_logger_and_warning_give_one_line():
+def test_pydicom_logger_and_warning_give_one_line(request):
     """pydicom logs and warns the same message (warn_and_log): one line; a message only
     logged is passed on too."""
     from pydicom.misc import warn_and_log
 
     from dicube.commands._output import WarningLog, collect_warnings
 
+    pydicom_log = logging.getLogger("pydicom")
+    request.addfinalizer(lambda level=pydicom_log.level: pydicom_log.setLevel(level))
+    pydicom_log.setLevel(logging.WARNING)  # test_dicom_json.py raises it for the session
     log = WarningLog("some.dcm")
     with collect_warnings(log):
         warn_and_log("both logged and warned")
