@@ -105,11 +105,11 @@ def print_machine(note: str = "") -> None:
     import dicube
 
     version, details = openjph_build()
-    tlm = f" ({details})" if details else ""
+    details = f" ({details})" if details else ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"machine: {cores} cores ({os.cpu_count()} online), {platform.machine()}, "
+    print(f"machine: {cores} cores usable of {os.cpu_count()}, {platform.machine()}, "
           f"Python {platform.python_version()}, dicube {getattr(dicube, '__version__', '?')}, "
-          f"OpenJPH {version}{tlm}{note}")
+          f"OpenJPH {version}{details}{note}")
     print(f"load average before: {load_average()}")
 
 

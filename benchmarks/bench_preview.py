@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import dicube  # noqa: E402
 from _common import (interleave, print_load_after, print_machine, print_results,  # noqa: E402
-                     print_table, scaled, series_arg, series_of)
+                     scaled, series_arg, series_of)
 from dicube.preview import DcbsSeries, mosaic  # noqa: E402
 from dicube.preview.render import _sorted  # noqa: E402
 from dicube.preview.selection import select_slices  # noqa: E402
