@@ -105,6 +105,11 @@ class SourceNotFoundError(SourceError, DicomReadError):
     series-id forms are looked up remotely, so a mistyped path fails at once."""
 
 
+class CubeFileNotFoundError(SourceNotFoundError, InvalidCubeFileError):
+    """A .dcbs file to read does not exist: a :class:`SourceNotFoundError`, and an
+    :class:`InvalidCubeFileError` as before."""
+
+
 class InconsistentSeriesError(DicomReadError, DataConsistencyError):
     """The files of one series cannot be stacked into one volume: they differ in how their
     pixels are stored (SamplesPerPixel, PhotometricInterpretation, BitsAllocated,
@@ -148,6 +153,7 @@ __all__ = [
     "MultipleSeriesError",
     "InconsistentSeriesError",
     "SourceNotFoundError",
+    "CubeFileNotFoundError",
     "SourceError",
     "DamagedDicomError",
     "UnreadableFilesError",

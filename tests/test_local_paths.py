@@ -17,7 +17,8 @@ import time
 import pytest
 
 import dicube
-from dicube.exceptions import DicomReadError, SourceError, SourceNotFoundError
+from dicube.exceptions import (DicomReadError, InvalidCubeFileError, SourceError,
+                               SourceNotFoundError)
 from dicube.preview import resolve_source
 
 from cli_helpers import run_cli
@@ -110,7 +111,7 @@ def test_other_url_schemes_are_named(capsys, network, tmp_path):
     calls, listener = network
     rc, _, err = run_cli(capsys, "mosaic", "gs://bucket/series", tmp_path / "m.webp")
     assert rc == 1 and "unsupported URL scheme 'gs'" in err
-    with pytest.raises(SourceError, match="unsupported URL scheme 'ftp'"):
+    with pytest.raises(InvalidCubeFileError, match="unsupported URL scheme 'ftp'"):
         dicube.load("ftp://host/x.dcbs")
     assert not calls and listener.connections == 0
 
@@ -128,8 +129,11 @@ def test_library_entry_points(network, tmp_path):
             call()
         assert isinstance(exc.value, SourceError) and isinstance(exc.value, DicomReadError)
         assert exc.value.path in (missing, "nonexistdir", "1.2.3.4")
+    for call in (dicube.load, dicube.load_meta):  # as before, also an InvalidCubeFileError
+        with pytest.raises(InvalidCubeFileError):
+            call(missing)
     os.symlink(tmp_path / "gone", tmp_path / "link.dcbs")
-    with pytest.raises(SourceError, match="broken symbolic link"):
+    with pytest.raises(InvalidCubeFileError, match="broken symbolic link"):
         dicube.load(tmp_path / "link.dcbs")
     with pytest.raises(SourceError, match="broken symbolic link"):
         resolve_source(os.fspath(tmp_path / "link.dcbs"))

@@ -18,9 +18,11 @@ from ..codecs.jph import crc32c, decode_file_regions, decode_regions
 from ..exceptions import (
     CodecError,
     CorruptFileError,
+    CubeFileNotFoundError,
     DataConsistencyError,
     FrameIndexError,
     InvalidCubeFileError,
+    SourceNotFoundError,
 )
 from ..jsontext import parse_json
 from .format import (
@@ -66,8 +68,11 @@ class DcbsReader:
         else:
             try:
                 self._src = LocalFile(path)
-            except FileNotFoundError:  # "no such file or folder" (or a broken link)
-                raise missing_local(path) from None
+            except FileNotFoundError:  # "no such file or folder", a broken link...
+                exc = missing_local(path)
+                kind = CubeFileNotFoundError if isinstance(exc, SourceNotFoundError) \
+                    else InvalidCubeFileError
+                raise kind(exc.reason, exc.path) from None
             except OSError as exc:
                 raise InvalidCubeFileError(f"cannot open: {exc.strerror}", os.fspath(path)) from exc
             self._owns_src = True
