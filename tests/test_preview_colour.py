@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pydicom
-import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut, convert_color_space, pixel_array
