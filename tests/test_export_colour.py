@@ -249,3 +249,14 @@ def test_lossy_marking_and_group_length_follow_the_change(tmp_path):
     assert out.LossyImageCompression == "01" and out.LossyImageCompressionMethod == "ISO_10918_1"
     assert out[0x00280000].value == _group_0028_length(out) != ds[0x00280000].value
     assert pixel_difference(src / "a.dcm", out) is None
+
+
+def test_cli_says_the_conversion_once(store, tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    out = tmp_path / "us"
+    rc, stdout, err = run_cli(capsys, "export", _dcbs("examples_ybr_color.dcm", store), out)
+    assert rc == 0, err
+    assert err.count("warning:") == 1
+    assert f"dicube export: warning: {out}: 1 of 1 files: its IOD does not allow YBR_FULL" in err
+    assert "lossy, written decompressed" in stdout

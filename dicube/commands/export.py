@@ -87,7 +87,9 @@ def _export(args, ts) -> None:
             paths = save_to_dicom_folder(image, args.out_dir, transfer_syntax=ts,
                                          overwrite=args.overwrite)
         for w in caught:
-            print_warning(CMD, f"{args.out_dir}: {w.message}")
+            text = str(w.message)
+            print_warning(CMD, text if text.startswith(f"{args.out_dir}:") else
+                          f"{args.out_dir}: {text}")
         size = sum(os.path.getsize(p) for p in paths)
         print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
         _print_syntaxes(args.out_dir, paths, ts)
