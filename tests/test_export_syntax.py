@@ -70,6 +70,9 @@ def test_pixels_an_encoder_cannot_hold_are_an_error(dcbs, tmp_path, capsys):
     assert rc == 1
     assert f"{RLE} (RLE Lossless) cannot hold these pixels losslessly" in err
     assert "Bits Allocated: 32" in err
+    assert list((tmp_path / "o").iterdir()) == []  # no manifest left to block a rerun
+    rc, out, err = run_cli(capsys, "export", dcbs("rtdose_rle.dcm"), tmp_path / "o", "-t", "explicit")
+    assert rc == 0, err
 
 
 def test_missing_encoder_is_named(dcbs, tmp_path, monkeypatch):

@@ -530,8 +530,11 @@ def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], pe
                 if rel not in planned and target.unlink(rel):
                     kept.pop(rel)
         try:
-            _write_manifest(target, {**kept, **written})
-        except WriteError:
+            if kept or written or existing or links:
+                _write_manifest(target, {**kept, **written})
+            else:  # nothing written into an empty folder: leave it empty (a rerun may go)
+                target.unlink(MANIFEST)
+        except (WriteError, OSError):
             if done:  # else the error that stopped the export is the one to report
                 raise
     if converted:
