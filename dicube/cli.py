@@ -62,7 +62,7 @@ def _openjph_text() -> str:
     if info is None:
         version = getattr(jph, "OPENJPH_VERSION", None)
         return f" (OpenJPH {version})" if version else ""
-    extra = f", TLM: {'yes' if info.tlm else 'no'} (HTJ2K syntax {info.transfer_syntax})"
+    extra = f", TLM {'yes' if info.tlm else 'no'}: frames meet {info.transfer_syntax}"
     if getattr(info, "runtime_version", None) and info.runtime_version != info.openjph_version:
         extra += f", running {info.runtime_version}"
     return f" (OpenJPH {info.openjph_version}{extra})"
