@@ -255,6 +255,26 @@ def check_transfer_syntax(ts: str) -> None:
         f"of {', '.join(writable)}")
 
 
+def match_codestream(header: dict, info) -> None:
+    """Set the pixel module attributes of ``header`` that must agree with an encapsulated
+    codestream (``info``: :func:`dicube.codecs.jph.read_header`): Bits Stored, High Bit,
+    Pixel Representation, and for colour the Photometric Interpretation of full-resolution
+    samples (YBR_RCT/YBR_ICT when the codestream has the colour transform) and Planar
+    Configuration 0."""
+    def us(v: int) -> dict:
+        return {"vr": "US", "Value": [int(v)]}
+
+    if info.bits_stored != first_value(header, "00280101"):
+        header["00280101"] = us(info.bits_stored)
+        header["00280102"] = us(info.bits_stored - 1)
+    if "00280103" in header and int(info.signed) != first_value(header, "00280103"):
+        header["00280103"] = us(int(info.signed))
+    if info.components == 3:
+        pi = ("YBR_RCT" if info.reversible else "YBR_ICT") if info.color_transform \
+            else output_photometric(header, native=False)
+        set_pixel_module(header, pi, 0)
+
+
 def _htj2k_frames(frames: np.ndarray, header: dict, ts: str) -> list[bytes]:
     bits = first_value(header, "00280101")
     try:
@@ -341,7 +361,7 @@ def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[Pixel
         if ts == HTJ2K_LOSSLESS_RPCL and met != ts:
             raise UnsupportedTransferSyntaxError(
                 _no_tlm() if not HAS_TLM else f"{_name(ts)}: the codestreams meet only {_name(met)}")
-        set_pixel_module(header, output_photometric(header, native=False), 0 if colour else None)
+        match_codestream(header, read_header(streams[0]))
         return PixelElement(0x7FE00010, "OB", encapsulate_frames(streams), True), False
     pi = output_photometric(header, native=False)
     if ts == JPEG2000Lossless and first_value(header, "00280004") == "YBR_RCT":

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from ..codecs.jph import encode_batch, read_header
-from ..core.dicom_export import first_value, native_pixel_bytes, slice_header
+from ..core.dicom_export import first_value, match_codestream, native_pixel_bytes, slice_header
 from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
 from ..core.photometric import CONVERTED, output_photometric, set_pixel_module, to_output_colour
 from ..core.part10 import (
@@ -271,7 +271,7 @@ class DcbStreamingReader:
             if ts is None:
                 raise CodecError(f"frame {k}: the codestream meets no DICOM transfer syntax",
                                  self.path)
-            _match_codestream(header, info)
+            match_codestream(header, info)
             tag, vr = PIXEL_DATA, "OB"
         else:
             ts = EXPLICIT_LE
@@ -303,20 +303,6 @@ def _ds(v: float) -> dict:
     f = float(v)
     return {"vr": "DS", "Value": [str(int(f)) if f.is_integer() and abs(f) < 1e15
                                   else format_number_as_ds(f)]}
-
-
-def _match_codestream(header: dict, info) -> None:
-    """Pixel module attributes that must agree with the encapsulated codestream."""
-    if info.bits_stored != first_value(header, "00280101"):
-        header["00280101"] = _us(info.bits_stored)
-        header["00280102"] = _us(info.bits_stored - 1)
-    if "00280103" in header and int(info.signed) != first_value(header, "00280103"):
-        header["00280103"] = _us(int(info.signed))
-    if info.components == 3:
-        # full-resolution samples as stored (see dicube.core.photometric); colour-by-pixel
-        pi = ("YBR_RCT" if info.reversible else "YBR_ICT") if info.color_transform \
-            else output_photometric(header, native=False)
-        set_pixel_module(header, pi, 0)
 
 
 def _legacy_pixel_attributes(header: dict, dtype: np.dtype, bits: int, ph, k: int) -> None:
