@@ -177,6 +177,8 @@ def test_plurals(tmp_path, capsys):
     (dcbs,) = (tmp_path / "out").iterdir()
     rc, out, err = run_cli(capsys, "verify", dcbs)
     assert rc == 0 and "1 frame decoded" in out, out
+    rc, out, err = run_cli(capsys, "export", dcbs, tmp_path / "back")
+    assert rc == 0 and f"{tmp_path / 'back'}: 1 DICOM file, " in out, out
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "README.txt").write_text("not DICOM")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from ._output import error_message, human_bytes, print_error, print_warning
+from ._output import error_message, human_bytes, pass_on, plural, print_error
 
 CMD = "export"
 
@@ -88,10 +88,10 @@ def _export(args, ts) -> None:
                                          overwrite=args.overwrite)
         for w in caught:
             text = str(w.message)
-            print_warning(CMD, text if text.startswith(f"{args.out_dir}:") else
-                          f"{args.out_dir}: {text}")
+            pass_on(text if text.startswith(f"{args.out_dir}:") else
+                    f"{args.out_dir}: {text}", CMD)  # once each; not with -q
         size = sum(os.path.getsize(p) for p in paths)
-        print(f"{args.out_dir}: {len(paths)} DICOM files, {human_bytes(size)}")
+        print(f"{args.out_dir}: {plural(len(paths), 'DICOM file')}, {human_bytes(size)}")
         _print_syntaxes(args.out_dir, paths, ts)
     if args.nifti:
         from ..core.nifti_io import save_to_nifti
