@@ -139,9 +139,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _warned_file(depth: int = 2, limit: int = 80) -> Optional[str]:
     """The file a warning is about: the nearest frame on the caller's stack reading one
-    (pydicom's ``dcmread(fp)`` given a name; in dicube, a ``path`` argument or a parsed file
-    ``pf`` with ``.path``). pydicom's warnings
-    (e.g. an invalid value) do not name the file being read; its reader's frame does."""
+    (pydicom's ``dcmread(fp)`` given a name; in dicube, a ``path`` argument or a parsed
+    file ``pf`` with ``.path``). pydicom's warnings (e.g. an invalid value) do not name the
+    file being read; its reader's frame does."""
     try:
         frame = sys._getframe(depth)
     except ValueError:
@@ -178,9 +178,11 @@ class WarningLog:
         self._seen: set = set()
         self._lock = threading.Lock()
 
-    def add(self, message: str, file: Optional[str] = None) -> None:
+    def add(self, message: str, file: Optional[str] = None, named: bool = False) -> None:
+        """One warning about ``file`` (default: ``default_file``); ``named``: the message
+        names its file already."""
         text = " ".join(str(message).split())  # one line
-        file = file or self.default_file
+        file = None if named else file or self.default_file
         if file and file not in text:
             text = f"{file}: {text}"
         with self._lock:
@@ -216,7 +218,7 @@ def pass_on(text: str, command: str) -> None:
     """A warning line collected elsewhere (e.g. in a worker process) to the active
     WarningLog, which drops repeats (and everything when quiet); printed when none is."""
     if _logs:
-        _logs[-1].add(text)
+        _logs[-1].add(text, named=True)
     else:
         print_warning(command, text)
 
