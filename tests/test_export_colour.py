@@ -259,5 +259,6 @@ def test_cli_says_the_conversion_once(store, tmp_path, capsys):
     rc, stdout, err = run_cli(capsys, "export", _dcbs("examples_ybr_color.dcm", store), out)
     assert rc == 0, err
     assert err.count("warning:") == 1
-    assert f"dicube export: warning: {out}: 1 of 1 files: its IOD does not allow YBR_FULL" in err
+    assert f"dicube export: warning: {out}: 1 file of an IOD that does not allow YBR_FULL: " \
+           "the decompressed YCbCr pixels are written as RGB" in err
     assert "lossy, written decompressed" in stdout

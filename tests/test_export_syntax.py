@@ -88,11 +88,11 @@ def test_source_fallback_is_said(dcbs, tmp_path, capsys):
     Little Endian, and the command says so and why."""
     rc, out, err = run_cli(capsys, "export", dcbs("rtdose_rle.dcm"), tmp_path / "rle")
     assert rc == 0, err
-    assert f"1 of 1 files written as {EXPLICIT} (Explicit VR Little Endian), not their " \
+    assert f"1 file written as {EXPLICIT} (Explicit VR Little Endian), not in the " \
            f"source's {RLE} (RLE Lossless): {RLE} (RLE Lossless) cannot hold" in out
     rc, out, err = run_cli(capsys, "export", dcbs("SC_rgb_jpeg_dcmtk.dcm"), tmp_path / "jpeg")
     assert rc == 0, err
-    assert "not their source's 1.2.840.10008.1.2.4.50 (JPEG Baseline (Process 1)): lossy, " \
+    assert "not in the source's 1.2.840.10008.1.2.4.50 (JPEG Baseline (Process 1)): lossy, " \
            "written decompressed" in out
     rc, out, err = run_cli(capsys, "export", dcbs("MR_small_RLE.dcm"), tmp_path / "same")
     assert rc == 0 and out.count("\n") == 1  # written in its own syntax: nothing to say

@@ -108,5 +108,6 @@ def _print_syntaxes(out_dir, paths, requested) -> None:
     if requested is not None:
         return
     for (src, used, why), n in sorted(paths.changed_syntaxes().items(), key=str):
-        print(f"{out_dir}: {n} of {len(paths)} files written as {syntax_name(used)}, not their "
-              f"source's {syntax_name(src)}" + (f": {why}" if why else ""))
+        files = plural(n, "file") if n == len(paths) else f"{n} of {len(paths)} files"
+        print(f"{out_dir}: {files} written as {syntax_name(used)}, not in the source's "
+              f"{syntax_name(src)}" + (f": {why}" if why else ""))

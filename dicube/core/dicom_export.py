@@ -558,6 +558,8 @@ def _export(image: DicomCubeImage, meta, target: TargetDir, names: list[str], pe
             if done:  # else the error that stopped the export is the one to report
                 raise
     if converted:
-        warnings.warn(CONVERTED.format(what=f"{target.path}: {converted} of {len(names)} files"),
+        files = f"{converted} of {len(names)} files" if converted < len(names) else \
+            ("1 file" if converted == 1 else f"{converted} files")
+        warnings.warn(CONVERTED.format(what=f"{target.path}: {files}"),
                       ColourConversionWarning, stacklevel=3)
     return paths

@@ -96,7 +96,7 @@ def to_output_colour(header: dict, frames: np.ndarray, photometric: Optional[str
     return convert_color_space(frames, "YBR_FULL", "RGB"), True
 
 
-CONVERTED = ("{what}: its IOD does not allow YBR_FULL, so the decompressed YCbCr pixels "
+CONVERTED = ("{what} of an IOD that does not allow YBR_FULL: the decompressed YCbCr pixels "
              "are written as RGB with pydicom's conversion (what pydicom shows for the "
              "source; it rounds, so the stored YCbCr values are not in these files; an "
              "HTJ2K export keeps them)")
