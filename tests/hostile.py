@@ -242,8 +242,8 @@ class Corpus:
             bytes(self.crafted.frames[1]),
             imencode_jph(img, progression="LRCP", levels=2, block_size=(32, 128)),
             imencode_jph(img.astype(np.int16), bits_stored=16, block_size=(16, 16)),
-            with_tlm(imencode_jph(img)),
-            split_tile_parts(imencode_jph(img[:128, :96], progression="RLCP")),
+            with_tlm(imencode_jph(img, tlm=False)),  # one tile-part first, whatever the OpenJPH
+            split_tile_parts(imencode_jph(img[:128, :96], progression="RLCP", tlm=False)),
             imencode_jph(rgb, color_transform=True),
         ]
         try:
