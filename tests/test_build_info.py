@@ -2,6 +2,7 @@
 configure step finds the same one, with its TLM probe linked against it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,12 +38,28 @@ def test_build_info_matches_the_loaded_library_and_the_codestreams():
     # The library file is the one mapped into this process, and its version is the compiled one.
     maps = Path("/proc/self/maps").read_text()
     assert b.library and os.path.isabs(b.library) and b.library in maps
-    assert b.runtime_version == b.openjph_version
+    assert b.runtime_version == b.openjph_version and b.runtime_matches
     # TLM support is what the encoder really does.
     info = read_header(imencode_jph(np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)))
     assert b.tlm is HAS_TLM is info.tlm
     assert b.transfer_syntax == info.transfer_syntax == (HTJ2K_LOSSLESS_RPCL if b.tlm else HTJ2K_LOSSLESS)
     assert b.assert_guard in ("installed", "no-asserts", "failed")
+
+
+@pytest.mark.parametrize("name, version, matches", [
+    ("libopenjph.so.0.9.0", "0.9.0", True),
+    ("libopenjph-3f2a1b4c.so.0.9", "0.9", True),  # bundled by auditwheel under its soname
+    ("libopenjph.so.0.31.0", "0.31.0", False),
+    ("libopenjph.so", None, False),
+])
+def test_runtime_version_from_the_library_file_name(tmp_path, name, version, matches):
+    from dicube.codecs.jph._build import _runtime_version
+
+    path = tmp_path / name
+    path.write_bytes(b"")
+    assert _runtime_version(str(path)) == version
+    b = dataclasses.replace(build_info(), openjph_version="0.9.0", runtime_version=version)
+    assert b.runtime_matches is matches
 
 
 def test_simd_level_names_what_the_cpu_has():

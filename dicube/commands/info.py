@@ -160,7 +160,7 @@ def _print_build(as_json: bool) -> None:
     if as_json:
         print(json.dumps(b.to_dict()))
         return
-    loaded = "and loaded" if b.runtime_version == b.openjph_version else \
+    loaded = "and loaded" if b.runtime_matches else \
         f"; loaded {b.runtime_version or 'unknown'}"
     rows = [("OpenJPH", f"{b.openjph_version} (compiled against {loaded})"),
             ("library", b.library or "unknown"),

@@ -36,6 +36,15 @@ class BuildInfo:
     simd: Optional[str]
     assert_guard: str
 
+    @property
+    def runtime_matches(self) -> bool:
+        """The loaded library's version agrees with the compiled one, as far as its file name
+        tells (a bundled copy may be named after its soname only, e.g. ``.so.0.9``)."""
+        if self.runtime_version is None:
+            return False
+        parts = self.runtime_version.split(".")
+        return self.openjph_version.split(".")[:len(parts)] == parts
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -52,7 +61,8 @@ def _simd_name(level: Optional[int]) -> Optional[str]:
 def _runtime_version(library: Optional[str]) -> Optional[str]:
     if not library:
         return None
-    m = re.search(r"openjph\.so\.(\d+\.\d+\.\d+)$", os.path.realpath(library))
+    # libopenjph.so.0.9.0 here; libopenjph-<hash>.so.0.9 in a wheel repaired by auditwheel.
+    m = re.search(r"libopenjph[^/]*?\.so\.(\d+(?:\.\d+){0,2})$", os.path.realpath(library))
     return m.group(1) if m else None
 
 
