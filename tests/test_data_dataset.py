@@ -337,3 +337,18 @@ def test_threads_share_a_small_file_cache(files, dcbs_zstd_samples):
         ds.close()
     if fds is not None:  # readers dropped from the cache were closed, not leaked
         assert len(os.listdir("/proc/self/fd")) <= fds + 1
+
+
+def test_find_dcbs_follows_links_once_and_survives_loops(dcbs_samples, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    src = next(iter(dcbs_samples.values()))
+    (real / "a.dcbs").write_bytes(open(src, "rb").read())
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "linked").symlink_to(real, target_is_directory=True)   # a series behind a link
+    (top / "loop").symlink_to(top, target_is_directory=True)      # a loop back to the top
+    (top / "b.dcbs").write_bytes(open(src, "rb").read())
+    found = find_dcbs(top)
+    assert found == sorted([str(top / "b.dcbs"), str(top / "linked" / "a.dcbs")])
+    assert find_dcbs(top, "*.dcbs") == [str(top / "b.dcbs")]

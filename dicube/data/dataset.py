@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-import glob
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -43,8 +43,22 @@ class Sample:
 
 
 def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs") -> list[str]:
-    """The .dcbs files under ``folder`` (recursive by default), sorted."""
-    return sorted(glob.glob(os.path.join(os.fspath(folder), pattern), recursive=True))
+    """The files under ``folder`` matching ``pattern`` (``**/`` for any depth), sorted.
+
+    Folders are walked as for DICOM input: symbolic links followed, each folder once (no
+    loop), FIFOs and devices left out."""
+    from ..dicom.dicom_io import list_files
+
+    root = os.fspath(folder)
+    deep = "**" in pattern
+    pat = pattern.replace(os.sep, "/")
+    rest = pat[3:] if pat.startswith("**/") else None
+    found = []
+    for path in list_files(root, recursive=deep):
+        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        if fnmatch.fnmatchcase(rel, pat) or (rest is not None and fnmatch.fnmatchcase(rel, rest)):
+            found.append(path)
+    return sorted(found)
 
 
 def affine_of(space) -> Optional[np.ndarray]:
