@@ -170,3 +170,26 @@ def test_not_recursive_follows_file_links_only(sample_10, tmp_path):
     (root / "series").symlink_to(sample_10, target_is_directory=True)
     assert list_files(root, recursive=False) == [os.fspath(root / "one.dcm")]
     assert len(list_files(root)) == 10  # one.dcm is also series/I10: listed once
+
+
+def test_listing_is_bounded_when_links_lead_far(tmp_path, monkeypatch):
+    """A link to a huge tree (e.g. /) inside an input folder stops at the documented limits."""
+    from dicube.storage import limits
+    from dicube.exceptions import DicomReadError
+    from dicube.dicom.dicom_io import list_files
+
+    deep = tmp_path / "in"
+    d = deep
+    for i in range(6):
+        d = d / f"d{i}"
+    d.mkdir(parents=True)
+    (deep / "far").symlink_to("/usr", target_is_directory=True)
+    monkeypatch.setattr(limits, "MAX_LISTING_ENTRIES", 500)
+    with pytest.raises(DicomReadError, match="MAX_LISTING_ENTRIES") as err:
+        list_files(deep)
+    assert str(deep) in str(err.value)
+    monkeypatch.setattr(limits, "MAX_LISTING_ENTRIES", 1_000_000)
+    (deep / "far").unlink()
+    monkeypatch.setattr(limits, "MAX_LISTING_DEPTH", 3)
+    with pytest.raises(DicomReadError, match="MAX_LISTING_DEPTH"):
+        list_files(deep)

@@ -40,6 +40,7 @@ from ..exceptions import (
     SourceNotFoundError,
     UnreadableFilesError,
 )
+from ..storage import limits
 from . import geometry
 from .dicom_meta import DicomMeta
 from .file_parser import (
@@ -192,6 +193,7 @@ def _scan(folder: PathLike, recursive: bool = True) -> _Listing:
         raise DicomReadError(f"not a file or folder ({_kind(st.st_mode)})", folder)
     out = _Listing([])
     visited: set = set()
+    seen = 0
     found: list = []  # (links, depth, path, (st_dev, st_ino)) of every regular file
     # folders and links to resolve, best path first: (links, depth, path, key; None: a link)
     todo: list = [(0, 0, folder, (st.st_dev, st.st_ino))]
@@ -215,12 +217,19 @@ def _scan(folder: PathLike, recursive: bool = True) -> _Listing:
         if key in visited:
             continue
         visited.add(key)
+        if depth > limits.MAX_LISTING_DEPTH:
+            raise DicomReadError(f"folders nested more than {limits.MAX_LISTING_DEPTH} deep at {path} "
+                                 "(dicube.storage.limits.MAX_LISTING_DEPTH)", folder)
         try:
             with os.scandir(path) as it:
                 entries = list(it)
         except OSError as exc:
             out.unreadable.append(SkippedFile(path, f"cannot list folder: {_os_reason(exc)}"))
             continue
+        seen += len(entries)
+        if seen > limits.MAX_LISTING_ENTRIES:  # e.g. a link to / inside the input folder
+            raise DicomReadError(f"more than {limits.MAX_LISTING_ENTRIES} entries under the folder "
+                                 "(dicube.storage.limits.MAX_LISTING_ENTRIES)", folder)
         for e in entries:
             try:
                 if e.is_symlink():

@@ -39,7 +39,8 @@ MAX_DECODE_RATIO = 1000
 CONNECT_TIMEOUT = 10.0
 #: and seconds a request may wait for its next bytes (env DICUBE_READ_TIMEOUT).
 READ_TIMEOUT = 30.0
-#: Largest HTTP directory index page read, entries and folder depth of one listing.
+#: Largest HTTP directory index page read; entries and folder depth of one listing (HTTP, S3
+#: and local folders, whose symbolic links may lead anywhere).
 MAX_LISTING_BYTES = 32 << 20
 MAX_LISTING_ENTRIES = 1_000_000
 MAX_LISTING_DEPTH = 32
