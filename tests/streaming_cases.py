@@ -82,7 +82,7 @@ def require_tool(name: str) -> str:
     """Path of an external program; fails under CI when missing, else skips."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")  # Orthanc
     if path is None:
-        msg = f"{name} not found (Debian packages in .ci/apt-packages.txt)"
+        msg = f"{name} not found (Debian packages in .ci/apt-packages-test.txt)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -54,6 +54,21 @@ def test_setup_installs_torch_only_for_the_tests(tmp_path):
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
+def test_setup_installs_test_tools_only_for_the_tests(tmp_path):
+    """Without --test only the build's Debian packages are installed (no dcmtk, Orthanc...)."""
+    def apt(sub, *args):
+        environ, log = _stubbed(tmp_path / sub)
+        (tmp_path / sub / "bin" / "dpkg").write_text("#!/bin/sh\nexit 1\n")  # nothing installed
+        subprocess.run(["bash", str(REPO / ".ci/setup"), *args], env=environ, check=True,
+                       capture_output=True, timeout=60)
+        return [ln for ln in log.read_text().splitlines() if " install " in ln and "apt-get" in ln][0]
+
+    plain, full = apt("a"), apt("b", "--test")
+    assert "libopenjph-dev" in plain and "libzstd-dev" in plain
+    for tool in ("dcmtk", "orthanc", "nginx", "dicom3tools", "dcm2niix", "openjph-tools"):
+        assert tool not in plain and tool in full, tool
+
+
 def test_readme_first_run():
     first = re.findall(r"^    (bash \.ci/setup.*)$", README, re.M)
     assert first[:2] == ["bash .ci/setup && dicube demo [DICOM_FOLDER]",
