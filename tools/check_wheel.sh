@@ -121,6 +121,7 @@ in_root dicube demo
 phase "dicube demo"
 demo_ms=$phase_ms
 in_root python /tmp/wheel_smoke.py
+in_root dicube info --build
 ext=$(in_root python -c "import dicube._native as n; print(n.__file__)")
 echo "ldd $ext:"
 in_root ldd "$ext" | tee "$work/ldd.txt"
