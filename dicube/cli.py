@@ -51,19 +51,13 @@ class _Version(argparse.Action):
 
 def _openjph_text() -> str:
     try:
-        from .codecs import jph
+        from .codecs.jph import build_info
+
+        info = build_info()
     except Exception as exc:  # noqa: BLE001 - the version must print without the extension
         return f" (codec extension not loadable: {type(exc).__name__}: {exc})"
-    info = None
-    try:
-        info = getattr(jph, "build_info", None) and jph.build_info()
-    except Exception:  # noqa: BLE001 - an extension built before build_info() existed
-        info = None
-    if info is None:
-        version = getattr(jph, "OPENJPH_VERSION", None)
-        return f" (OpenJPH {version})" if version else ""
     extra = f", TLM {'yes' if info.tlm else 'no'}: frames meet {info.transfer_syntax}"
-    if getattr(info, "runtime_version", None) and info.runtime_version != info.openjph_version:
+    if info.runtime_version and not info.runtime_matches:
         extra += f", running {info.runtime_version}"
     return f" (OpenJPH {info.openjph_version}{extra})"
 
