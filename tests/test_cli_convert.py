@@ -73,8 +73,10 @@ def test_convert_broken_series_among_good_ones(sample_10, tmp_path):
     proc = run_script("convert", good, broken, junk, "-o", out_dir, "--jobs", "2")
     assert proc.returncode == 1, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("dicube convert: error: ")]
-    assert len(errors) == 2, proc.stderr
-    assert any(f"{victim}: truncated" in e for e in errors), errors
+    assert len(errors) == 3, proc.stderr  # the file, its series, the junk folder
+    assert any(f"{victim}: cannot read: truncated" in e for e in errors), errors
+    assert any(f"{broken}: series {SAMPLE_10_NAME[:-5]}-2 not converted: 1 file" in e
+               for e in errors), errors
     assert any(f"{junk}: no DICOM image series found" in e for e in errors), errors
     assert "Traceback" not in proc.stderr
     # the good series is converted; the broken copy (same series, so "-2") is not
@@ -165,3 +167,20 @@ def test_convert_zstd_codec(sample_10, tmp_path, capsys):
         assert r.frame_codec == CODEC_ZSTD_PLANES
     assert np.array_equal(dicube.load(tmp_path / SAMPLE_10_NAME).raw_image,
                           dicube.load_from_dicom_folder(sample_10).raw_image)
+
+
+def test_convert_names_an_unreadable_file_once_for_all_its_series(sample_10, tmp_path):
+    """Every series of a folder fails for a damaged file in it; the file is named once."""
+    mixed = copy_series(sample_10, tmp_path / "mixed")
+    for k, name in enumerate(sorted(os.listdir(mixed))[:2]):  # a second, 2-slice series
+        ds = pydicom.dcmread(mixed / name)
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.2.{k}"
+        ds.save_as(mixed / f"other_{k}.dcm")
+    victim = mixed / "damaged.dcm"  # its series cannot be told: it may belong to either
+    victim.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI" + b"\xff" * 40)
+    proc = run_script("convert", mixed, "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("dicube convert: error: ")]
+    assert sum(str(victim) in e for e in errors) == 1, proc.stderr
+    assert sum("not converted: 1 file under it" in e for e in errors) == 2, proc.stderr

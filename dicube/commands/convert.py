@@ -112,6 +112,7 @@ class Result:
     warnings: list = field(default_factory=list)   # files left out: always shown
     notices: list = field(default_factory=list)    # library warnings: not with -q
     skipped: bool = False                          # the output exists (no --overwrite)
+    unreadable: list = field(default_factory=list)  # (path, reason) that failed the series
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -239,7 +240,7 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
         import warnings
 
         from ..core.io import save
-        from ..dicom.dicom_io import SKIP_HINT, _files, _listing_names, load_from_dicom_folder
+        from ..dicom.dicom_io import _files, _listing_names, load_from_dicom_folder
         from ..dicom.dicom_status import IDENTITY_STATUSES, check_series
         from ..exceptions import SkippedFileWarning, UnreadableFilesError
 
@@ -252,9 +253,11 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
                 image = load_from_dicom_folder(job.folder, series_uid=key,
                                                num_threads=num_threads,
                                                on_unreadable=job.on_unreadable)
-            except UnreadableFilesError as exc:
-                text = str(exc).replace(SKIP_HINT, "pass --skip-unreadable to convert the rest")
-                return Result(job, False, error=text, seconds=time.perf_counter() - t)
+            except UnreadableFilesError as exc:  # the files are listed once by run()
+                return Result(job, False, seconds=time.perf_counter() - t, unreadable=exc.files,
+                              error=f"{job.folder}: series {job.name} not converted: {_files(len(exc.files))} under "
+                                    "it that may hold slices cannot be read (listed above; pass "
+                                    "--skip-unreadable to convert the rest)")
         report = check_series(image.dicom_meta) if image.dicom_meta is not None else None
         qc = report.status.value if report is not None else "-"
         mixed = [i for i in (report.issues if report else []) if i.status in IDENTITY_STATUSES]
@@ -362,11 +365,16 @@ def run(args) -> int:
     results = execute(todo, workers, args.quiet)
     rank = {src: k for k, src in enumerate(args.sources)}
     everything = sorted(failed + results, key=lambda r: rank.get(r.job.source, len(rank)))
+    listed: set = set()  # an unreadable file fails every series of its folder: named once
     for r in everything:
         for note in r.warnings:
             print_warning(CMD, note)
         for note in r.notices:
             pass_on(note, CMD)
+        for path, reason in r.unreadable:
+            if path not in listed:
+                listed.add(path)
+                print_error(CMD, "cannot read: " + " ".join(reason.split()), path)
         if not r.ok:
             print_error(CMD, r.error)
     if not args.quiet:
