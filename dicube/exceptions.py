@@ -166,3 +166,12 @@ __all__ = [
     "UnsupportedTransferSyntaxError",
     "ColourConversionWarning",
 ]
+
+
+class CodecUnavailableError(CodecError):
+    """The codec a file or option needs is not installed (e.g. JPEG XL without the
+    ``archive`` extra); the message names what to install."""
+
+
+class ErrorBoundError(CodecError):
+    """A bounded-error (lossy) encoding broke its maximum absolute error on some pixel."""
