@@ -42,7 +42,7 @@ _DICOM_EXPORTS.update({
     "load": "dicube.core.io",
     "load_meta": "dicube.core.io",
     "load_qc_report": "dicube.core.io",
-    "save_to_dicom_folder": "dicube.core.dicom_export",
+    "save_to_dicom_folder": "dicube.dicom.export",
     "load_from_nifti": "dicube.core.nifti_io",
     "save_to_nifti": "dicube.core.nifti_io",
     "DcbsReader": "dicube.storage.reader",

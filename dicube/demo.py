@@ -190,7 +190,7 @@ def run_demo(folder: Optional[str] = None, output: Optional[str] = None,
 
 def _run(folder: str, work: Path, series_uid: Optional[str], shown: str) -> int:
     import dicube
-    from .core.dicom_export import save_to_dicom_folder
+    from .dicom.export import save_to_dicom_folder
 
     t = time.perf_counter()
     image = dicube.load_from_dicom_folder(folder, series_uid=series_uid)

@@ -11,8 +11,8 @@ from pydicom.data import get_testdata_file
 import pytest
 
 import dicube
-from dicube.core.dicom_export import MANIFEST
-from dicube.core.photometric import pixel_difference
+from dicube.dicom.export import MANIFEST
+from dicube.dicom.photometric import pixel_difference
 from dicube.exceptions import DicomCubeError
 from helpers_dicom import dataset_differences
 
@@ -198,7 +198,7 @@ def test_overwrite_replaces_only_own_files(sample_10, tmp_path):
 def test_export_killed_midway(sample_10, tmp_path, monkeypatch):
     """An export killed after its first manifest (files listed as pending) leaves files a
     later export may replace, but not a file someone else put under a pending name."""
-    import dicube.core.dicom_export as de
+    import dicube.dicom.export as de
 
     img = dicube.load_from_dicom_folder(sample_10)
     real_bytes, real_manifest = de._file_bytes, de._write_manifest

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import dicube
-import dicube.storage.reader as reader_mod
+import dicube.codecs.htj2k
+import dicube.codecs.zstd_planes
 from dicube.data import DcbsDataset
 from dicube.storage.reader import DcbsReader
 
@@ -16,8 +17,8 @@ class Recorder:
 
     def __init__(self, monkeypatch, use_file_regions: bool):
         self.decoded, self.ranges = [], []
-        real_regions = reader_mod.decode_regions
-        real_file = getattr(reader_mod, "decode_file_regions", None)
+        real_regions = dicube.codecs.htj2k.decode_regions
+        real_file = dicube.codecs.htj2k.decode_file_regions
         real_preadinto = DcbsReader.preadinto
 
         def decode_regions(buf, offsets, lengths, out, **kw):
@@ -37,8 +38,8 @@ class Recorder:
             self.ranges.append((offset, offset + n))
             return real_preadinto(reader, buf, offset)
 
-        monkeypatch.setattr(reader_mod, "decode_regions", decode_regions)
-        if real_file is not None:
+        for reader_mod in (dicube.codecs.htj2k, dicube.codecs.zstd_planes):  # what the reader calls
+            monkeypatch.setattr(reader_mod, "decode_regions", decode_regions)
             monkeypatch.setattr(reader_mod, "decode_file_regions", decode_file_regions)
         monkeypatch.setattr(DcbsReader, "preadinto", preadinto)
 

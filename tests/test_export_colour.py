@@ -19,7 +19,7 @@ from pydicom.pixels import pixel_array
 from streaming_cases import dciodvfy_errors
 
 import dicube
-from dicube.core.photometric import pixel_difference
+from dicube.dicom.photometric import pixel_difference
 from dicube.dicom import DcbStreamingReader
 from dicube.exceptions import (
     ColourConversionWarning,

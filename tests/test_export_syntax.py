@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 
 import dicube
-import dicube.core.dicom_export as de
+import dicube.dicom.export as de
 from dicube.codecs.jph import HAS_TLM, build_info
 from dicube.exceptions import UnsupportedTransferSyntaxError
 

@@ -24,9 +24,9 @@ import pytest
 from cli_helpers import run_cli
 
 import dicube
-import dicube.core.dicom_export as de
+import dicube.dicom.export as de
 import dicube.storage.atomic as atomic
-from dicube.core.dicom_export import MANIFEST
+from dicube.dicom.export import MANIFEST
 from dicube.core.nifti_io import save_to_nifti
 from dicube.exceptions import UnsafeTargetError, WriteError
 

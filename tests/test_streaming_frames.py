@@ -23,7 +23,7 @@ from streaming_cases import (
 )
 
 from dicube.codecs.jph import read_header
-from dicube.core.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicube.dicom.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicube.dicom import DcbStreamingReader
 
 PIXEL_OB_UNDEFINED = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .jph import decode_file_regions, decode_regions
 from .jph._native import native
 from .jph._options import SUPPORTED_DTYPES, thread_count
 from ..exceptions import CodecError
@@ -33,3 +34,34 @@ def encode_planes_batch(volume: np.ndarray, *, level: int = -1,
         raise CodecError(f"zstd byte planes hold 8, 16 or 32-bit integers, not {vol.dtype}")
     vol = vol.astype(vol.dtype.newbyteorder("="), copy=False)
     return native.encode_planes_batch(vol, level, thread_count(num_threads))
+
+
+# -- the frame codec interface of dicube.codecs.registry (container codec 3) ----------
+CODEC_ID = ZSTD_PLANES
+NAME = "zstd-planes"
+SAVE_NAME = "zstd"
+FALLBACK = 2  # raw zstd: floats
+CHECKS_CRCS = True
+
+
+def encode(volume, bits_stored, num_threads):
+    if volume.dtype.newbyteorder("=") not in SUPPORTED_DTYPES:
+        return None
+    return encode_planes_batch(volume, num_threads=num_threads), 0
+
+
+def decode(buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
+    decode_regions(buffer, offsets, lengths, out, crcs=crcs, num_threads=num_threads,
+                   verify=verify, codec=CODEC_ID)
+
+
+def decode_file(fd, base, offsets, lengths, out, *, crcs, num_threads=None) -> bool:
+    return decode_file_regions(fd, base, offsets, lengths, out, crcs=crcs,
+                               num_threads=num_threads, codec=CODEC_ID)
+
+
+header = None  # frames are not codestreams DICOM knows
+
+
+def transfer_syntax(facts):
+    return None

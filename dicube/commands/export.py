@@ -80,7 +80,7 @@ def _export(args, ts) -> None:
 
     image = load(args.file, num_threads=args.threads)
     if args.out_dir is not None:
-        from ..core.dicom_export import save_to_dicom_folder
+        from ..dicom.export import save_to_dicom_folder
 
         with warnings.catch_warnings(record=True) as caught:  # e.g. stored names not used
             warnings.simplefilter("always")
@@ -103,7 +103,7 @@ def _export(args, ts) -> None:
 
 def _print_syntaxes(out_dir, paths, requested) -> None:
     """One line per (source syntax, written syntax) pair that differ, for ``-t source``."""
-    from ..core.dicom_export import syntax_name
+    from ..dicom.export import syntax_name
 
     if requested is not None:
         return

@@ -1,6 +1,6 @@
 """Save and load DicomCubeImage as .dcbs files: ``save``, ``load``, ``load_meta``.
 
-Exports to DICOM folders and NIfTI live in :mod:`dicube.core.dicom_export` and
+Exports to DICOM folders and NIfTI live in :mod:`dicube.dicom.export` and
 :mod:`dicube.core.nifti_io`.
 """
 from __future__ import annotations
@@ -14,9 +14,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from .. import __version__
-from ..codecs.jph import encode_batch
-from ..codecs.jph._options import SUPPORTED_DTYPES
-from ..codecs.zstd_planes import encode_planes_batch
+from ..codecs import registry
 from ..exceptions import (
     CodecError,
     DataConsistencyError,
@@ -26,9 +24,6 @@ from ..exceptions import (
 )
 from ..jsontext import parse_json
 from ..storage.format import (
-    CODEC_HTJ2K,
-    CODEC_ZSTD,
-    CODEC_ZSTD_PLANES,
     SEC_INFO,
     SEC_META,
     SEC_PIXEL,
@@ -46,8 +41,9 @@ __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta
            "subset_pixel_header"]
 
 FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
-#: Frame codecs ``save`` offers: HTJ2K (smallest; frames served as DICOM without
-#: re-encoding) or zstd byte planes (about 5x faster to decode, about 1.5x larger).
+#: Frame codecs ``save`` offers (built in: HTJ2K, smallest, frames served as DICOM without
+#: re-encoding; zstd byte planes, about 5x faster to decode, about 1.5x larger). Codecs
+#: registered later (dicube.codecs.registry) are offered too.
 FRAME_CODECS = ("htj2k", "zstd")
 
 
@@ -68,27 +64,19 @@ def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
     vol = np.asarray(volume)
     if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
         raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
-    if codec not in FRAME_CODECS:
-        raise DataConsistencyError(f"unknown frame codec {codec!r} (use one of {FRAME_CODECS})")
+    chosen = registry.by_save_name(codec) if isinstance(codec, str) else None
+    if chosen is None:
+        names = registry.save_names()
+        raise DataConsistencyError(f"unknown frame codec {codec!r} (use one of {names})")
     samples = 1 if vol.ndim == 3 else 3
     dt = vol.dtype.newbyteorder("=")
-    if dt in SUPPORTED_DTYPES:
-        if codec == "htj2k":
-            for bits in ([bits_stored] if bits_stored else []) + [None]:
-                try:
-                    frames = encode_batch(vol, bits_stored=bits, num_threads=num_threads)
-                except CodecError:
-                    continue
-                used = bits or (dt.itemsize * 8 if dt.itemsize < 4 else 0)
-                return FrameSet(frames, CODEC_HTJ2K, vol.shape[1], vol.shape[2], samples, dt, used)
-        frames = encode_planes_batch(vol, num_threads=num_threads)
-        return FrameSet(frames, CODEC_ZSTD_PLANES, vol.shape[1], vol.shape[2], samples, dt, 0)
-    import zstandard
-
-    cctx = zstandard.ZstdCompressor(level=3)
-    le = np.ascontiguousarray(vol, dtype=dt.newbyteorder("<"))
-    frames = [cctx.compress(le[i].tobytes()) for i in range(len(le))]
-    return FrameSet(frames, CODEC_ZSTD, vol.shape[1], vol.shape[2], samples, dt, dt.itemsize * 8)
+    while chosen is not None:  # each codec names the one to try when it cannot hold the samples
+        done = chosen.encode(vol, bits_stored, num_threads)
+        if done is not None:
+            frames, used = done
+            return FrameSet(frames, chosen.CODEC_ID, vol.shape[1], vol.shape[2], samples, dt, used)
+        chosen = registry.get(chosen.FALLBACK) if chosen.FALLBACK is not None else None
+    raise DataConsistencyError(f"no frame codec holds {vol.dtype} samples")
 
 
 def _sections(image: DicomCubeImage, fs: FrameSet) -> list:

@@ -20,11 +20,12 @@ from typing import Mapping
 
 import numpy as np
 
-from ..codecs.jph import encode_batch, read_header
-from ..core.dicom_export import first_value, match_codestream, native_pixel_bytes, slice_header
+from ..codecs import registry
+from ..codecs.jph import encode_batch
+from .export import first_value, match_codestream, native_pixel_bytes, slice_header
 from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
-from ..core.photometric import CONVERTED, output_photometric, set_pixel_module, to_output_colour
-from ..core.part10 import (
+from .photometric import CONVERTED, output_photometric, set_pixel_module, to_output_colour
+from .part10 import (
     EXPLICIT_LE,
     PixelElement,
     dicube_file_meta,
@@ -40,13 +41,11 @@ from ..exceptions import (
     FrameIndexError,
     MetaDataError,
 )
-from ..storage.format import CODEC_HTJ2K
 from ..storage.reader import DcbsReader
 
 __all__ = ["DcbStreamingReader"]
 
 PIXEL_DATA = 0x7FE00010
-JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 #: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
 _STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120", "00280121")
 
@@ -79,6 +78,7 @@ class DcbStreamingReader:
     def __init__(self, path: "os.PathLike[str] | str"):
         self._reader = DcbsReader(path)
         self.path = self._reader.path
+        self._codec = registry.get(self._reader.frame_codec)  # known: the header was checked
         try:
             meta = meta_from_reader(self._reader)
             n = self._reader.frame_count
@@ -184,7 +184,7 @@ class DcbStreamingReader:
         """
         k = self._enter(i)
         try:
-            if not force_uncompressed and self._reader.frame_codec == CODEC_HTJ2K:
+            if not force_uncompressed and self._codec.header is not None:
                 return self._compressed(k)
             return self._uncompressed(k)
         finally:
@@ -197,7 +197,7 @@ class DcbStreamingReader:
 
         k = self._enter(i)
         try:
-            compressed = not force_uncompressed and self._reader.frame_codec == CODEC_HTJ2K
+            compressed = not force_uncompressed and self._codec.header is not None
             prefix = self._cache.get((k, compressed))
             if prefix is None:
                 info = self._codestream_info(k, self._codestream(k)) if compressed else None
@@ -218,7 +218,7 @@ class DcbStreamingReader:
 
     def _codestream_info(self, k: int, data: bytes):
         try:
-            return read_header(data)
+            return self._codec.header(data)
         except CodecError as exc:
             raise CodecError(f"frame {k}: {exc.reason}", self.path) from exc
 
@@ -266,8 +266,7 @@ class DcbStreamingReader:
             _legacy_pixel_attributes(header, dtype, self._reader.layout.header.bits_stored,
                                      self._pixel_header, k)
         if compressed:
-            # not HT (never written by dicube): a reversible one is JPEG 2000 Lossless
-            ts = info.transfer_syntax or (JPEG2000_LOSSLESS if info.reversible else None)
+            ts = self._codec.transfer_syntax(info)
             if ts is None:
                 raise CodecError(f"frame {k}: the codestream meets no DICOM transfer syntax",
                                  self.path)

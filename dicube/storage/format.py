@@ -16,6 +16,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from ..codecs import registry
 from ..exceptions import CorruptFileError, InvalidCubeFileError
 from . import limits
 
@@ -50,7 +51,7 @@ SEC_PIXEL = b"PIXH"  # PixelDataHeader JSON
 SEC_QC = b"QCRP"  # series QC report JSON (zstd)
 SEC_INDEX = b"FIDX"  # frame index (FRAME_INDEX_DTYPE records)
 
-#: Frame codecs.
+#: Frame codecs (each a module of dicube.codecs, found by id in dicube.codecs.registry).
 CODEC_HTJ2K = 1  # one lossless HTJ2K codestream per frame
 CODEC_ZSTD = 2  # raw little-endian samples of one frame, zstd-compressed
 CODEC_ZSTD_PLANES = 3  # byte planes of one frame's samples, zstd-compressed (fast to decode)
@@ -158,7 +159,7 @@ def parse_header(head: bytes, crc32c, path=None) -> Header:
         problems.append(f"head length {head_length}")
     if file_length != head_length + frames_length:
         problems.append(f"file length {file_length} != {head_length} + {frames_length}")
-    if codec not in CODEC_NAMES:
+    if not registry.known(codec):
         problems.append(f"frame codec {codec}")
     if frame_count > frames_length:  # every frame holds at least one byte
         problems.append(f"{frame_count} frames in {frames_length} bytes")

@@ -14,7 +14,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import zstandard
 
-from ..codecs.jph import crc32c, decode_file_regions, decode_regions
+from ..codecs import registry
+from ..codecs.jph import crc32c
 from ..exceptions import (
     CodecError,
     CorruptFileError,
@@ -26,9 +27,6 @@ from ..exceptions import (
 )
 from ..jsontext import parse_json
 from .format import (
-    CODEC_HTJ2K,
-    CODEC_ZSTD,
-    CODEC_ZSTD_PLANES,
     ENC_ZSTD,
     FIRST_READ,
     FRAME_INDEX_DTYPE,
@@ -337,17 +335,11 @@ class DcbsReader:
             if len(keep):
                 out[keep] = self.read_frames(sel[keep], num_threads=num_threads, verify=verify)
             return out
+        codec = registry.get(self.frame_codec)
+        if codec is None:  # parse_header rejects unknown codecs; keep the guard
+            raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
         try:
-            if self.frame_codec in (CODEC_HTJ2K, CODEC_ZSTD_PLANES):
-                self._decode_native(rec, out, num_threads, verify)
-            elif self.frame_codec == CODEC_ZSTD:
-                buf, offs = self._read_region(rec)
-                lens = rec["length"].astype(np.int64)
-                if verify and self._has_crc():
-                    self._check(buf, offs, lens, rec["crc"], sel)
-                self._decode_zstd(buf, offs, lens, out)
-            else:  # parse_header rejects unknown codecs; keep the guard
-                raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
+            self._decode(codec, rec, sel, out, num_threads, verify)
         except CorruptFileError as exc:
             frame = getattr(exc, "frame", None)
             if frame is None:
@@ -364,45 +356,30 @@ class DcbsReader:
             raise limits.out_of_memory(nbytes, f"decoding {len(sel)} frames", self.path) from None
         return out
 
-    def _decode_native(self, rec: np.ndarray, out: np.ndarray, num_threads, verify: bool) -> None:
-        """Decode frames ``rec`` of the index, their CRC-32C checked on the worker threads.
+    def _decode(self, codec, rec: np.ndarray, sel, out: np.ndarray, num_threads, verify: bool) -> None:
+        """Decode frames ``rec`` of the index with ``codec`` (see :mod:`dicube.codecs.registry`),
+        their CRC-32C checked first (by the codec's worker threads when it checks them).
 
-        Local files are read by the workers themselves (no buffer of the selection); an
-        HTJ2K codestream outside the profile our writer produces makes it fall back to one
-        buffer, whose out-of-profile frames are decoded isolated in a child process.
+        Local files are read by the codec itself when it can (HTJ2K, zstd planes: no buffer
+        of the selection); an HTJ2K codestream outside the profile our writer produces makes
+        it fall back to one buffer, whose out-of-profile frames are decoded isolated in a
+        child process.
         """
         src = self._src  # kept: a close() by another thread must not pull it away mid-read
         if src is None:
             raise InvalidCubeFileError("reader is closed", self.path)
-        base = self.layout.header.frames_offset
         crcs = rec["crc"] if verify and self._has_crc() else None
-        if crcs is not None and isinstance(src, LocalFile):
-            if decode_file_regions(src.fileno(), base, rec["offset"], rec["length"], out,
-                                   crcs=crcs, num_threads=num_threads, codec=self.frame_codec):
+        if crcs is not None and codec.decode_file is not None and isinstance(src, LocalFile):
+            if codec.decode_file(src.fileno(), self.layout.header.frames_offset, rec["offset"],
+                                 rec["length"], out, crcs=crcs, num_threads=num_threads):
                 src.stats.add(int(rec["length"].sum()), len(rec))
                 return
         buf, offs = self._read_region(rec)
-        decode_regions(buf, offs, rec["length"], out, crcs=crcs, num_threads=num_threads, verify=verify,
-                       codec=self.frame_codec)
-
-    def _decode_zstd(self, buf, offs, lens, out) -> None:
-        dctx = zstandard.ZstdDecompressor()
-        frame_bytes = out[0].nbytes
-        le = out.dtype.newbyteorder("<")
-        mv = memoryview(buf)
-        for k, (o, ln) in enumerate(zip(offs.tolist(), lens.tolist())):
-            try:
-                # decompress() trusts a content size in the frame header over max_output_size
-                size = zstandard.get_frame_parameters(mv[o:o + ln]).content_size
-                if size not in (frame_bytes, zstandard.CONTENTSIZE_UNKNOWN):
-                    raise CodecError(f"frame {k} declares {size} bytes, expected {frame_bytes}")
-                raw = dctx.decompress(mv[o:o + ln], max_output_size=frame_bytes)
-            except zstandard.ZstdError as exc:
-                raise CodecError(f"frame {k} does not decompress: {exc}") from exc
-            if len(raw) != frame_bytes:
-                raise CodecError(f"frame {k} holds {len(raw)} bytes, expected {frame_bytes}")
-            out[k] = np.frombuffer(raw, le).reshape(out.shape[1:])
-
+        lens = rec["length"]
+        if crcs is not None and not codec.CHECKS_CRCS:
+            self._check(buf, offs, lens, crcs, sel)
+            crcs = None
+        codec.decode(buf, offs, lens, out, crcs=crcs, num_threads=num_threads, verify=verify)
 
 
 def _zstd_capped(data, cap: int) -> Optional[bytes]:

@@ -51,7 +51,7 @@ from ..exceptions import (
 )
 from ..storage.atomic import is_temp_name, write_error
 from ..storage.target_dir import LINK_MESSAGE, TargetDir
-from .image import DicomCubeImage
+from ..core.image import DicomCubeImage
 from .part10 import SEQ_DELIM, PixelElement, dicube_file_meta, encapsulate_frames, encode_part10
 from .photometric import (
     CONVERTED,
@@ -157,7 +157,7 @@ def _distinct(names: list[str]) -> bool:
 # ------------------------------------------------------------------------ pixels
 def first_value(header: dict, key: str, default=None):
     """First value of a top-level JSON element as a Python value, or ``default``."""
-    from ..dicom.dicom_json import json_value_to_python
+    from .dicom_json import json_value_to_python
 
     v = json_value_to_python(header.get(key))
     if isinstance(v, list):
@@ -474,7 +474,7 @@ def save_to_dicom_folder(image: DicomCubeImage, folder: "os.PathLike[str] | str"
 
     Decompressed colour follows PS3.5 8.2.1: a JPEG YBR_FULL_422 source becomes YBR_FULL
     (its decoder upsampled the chroma), a JPEG 2000 YBR_RCT/YBR_ICT source RGB outside
-    JPEG 2000 (see :mod:`dicube.core.photometric`); Lossy Image Compression is kept.
+    JPEG 2000 (see :mod:`dicube.dicom.photometric`); Lossy Image Compression is kept.
 
     A non-empty ``folder`` is refused unless ``overwrite=True``; even then only files this
     function wrote before (listed in its manifest and unchanged) are replaced or removed.

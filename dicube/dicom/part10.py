@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import __version__
-from ..dicom.dicom_json import encode_element, encodings_for
+from .dicom_json import encode_element, encodings_for
 from ..exceptions import MetaDataError
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
