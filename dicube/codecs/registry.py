@@ -35,7 +35,7 @@ Adding a codec: one module in dicube/codecs/ and one line in ``_BUILTIN`` (or
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Optional
+from typing import Dict
 
 __all__ = ["get", "known", "register", "unregister", "by_save_name", "save_names"]
 

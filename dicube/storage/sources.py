@@ -437,7 +437,7 @@ def list_folder(folder: str, stats: Optional[TransferStats] = None, *,
     (:mod:`.limits`) raises SourceError.
     """
     if not is_url(folder):
-        from ..dicom.dicom_io import list_files
+        from .listing import list_files
 
         out = []
         for p in list_files(folder):
