@@ -24,7 +24,7 @@ import numpy as np
 from ..exceptions import DataConsistencyError
 
 __all__ = ["stored_photometric", "output_photometric", "ybr_full_allowed", "to_output_colour",
-           "set_pixel_module", "pack_ybr_422", "pixel_difference"]
+           "set_pixel_module", "pack_ybr_422", "pixel_difference", "ybr_to_rgb"]
 
 NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
                              "1.2.840.10008.1.2.1.99"})
@@ -35,6 +35,20 @@ NO_YBR_FULL = frozenset({"1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1
                          "1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3",
                          "1.2.840.10008.5.1.4.1.1.7.4"})
 VL_IMAGES = "1.2.840.10008.5.1.4.1.1.77.1."
+
+# PS3.3 C.7.6.3.1.2: (Y, Cb, Cr) = M @ (R, G, B) + offset, for 8-bit samples
+YBR_FULL = np.array([[0.2990, 0.5870, 0.1140],
+                     [-0.1687, -0.3313, 0.5000],
+                     [0.5000, -0.4187, -0.0813]])
+YBR_PARTIAL = np.array([[0.2568, 0.5041, 0.0979],
+                        [-0.1482, -0.2910, 0.4392],
+                        [0.4392, -0.3678, -0.0714]])
+#: The YBR interpretations whose stored samples are still YBR (YBR_ICT and YBR_RCT are RGB
+#: once the JPEG 2000 decoder has undone the transform: see :func:`stored_photometric`).
+YBR_TRANSFORMS = {"YBR_FULL": (YBR_FULL, (0.0, 128.0, 128.0)),
+                  "YBR_FULL_422": (YBR_FULL, (0.0, 128.0, 128.0)),
+                  "YBR_PARTIAL_422": (YBR_PARTIAL, (16.0, 128.0, 128.0)),
+                  "YBR_PARTIAL_420": (YBR_PARTIAL, (16.0, 128.0, 128.0))}
 
 
 def _value(header: dict, key: str):
@@ -94,6 +108,20 @@ def to_output_colour(header: dict, frames: np.ndarray, photometric: Optional[str
     from pydicom.pixels import convert_color_space
 
     return convert_color_space(frames, "YBR_FULL", "RGB"), True
+
+
+def ybr_to_rgb(values: np.ndarray, photometric: str, bits: int = 8) -> Optional[np.ndarray]:
+    """float32 RGB of (..., 3) stored samples in the YBR ``photometric`` (PS3.3
+    C.7.6.3.1.2 inverted, scaled to ``bits`` and clipped to its range, not rounded), or
+    None when the samples of that interpretation are not YBR."""
+    if photometric not in YBR_TRANSFORMS:
+        return None
+    m, offset = YBR_TRANSFORMS[photometric]
+    scale = 2.0 ** (bits - 8)
+    inv = np.linalg.inv(m).astype(np.float32)
+    ybr = values.astype(np.float32) - np.float32(scale) * np.asarray(offset, np.float32)
+    rgb = ybr @ inv.T
+    return np.clip(rgb, 0, 2.0 ** bits - 1, out=rgb)
 
 
 CONVERTED = ("{what} of an IOD that does not allow YBR_FULL: the decompressed YCbCr pixels "

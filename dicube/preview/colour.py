@@ -1,11 +1,9 @@
 """What a viewer shows of the stored samples: YBR to RGB, palette colour to RGB,
 MONOCHROME1 inverted, colour at its full sample range.
 
-dicube stores the samples of a source file as pydicom decodes them without colour
-conversion (``as_rgb=False``): YBR_FULL and YBR_FULL_422 (chroma already upsampled) and
-YBR_PARTIAL_* stay YBR; for YBR_ICT and YBR_RCT the JPEG 2000 decoder has already undone
-the component transform, so the samples are RGB; PALETTE COLOR keeps its indices.
-The conversions are those of PS3.3 C.7.6.3.1.2, inverted.
+What the stored samples of each Photometric Interpretation are, and their YBR to RGB
+conversion, is defined once in :mod:`dicube.dicom.photometric`; this module adds what
+is particular to showing them (palette tables, the display range).
 """
 from __future__ import annotations
 
@@ -15,21 +13,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..dicom.photometric import YBR_PARTIAL, ybr_to_rgb
+
 __all__ = ["Photometric", "photometric", "to_display"]
 
 log = logging.getLogger("dicube.preview")
 
-# PS3.3 C.7.6.3.1.2: (Y, Cb, Cr) = M @ (R, G, B) + offset, for 8-bit samples
-_YBR_FULL = np.array([[0.2990, 0.5870, 0.1140],
-                      [-0.1687, -0.3313, 0.5000],
-                      [0.5000, -0.4187, -0.0813]])
-_YBR_PARTIAL = np.array([[0.2568, 0.5041, 0.0979],
-                         [-0.1482, -0.2910, 0.4392],
-                         [0.4392, -0.3678, -0.0714]])
-_YBR = {"YBR_FULL": (_YBR_FULL, (0.0, 128.0, 128.0)),
-        "YBR_FULL_422": (_YBR_FULL, (0.0, 128.0, 128.0)),
-        "YBR_PARTIAL_422": (_YBR_PARTIAL, (16.0, 128.0, 128.0)),
-        "YBR_PARTIAL_420": (_YBR_PARTIAL, (16.0, 128.0, 128.0))}
+_YBR_PARTIAL = YBR_PARTIAL  # the matrix of PS3.3 C.7.6.3.1.2 (tests build samples with it)
 _LUT_TAGS = ("00281101", "00281102", "00281103", "00281201", "00281202", "00281203")
 _MAX_LUT_BYTES = 2 * 65536  # 65536 entries of 16 bits: the most a descriptor can declare
 
@@ -117,11 +107,7 @@ def to_display(values: np.ndarray, p: Photometric) -> np.ndarray:
         lut, first = p.palette
         idx = np.clip(np.rint(values) - first, 0, len(lut) - 1).astype(np.intp)
         return lut[idx].astype(np.float32)
-    if values.ndim != 3 or values.shape[-1] != 3 or p.name not in _YBR:
+    if values.ndim != 3 or values.shape[-1] != 3:
         return values
-    m, offset = _YBR[p.name]
-    scale = 2.0 ** (p.bits - 8)
-    inv = np.linalg.inv(m).astype(np.float32)
-    ybr = values.astype(np.float32) - np.float32(scale) * np.asarray(offset, np.float32)
-    rgb = ybr @ inv.T
-    return np.clip(rgb, 0, 2.0 ** p.bits - 1, out=rgb)
+    rgb = ybr_to_rgb(values, p.name, p.bits)
+    return values if rgb is None else rgb
