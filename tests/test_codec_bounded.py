@@ -114,6 +114,9 @@ def test_bad_arguments_and_recorded_parameters(ct20):
             bounded.BoundedParams.from_dict({**good, **change})
     with pytest.raises(CodecError):
         bounded.BoundedParams.from_dict({"bound": 1})
+    q, params = bounded.quantise(ct20[:1], 3)
+    with pytest.raises(CodecError, match="C-contiguous"):  # a strided out would lose the values
+        bounded.dequantise(q, params, np.empty((1, 512, 1024), np.uint16)[:, :, ::2])
 
 
 def test_damaged_frames_and_foreign_values_are_codec_errors(ct20):
