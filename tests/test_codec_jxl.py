@@ -204,3 +204,34 @@ def test_mutated_codestreams_never_crash(tmp_path, ct20):
     assert proc.returncode == 0, proc.stderr[-2000:]
     errors, decoded = map(int, proc.stdout.split())
     assert errors + decoded == 300 and errors > 150, proc.stdout
+
+
+BIG = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    from dicube.codecs import jxl
+    from dicube.exceptions import CodecError
+    data = open(sys.argv[1], "rb").read()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        jxl.decode_batch([data], np.empty((1, 64, 64), np.uint8))
+        print("decoded")
+    except CodecError as exc:
+        print("refused", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, exc)
+""")
+
+
+def test_a_stream_declaring_a_large_image_is_refused_before_decoding(tmp_path):
+    """A frame whose header declares 8000x8000 pixels (64 MB) where 64x64 are expected is
+    refused by its size, without libjxl allocating the image."""
+    big = np.zeros((8000, 8000), np.uint8)
+    big[::97, ::89] = 7
+    path = tmp_path / "big.jxl"
+    path.write_bytes(jxl.encode_batch(big[None], effort=1)[0])
+    del big
+    proc = subprocess.run([sys.executable, "-c", BIG, str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verdict, grown_mb, message = proc.stdout.split(" ", 2)
+    assert verdict == "refused" and "8000" in message, proc.stdout
+    assert int(grown_mb) < 16, proc.stdout
