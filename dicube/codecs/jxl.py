@@ -2,8 +2,8 @@
 
 One JPEG XL codestream per frame, coded through imagecodecs' libjxl (the optional
 ``archive`` extra: ``pip install dicube[archive]``). Measured on the shared CT (see
-docs/variants.md): effort 5 gives files 20.6% smaller than HTJ2K lossless and decodes at
-about 22 MB/s per core; effort 7 gains 0.6% more and decodes 20% slower.
+docs/variants.md): effort 5 gives a 20.6% better ratio than HTJ2K lossless (files 17%
+smaller) and decodes at about 22 MB/s per core; effort 7 gains 0.6% and decodes 20% slower.
 
 Samples: 8 and 16-bit integers, grey or RGB. JPEG XL holds unsigned samples only, so a
 signed frame is stored offset by 2**(bits-1) (its sign bit flipped), the mapping being
