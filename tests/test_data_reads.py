@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import dicube
-import dicube.codecs.htj2k
-import dicube.codecs.zstd_planes
+import dicube.codecs._native_regions
 from dicube.data import DcbsDataset
 from dicube.storage.reader import DcbsReader
 
@@ -17,8 +16,8 @@ class Recorder:
 
     def __init__(self, monkeypatch, use_file_regions: bool):
         self.decoded, self.ranges = [], []
-        real_regions = dicube.codecs.htj2k.decode_regions
-        real_file = dicube.codecs.htj2k.decode_file_regions
+        real_regions = dicube.codecs._native_regions.decode_regions
+        real_file = dicube.codecs._native_regions.decode_file_regions
         real_preadinto = DcbsReader.preadinto
 
         def decode_regions(buf, offsets, lengths, out, **kw):
@@ -38,9 +37,9 @@ class Recorder:
             self.ranges.append((offset, offset + n))
             return real_preadinto(reader, buf, offset)
 
-        for reader_mod in (dicube.codecs.htj2k, dicube.codecs.zstd_planes):  # what the reader calls
-            monkeypatch.setattr(reader_mod, "decode_regions", decode_regions)
-            monkeypatch.setattr(reader_mod, "decode_file_regions", decode_file_regions)
+        reader_mod = dicube.codecs._native_regions  # what the registry's codecs call
+        monkeypatch.setattr(reader_mod, "decode_regions", decode_regions)
+        monkeypatch.setattr(reader_mod, "decode_file_regions", decode_file_regions)
         monkeypatch.setattr(DcbsReader, "preadinto", preadinto)
 
     def reset(self):

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ..exceptions import CodecError
-from .jph import decode_file_regions, decode_regions, encode_batch, read_header
+from ._native_regions import region_decoders
+from .jph import encode_batch, read_header
 from .jph._options import SUPPORTED_DTYPES
 
 CODEC_ID = 1
@@ -33,14 +34,7 @@ def encode(volume, bits_stored: Optional[int], num_threads: Optional[int]):
     return None
 
 
-def decode(buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
-    decode_regions(buffer, offsets, lengths, out, crcs=crcs, num_threads=num_threads,
-                   verify=verify, codec=CODEC_ID)
-
-
-def decode_file(fd, base, offsets, lengths, out, *, crcs, num_threads=None) -> bool:
-    return decode_file_regions(fd, base, offsets, lengths, out, crcs=crcs,
-                               num_threads=num_threads, codec=CODEC_ID)
+decode, decode_file = region_decoders(CODEC_ID)
 
 
 def header(frame):

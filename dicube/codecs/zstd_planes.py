@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .jph import decode_file_regions, decode_regions
+from ._native_regions import region_decoders
 from .jph._native import native
 from .jph._options import SUPPORTED_DTYPES, thread_count
 from ..exceptions import CodecError
@@ -50,14 +50,7 @@ def encode(volume, bits_stored, num_threads):
     return encode_planes_batch(volume, num_threads=num_threads), 0
 
 
-def decode(buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
-    decode_regions(buffer, offsets, lengths, out, crcs=crcs, num_threads=num_threads,
-                   verify=verify, codec=CODEC_ID)
-
-
-def decode_file(fd, base, offsets, lengths, out, *, crcs, num_threads=None) -> bool:
-    return decode_file_regions(fd, base, offsets, lengths, out, crcs=crcs,
-                               num_threads=num_threads, codec=CODEC_ID)
+decode, decode_file = region_decoders(CODEC_ID)
 
 
 header = None  # frames are not codestreams DICOM knows
