@@ -165,3 +165,39 @@ def verify_batch(frames: Sequence, volume, bits_stored: Optional[int] = None,
     if bad.size:
         raise CodecError(f"JPEG XL round trip is not exact: frame {int(bad[0])} differs "
                          f"({bad.size} frames of {len(vol)})")
+
+
+# -- the frame codec interface of dicube.codecs.registry (container codec 4, .dcba) ----
+# Frames are coded at the container width (a signed frame offset by 2**(width-1)), so a
+# reader needs nothing but the header's sample type to rebuild them.
+CODEC_ID = 4
+NAME = "jxl"
+SAVE_NAME = None  # chosen by file_type "a", not by save(codec=...)
+FALLBACK = None
+CHECKS_CRCS = False
+decode_file = None
+header = None  # served decoded (uncompressed) by default: pydicom and GDCM cannot read JPEG XL
+
+
+def encode(volume, bits_stored, num_threads):
+    """JPEG XL frames of ``volume``, every one decoded and compared before it is returned;
+    None for sample types JPEG XL cannot hold."""
+    vol = np.ascontiguousarray(volume)
+    if vol.dtype.newbyteorder("=") not in _DTYPES:
+        return None
+    vol = vol.astype(vol.dtype.newbyteorder("="), copy=False)
+    frames = encode_batch(vol, num_threads=num_threads)
+    verify_batch(frames, vol, num_threads=num_threads)
+    return frames, vol.dtype.itemsize * 8
+
+
+def decode(buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
+    """Decode frame k from ``buffer[offsets[k]:offsets[k] + lengths[k]]`` into ``out[k]``
+    (CRCs are checked by the reader before this is called)."""
+    mv = memoryview(buffer)
+    frames = [mv[o:o + n] for o, n in zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist())]
+    decode_batch(frames, out, num_threads)
+
+
+def transfer_syntax(facts):
+    return None

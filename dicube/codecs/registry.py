@@ -44,6 +44,7 @@ _BUILTIN: Dict[int, str] = {
     1: "dicube.codecs.htj2k",  # CODEC_HTJ2K
     2: "dicube.codecs.zstd_raw",  # CODEC_ZSTD
     3: "dicube.codecs.zstd_planes",  # CODEC_ZSTD_PLANES
+    4: "dicube.codecs.jxl",  # CODEC_JXL (.dcba; needs the archive extra)
 }
 _loaded: Dict[int, object] = {}
 _extra: Dict[int, object] = {}

@@ -4,7 +4,7 @@ With ``--json``, stdout carries one JSON object per line per file (JSON Lines; o
 gives one plain JSON object). Fields (absent information is ``null``):
 
 ``path``, ``ok`` (false with ``error`` when the file cannot be read), ``file_bytes``,
-``format_version``, ``writer``, ``frame_codec``, ``shape`` (array shape as loaded:
+``format_version``, ``variant`` ("s" or "a"), ``writer``, ``frame_codec``, ``shape`` (array shape as loaded:
 slices, rows, columns[, 3]), ``dtype``, ``spacing``/``origin`` (mm, x/y/z = columns/rows/
 slices, as ``Space``), ``orientation`` (``x``/``y``/``z`` unit vectors, patient LPS),
 ``rescale`` (``slope``/``intercept``), ``tags`` (key DICOM attributes, first slice's value),
@@ -84,6 +84,7 @@ def describe(path: "os.PathLike[str] | str") -> dict:
         ph = pixel_header_from_reader(r)
         qc_doc = r.section_json(SEC_QC)
         d: dict = {"path": path, "ok": True, "file_bytes": r.size, "format_version": r.version,
+                   "variant": r.layout.header.variant,
                    "writer": (info or {}).get("writer") if isinstance(info, dict) else None,
                    "frame_codec": CODEC_NAMES.get(r.frame_codec, str(r.frame_codec)),
                    "shape": list(shape), "dtype": str(r.dtype)}
@@ -125,7 +126,8 @@ def _print_text(d: dict, out) -> None:
         print(f"  {label:<21} {text}", file=out)
 
     print(d["path"], file=out)
-    line("format", f".dcbs v{d['format_version']}, {d['frame_codec']} frames"
+    suffix = {"a": ".dcba"}.get(d.get("variant"), ".dcbs")
+    line("format", f"{suffix} v{d['format_version']}, {d['frame_codec']} frames"
          + (f", written by {d['writer']}" if d.get("writer") else "")
          + f", {human_bytes(d['file_bytes'])}")
     line("shape", f"{' x '.join(map(str, d['shape']))} (slices x rows x columns), {d['dtype']}")

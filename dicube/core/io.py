@@ -24,6 +24,8 @@ from ..exceptions import (
 )
 from ..jsontext import parse_json
 from ..storage.format import (
+    CODEC_JXL,
+    VARIANT_MAGICS,
     SEC_INFO,
     SEC_META,
     SEC_PIXEL,
@@ -40,7 +42,7 @@ __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta
            "qc_report_from_reader", "space_from_reader", "pixel_header_from_reader", "subset_space",
            "subset_pixel_header"]
 
-FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)"}
+FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)", "a": "archive (.dcba, JPEG XL lossless)"}
 #: Frame codecs ``save`` offers (built in: HTJ2K, smallest, frames served as DICOM without
 #: re-encoding; zstd byte planes, about 5x faster to decode, about 1.5x larger). Codecs
 #: registered later (dicube.codecs.registry) are offered too.
@@ -79,6 +81,20 @@ def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
     raise DataConsistencyError(f"no frame codec holds {vol.dtype} samples")
 
 
+def _archive_frames(volume: np.ndarray, num_threads: Optional[int]) -> FrameSet:
+    """JPEG XL frames of the archive variant (verified by the codec); DataConsistencyError
+    for samples JPEG XL cannot hold (floats, 32-bit)."""
+    vol = np.asarray(volume)
+    if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
+        raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
+    done = registry.get(CODEC_JXL).encode(vol, None, num_threads)
+    if done is None:
+        raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, not {vol.dtype}")
+    frames, used = done
+    return FrameSet(frames, CODEC_JXL, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
+                    vol.dtype.newbyteorder("="), used)
+
+
 def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
     info = {"writer": f"dicube {__version__}", "shape": list(image.raw_image.shape),
             "dtype": str(fs.dtype), "frame_codec": fs.codec}
@@ -99,7 +115,7 @@ def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
     return out
 
 
-def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str = "s",
+def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optional[str] = None,
          num_threads: Optional[int] = None, codec: str = "htj2k", *,
          overwrite: bool = True) -> int:
     """Write ``image`` to a .dcbs file atomically; return the file size in bytes.
@@ -108,14 +124,18 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     ``overwrite=False`` raises :class:`~dicube.exceptions.WriteError` when ``path`` exists,
     before anything is encoded (``dicube convert`` saves this way unless ``--overwrite``).
 
-    ``file_type`` "s" is the speed format (lossless frames); the archive ("a") and lossy
-    ("l") variants are not implemented. ``codec`` "htj2k" (default) stores HTJ2K
+    ``file_type`` "s" is the speed format (lossless frames), "a" the lossless archive
+    (JPEG XL frames, every one decoded and compared before writing; needs
+    ``pip install 'dicube[archive]'``); None (default): "a" for a .dcba path, else "s".
+    The lossy ("l") variant is not implemented. ``codec`` "htj2k" (default) stores HTJ2K
     codestreams, the smallest files, served as DICOM without re-encoding; "zstd" stores
     zstd-compressed byte planes, several times faster to decode and about 1.5x larger
     (for training copies). Frames are encoded on ``num_threads`` threads (default: all cores).
     """
+    if file_type is None:
+        file_type = "a" if os.fspath(path).lower().endswith(".dcba") else "s"
     if file_type not in FILE_TYPES:
-        raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's')", path)
+        raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's' or 'a')", path)
     if not isinstance(image, DicomCubeImage):
         raise DataConsistencyError(f"expected a DicomCubeImage, got {type(image).__name__}", path)
     if not overwrite and os.path.lexists(path):
@@ -125,11 +145,14 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: str =
     if meta is not None and len(meta) not in (raw.shape[0], 1):
         raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
     try:
-        fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
+        if file_type == "a":
+            fs = _archive_frames(raw, num_threads)
+        else:
+            fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
     except (CodecError, DataConsistencyError) as exc:  # name the file being written
         raise type(exc)(exc.reason, path) from None
     try:
-        return write_dcbs(path, fs, _sections(image, fs))
+        return write_dcbs(path, fs, _sections(image, fs), VARIANT_MAGICS[file_type])
     except OSError as exc:
         raise write_error(exc, path) from exc
 

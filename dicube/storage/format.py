@@ -20,10 +20,14 @@ from ..codecs import registry
 from ..exceptions import CorruptFileError, InvalidCubeFileError
 from . import limits
 
-#: Magic of the speed (HTJ2K) variant, the only one written.
+#: Magic of the speed (HTJ2K) variant.
 MAGIC = b"DCMCUBES"
+#: Magic of the lossless archive variant (JPEG XL frames, codec 4).
+MAGIC_ARCHIVE = b"DCMCUBEA"
+#: Magics written and read, by file_type letter; the archive variant exists in version 2 only.
+VARIANT_MAGICS = {"s": MAGIC, "a": MAGIC_ARCHIVE}
 #: Other magics of the dicube family (never produced: no codec for them yet).
-OTHER_MAGICS = {b"DCMCUBEA": "archive (.dcba)", b"DCMCUBEL": "lossy (.dcbl)", b"DCMCUBE\0": "base"}
+OTHER_MAGICS = {b"DCMCUBEL": "lossy (.dcbl)", b"DCMCUBE\0": "base"}
 VERSION = 2
 LEGACY_VERSION = 1
 
@@ -55,7 +59,9 @@ SEC_INDEX = b"FIDX"  # frame index (FRAME_INDEX_DTYPE records)
 CODEC_HTJ2K = 1  # one lossless HTJ2K codestream per frame
 CODEC_ZSTD = 2  # raw little-endian samples of one frame, zstd-compressed
 CODEC_ZSTD_PLANES = 3  # byte planes of one frame's samples, zstd-compressed (fast to decode)
-CODEC_NAMES = {CODEC_HTJ2K: "htj2k", CODEC_ZSTD: "zstd", CODEC_ZSTD_PLANES: "zstd-planes"}
+CODEC_JXL = 4  # one lossless JPEG XL codestream per frame (.dcba)
+CODEC_NAMES = {CODEC_HTJ2K: "htj2k", CODEC_ZSTD: "zstd", CODEC_ZSTD_PLANES: "zstd-planes",
+               CODEC_JXL: "jxl"}
 
 #: One frame index record: offset from the start of the frames region, length, CRC-32C.
 FRAME_INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("reserved", "<u4")])
@@ -80,6 +86,12 @@ class Header:
     bits_stored: int
     section_count: int
     table_crc: int = 0
+    magic: bytes = MAGIC
+
+    @property
+    def variant(self) -> str:
+        """The file_type letter of the magic ("s" or "a")."""
+        return next(k for k, v in VARIANT_MAGICS.items() if v == self.magic)
 
     @property
     def frames_offset(self) -> int:
@@ -92,7 +104,7 @@ class Header:
 
     def pack(self, crc32c) -> bytes:
         dt = self.dtype.str.encode("ascii").ljust(4, b"\0")
-        body = HEADER.pack(MAGIC, VERSION, HEADER_SIZE, self.head_length, self.frames_length,
+        body = HEADER.pack(self.magic, VERSION, HEADER_SIZE, self.head_length, self.frames_length,
                            self.file_length, self.frame_count, self.rows, self.columns,
                            self.samples, self.frame_codec, dt, self.bits_stored,
                            self.section_count, self.table_crc, 0)
@@ -126,13 +138,13 @@ def check_magic(head: bytes, path=None) -> int:
     if len(head) < 12:
         raise InvalidCubeFileError(f"file too short for a dicube header ({len(head)} bytes)", path)
     magic = head[:8]
-    if magic != MAGIC:
+    if magic not in VARIANT_MAGICS.values():
         if magic in OTHER_MAGICS:
             raise InvalidCubeFileError(
                 f"{OTHER_MAGICS[magic]} dicube files ({magic!r}) are not supported", path)
         raise InvalidCubeFileError(f"not a dicube file (magic {magic!r})", path)
     version = struct.unpack_from("<I", head, 8)[0]
-    if version not in (LEGACY_VERSION, VERSION):
+    if version not in (LEGACY_VERSION, VERSION) or (magic != MAGIC and version != VERSION):
         raise InvalidCubeFileError(f"unknown .dcbs format version {version}", path)
     return version
 
@@ -142,7 +154,7 @@ def parse_header(head: bytes, crc32c, path=None) -> Header:
     if len(head) < HEADER_SIZE:
         raise InvalidCubeFileError(f"truncated header ({len(head)} of {HEADER_SIZE} bytes)", path)
     fields = HEADER.unpack_from(head, 0)
-    (_magic, _version, header_size, head_length, frames_length, file_length, frame_count, rows,
+    (magic, _version, header_size, head_length, frames_length, file_length, frame_count, rows,
      columns, samples, codec, dt, bits, section_count, table_crc, header_crc) = fields
     if crc32c(head[:HEADER_SIZE - 4]) != header_crc:
         raise CorruptFileError("header checksum mismatch", path)
@@ -151,7 +163,7 @@ def parse_header(head: bytes, crc32c, path=None) -> Header:
     except (TypeError, ValueError, UnicodeError):
         raise InvalidCubeFileError(f"unknown sample type {dt!r}", path) from None
     h = Header(head_length, frames_length, file_length, frame_count, rows, columns, samples,
-               codec, dtype, bits, section_count, table_crc)
+               codec, dtype, bits, section_count, table_crc, magic)
     problems = []
     if header_size != HEADER_SIZE:
         problems.append(f"header size {header_size}")

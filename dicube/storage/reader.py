@@ -18,6 +18,7 @@ from ..codecs import registry
 from ..codecs.jph import crc32c
 from ..exceptions import (
     CodecError,
+    CodecUnavailableError,
     CorruptFileError,
     CubeFileNotFoundError,
     DataConsistencyError,
@@ -351,7 +352,8 @@ class DcbsReader:
             reason = _FRAME_NUMBER.sub(
                 lambda m: f"frame {int(sel[int(m[1])])}" if int(m[1]) < len(sel) else m[0],
                 exc.reason, count=1)
-            raise CodecError(f"cannot decode frames: {reason}", self.path) from exc
+            kind = CodecUnavailableError if isinstance(exc, CodecUnavailableError) else CodecError
+            raise kind(f"cannot decode frames: {reason}", self.path) from exc
         except MemoryError:
             raise limits.out_of_memory(nbytes, f"decoding {len(sel)} frames", self.path) from None
         return out

@@ -14,6 +14,7 @@ from .format import (
     ENC_RAW,
     ENC_ZSTD,
     FRAME_INDEX_DTYPE,
+    MAGIC,
     HEADER_SIZE,
     SEC_INDEX,
     SECTION_SIZE,
@@ -57,7 +58,8 @@ def frame_index(frames: Sequence[bytes]) -> np.ndarray:
     return index
 
 
-def build_head(fs: FrameSet, sections: Iterable[Tuple[bytes, bytes, bool]]) -> Tuple[bytes, int]:
+def build_head(fs: FrameSet, sections: Iterable[Tuple[bytes, bytes, bool]],
+               magic: bytes = MAGIC) -> Tuple[bytes, int]:
     """The head (header, table, sections) for ``fs``; returns (head bytes, frames length).
 
     ``sections`` are (kind, raw bytes, compress) triples; the frame index is added last.
@@ -76,7 +78,7 @@ def build_head(fs: FrameSet, sections: Iterable[Tuple[bytes, bytes, bool]]) -> T
     table_bytes = pack_table(table)
     header = Header(head_length, frames_length, head_length + frames_length, len(fs.frames),
                     fs.rows, fs.columns, fs.samples, fs.codec, np.dtype(fs.dtype).newbyteorder("<"),
-                    fs.bits_stored, len(table), crc32c(table_bytes))
+                    fs.bits_stored, len(table), crc32c(table_bytes), magic)
     parts = [header.pack(crc32c), table_bytes] + [e[1] for e in encoded] + [b"\0" * pad]
     head = b"".join(parts)
     assert len(head) == head_length
@@ -84,9 +86,9 @@ def build_head(fs: FrameSet, sections: Iterable[Tuple[bytes, bytes, bool]]) -> T
 
 
 def write_dcbs(path: "os.PathLike[str] | str", fs: FrameSet,
-               sections: Iterable[Tuple[bytes, bytes, bool]]) -> int:
-    """Write a .dcbs file atomically; return its size in bytes."""
-    head, frames_length = build_head(fs, sections)
+               sections: Iterable[Tuple[bytes, bytes, bool]], magic: bytes = MAGIC) -> int:
+    """Write a .dcbs (or, with ``magic``, .dcba) file atomically; return its size in bytes."""
+    head, frames_length = build_head(fs, sections, magic)
     with atomic_write(path) as fh:
         fh.write(head)
         fh.writelines(fs.frames)
