@@ -168,7 +168,7 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
     """The jobs for every series under ``sources`` and the sources that fail: they hold
     no series, or files that cannot be read and that no job covers (unless
     ``skip_unreadable``). Warnings (entries never opened, files skipped) go to ``notes``."""
-    from ..dicom.dicom_io import _files, _listing_names, discover_series
+    from ..dicom.dicom_io import _listing_names, discover_series
     from ..exceptions import DicomReadError
 
     jobs: list[Job] = []
@@ -205,11 +205,11 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
             jobs.append(job)
         lost = _uncovered(found, jobs[first_job:])
         if lost and skip_unreadable:
-            notes.append(f"{src}: skipped {_files(len(lost))} that cannot be read: "
+            notes.append(f"{src}: skipped {plural(len(lost), 'file')} that cannot be read: "
                          + _listing_names(lost))
         elif lost:
             failed.append(Result(Job(src, src, None), False, error=str(DicomReadError(
-                f"{_files(len(lost))} that may hold slices cannot be read (pass --skip-unreadable "
+                f"{plural(len(lost), 'file')} that may hold slices cannot be read (pass --skip-unreadable "
                 f"to go on without them): {_listing_names(lost)}", src))))
     used: set = set()
     for job in jobs:
@@ -240,7 +240,7 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
         import warnings
 
         from ..core.io import save
-        from ..dicom.dicom_io import _files, _listing_names, load_from_dicom_folder
+        from ..dicom.dicom_io import _listing_names, load_from_dicom_folder
         from ..dicom.dicom_status import IDENTITY_STATUSES, check_series
         from ..exceptions import SkippedFileWarning, UnreadableFilesError
 
@@ -255,7 +255,8 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
                                                on_unreadable=job.on_unreadable)
             except UnreadableFilesError as exc:  # the files are listed once by run()
                 return Result(job, False, seconds=time.perf_counter() - t, unreadable=exc.files,
-                              error=f"{job.folder}: series {job.name} not converted: {_files(len(exc.files))} under "
+                              error=f"{job.folder}: series {job.name} not converted: "
+                                    f"{plural(len(exc.files), 'file')} under "
                                     "it that may hold slices cannot be read (listed above; pass "
                                     "--skip-unreadable to convert the rest)")
         report = check_series(image.dicom_meta) if image.dicom_meta is not None else None
@@ -270,7 +271,7 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
         skipped = (getattr(image.dicom_meta, "read_report", None) or {}).get("unreadable")
         if skipped:
             where = [(os.path.join(job.folder, p), r) for p, r in skipped]
-            notes.append(f"{job.folder}: skipped {_files(len(skipped))} that cannot be read: "
+            notes.append(f"{job.folder}: skipped {plural(len(skipped), 'file')} that cannot be read: "
                          + _listing_names(where))
         size = save(image, job.output, num_threads=num_threads, codec=job.codec,
                     overwrite=job.overwrite)
