@@ -27,9 +27,10 @@ LAYERS = [
                           "dicube.dicom.part10", "dicube.dicom.photometric"]),
     (4, "core", ["dicube.core"]),
     (5, "dicom.series", ["dicube.dicom"]),
-    (6, "data", ["dicube.data", "dicube.torch"]),
+    (6, "data", ["dicube.data", "dicube.torch", "dicube.monai"]),
     (6, "preview", ["dicube.preview"]),
-    (7, "cli", ["dicube.cli", "dicube.__main__", "dicube.commands", "dicube.demo"]),
+    (7, "server", ["dicube.server"]),
+    (8, "cli", ["dicube.cli", "dicube.__main__", "dicube.commands", "dicube.demo"]),
 ]
 #: Components that hold no DICOM reading or writing (pydicom is for dicube.dicom and above).
 NO_PYDICOM = ("base", "codecs", "storage", "core")
