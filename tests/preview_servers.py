@@ -96,7 +96,8 @@ class Nginx:
             return fh.read().decode().splitlines()
 
     def sent_bytes(self) -> tuple[int, int]:
-        """(body bytes, requests) logged since ``mark()`` (log format: ``$status $body_bytes_sent $request``)."""
+        """(body bytes, requests) logged since ``mark()`` (log format: ``$status $body_bytes_sent
+    "$request" $bytes_sent "$http_range" $connection $connection_requests``)."""
         lines = self.log_lines()
         return sum(int(ln.split()[1]) for ln in lines), len(lines)
 
@@ -124,7 +125,7 @@ pid {base}/nginx.pid;
 error_log {base}/error.log;
 events {{ worker_connections 256; }}
 http {{
-  log_format bytes '$status $body_bytes_sent "$request"';
+  log_format bytes '$status $body_bytes_sent "$request" $bytes_sent "$http_range" $connection $connection_requests';
   access_log {base}/access.log bytes;
   {temp}
   sendfile on;

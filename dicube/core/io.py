@@ -225,17 +225,20 @@ def _warn(reader: DcbsReader) -> None:
         warnings.warn(f"{reader.path}: {w}", UserWarning, stacklevel=3)
 
 
-def load_meta(path: "os.PathLike[str] | str"):
-    """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head."""
-    with DcbsReader(path) as reader:
+def load_meta(path: "os.PathLike[str] | str", **source_options):
+    """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head
+    (for a URL: one request in the common case). ``path`` and ``source_options`` as for
+    :func:`load`."""
+    with DcbsReader(path, **source_options) as reader:
         meta = _with_read_report(reader, meta_from_reader(reader))
         _warn(reader)
         return meta
 
 
-def load_qc_report(path: "os.PathLike[str] | str"):
-    """The series QC report stored in a .dcbs file (QCReport), or None."""
-    with DcbsReader(path) as reader:
+def load_qc_report(path: "os.PathLike[str] | str", **source_options):
+    """The series QC report stored in a .dcbs file (QCReport), or None (``path`` and
+    ``source_options`` as for :func:`load`)."""
+    with DcbsReader(path, **source_options) as reader:
         return qc_report_from_reader(reader)
 
 
@@ -316,15 +319,21 @@ def subset_pixel_header(ph: Optional[PixelDataHeader], sel: np.ndarray):
 
 
 def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
-         num_threads: Optional[int] = None, out: Optional[np.ndarray] = None) -> DicomCubeImage:
+         num_threads: Optional[int] = None, out: Optional[np.ndarray] = None,
+         **source_options) -> DicomCubeImage:
     """Load a .dcbs file (version 2, or version 1 of dicube 0.3.0) as a DicomCubeImage.
+
+    ``path``: a local path, an http(s):// or s3:// URL (ranged reads; see docs/remote.md),
+    or an open :class:`~dicube.storage.sources.ByteSource`. ``source_options`` go to
+    :class:`~dicube.storage.reader.DcbsReader`: ``stats`` (a TransferStats counting bytes
+    and requests), ``timeouts``, ``coalesce_gap``, ``first_read``, ``request_size``.
 
     ``frames`` selects frames (int, slice, range or index sequence; default all); the
     metadata, space and per-slice rescale follow the selection. Frames are decoded on
     ``num_threads`` threads (default: all cores) into ``out`` when given (a C-contiguous
     array of the right shape and dtype; reusing one saves fresh-memory costs).
     """
-    with DcbsReader(path) as reader:
+    with DcbsReader(path, **source_options) as reader:
         sel = reader.select(frames)
         meta = _with_read_report(reader, meta_from_reader(reader))  # the head, checked first
         space = space_from_reader(reader)

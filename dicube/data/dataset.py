@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.io import subset_pixel_header, subset_space
 from ..exceptions import DataConsistencyError
+from ..storage.sources import is_url, list_folder
 from .buffers import BufferPool
 from .files import FileCache, OpenFile
 from .intensity import WindowSpec, resolve_window, to_float
@@ -42,22 +43,32 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
-def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs") -> list[str]:
+def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs", *,
+              timeouts=None) -> list[str]:
     """The files under ``folder`` matching ``pattern`` (``**/`` for any depth), sorted.
 
     Folders are walked as for DICOM input: symbolic links followed, each folder once (no
-    loop), FIFOs and devices left out."""
-    from ..dicom.dicom_io import list_files
-
+    loop), FIFOs and devices left out. ``folder`` may be an s3:// prefix (listed with the
+    S3 API) or an http(s):// folder with a directory index (e.g. nginx ``autoindex``);
+    the URLs of the matching objects are returned."""
     root = os.fspath(folder)
     deep = "**" in pattern
     pat = pattern.replace(os.sep, "/")
     rest = pat[3:] if pat.startswith("**/") else None
-    found = []
-    for path in list_files(root, recursive=deep):
-        rel = os.path.relpath(path, root).replace(os.sep, "/")
-        if fnmatch.fnmatchcase(rel, pat) or (rest is not None and fnmatch.fnmatchcase(rel, rest)):
-            found.append(path)
+    if is_url(root):
+        import urllib.parse
+
+        base = root.rstrip("/") + "/"
+        pairs = [(e.location, urllib.parse.unquote(e.location[len(base):]))
+                 for e in list_folder(root, timeouts=timeouts) if e.location.startswith(base)]
+        pairs = [(loc, rel) for loc, rel in pairs if deep or "/" not in rel]
+    else:
+        from ..dicom.dicom_io import list_files
+
+        pairs = [(path, os.path.relpath(path, root).replace(os.sep, "/"))
+                 for path in list_files(root, recursive=deep)]
+    found = [loc for loc, rel in pairs
+             if fnmatch.fnmatchcase(rel, pat) or (rest is not None and fnmatch.fnmatchcase(rel, rest))]
     return sorted(found)
 
 
@@ -90,8 +101,11 @@ class DcbsDataset:
     ``["PatientID", "SliceThickness"]``) put in ``Sample.meta``: a shared value as is,
     a per-slice one as the value of the slice (slice mode) or a list over the frames.
 
-    Files are opened lazily by the process that reads them (safe with forked and spawned
-    workers). With ``reuse_buffers`` images are decoded into arrays kept by the dataset
+    ``paths`` may be local paths or http(s):// / s3:// URLs (read with coalesced range
+    requests; ``source_options`` such as ``timeouts`` or ``coalesce_gap`` go to each
+    :class:`~dicube.storage.reader.DcbsReader`; :attr:`stats` counts this process's bytes
+    and requests). Files are opened lazily by the process that reads them (safe with
+    forked and spawned workers). With ``reuse_buffers`` images are decoded into arrays kept by the dataset
     and reused only once no sample, view or tensor refers to them any more, which saves
     fresh-memory page faults without two live samples ever sharing memory.
     ``num_threads``: decoding threads per sample (default: all cores).
@@ -106,7 +120,8 @@ class DcbsDataset:
                  window: WindowSpec = None, dtype: Any = np.float32, keys: Sequence[str] = (),
                  with_space: bool = True, reuse_buffers: bool = True,
                  num_threads: Optional[int] = None, max_open: int = 128,
-                 buffer_bytes: int = 1 << 30, short_files: str = "skip"):
+                 buffer_bytes: int = 1 << 30, short_files: str = "skip",
+                 source_options: Optional[dict] = None):
         self.paths = [os.fspath(p) for p in paths]
         self.mode = mode
         self.seed, self.epoch = int(seed), 0
@@ -129,7 +144,7 @@ class DcbsDataset:
                                      "GGGGEEEE tag)") from None
         self.with_space = with_space
         self.num_threads = num_threads
-        self._files = FileCache(max_open)
+        self._files = FileCache(max_open, **(source_options or {}))
         self._pool = BufferPool(buffer_bytes) if reuse_buffers else None
         size = 1 if mode == "slice" else slab_size
         counts = None
@@ -159,11 +174,18 @@ class DcbsDataset:
     @classmethod
     def from_folder(cls, folder: "os.PathLike[str] | str", mode: str = "volume",
                     pattern: str = "**/*.dcbs", **kwargs) -> "DcbsDataset":
-        """A dataset over the .dcbs files under ``folder`` (see :func:`find_dcbs`)."""
-        paths = find_dcbs(folder, pattern)
+        """A dataset over the .dcbs files under ``folder``, a local folder or an s3:// or
+        http(s):// prefix (see :func:`find_dcbs`)."""
+        timeouts = (kwargs.get("source_options") or {}).get("timeouts")
+        paths = find_dcbs(folder, pattern, timeouts=timeouts)
         if not paths:
             raise DataConsistencyError(f"no files matching {pattern}", folder)
         return cls(paths, mode, **kwargs)
+
+    @property
+    def stats(self):
+        """Bytes and requests this process's readers have read (a TransferStats)."""
+        return self._files.stats
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the random positions of epoch ``epoch`` (before creating the workers)."""

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 from ..core.io import meta_from_reader, pixel_header_from_reader, space_from_reader
 from ..core.pixel_header import PixelDataHeader
 from ..storage.reader import DcbsReader
+from ..storage.sources import TransferStats
 
 __all__ = ["OpenFile", "FileCache"]
 
@@ -34,11 +35,15 @@ class OpenFile:
 
 
 class FileCache:
-    """Open files by path, at most ``max_open`` kept open (the least recently used is
-    dropped, and closed as soon as no sample is reading it)."""
+    """Open files by path or URL, at most ``max_open`` kept open (the least recently used is
+    dropped, and closed as soon as no sample is reading it). ``source_options`` go to each
+    :class:`~dicube.storage.reader.DcbsReader` (``timeouts``, ``coalesce_gap``...); ``stats``
+    counts the bytes and requests of this process's readers (reset in a new process)."""
 
-    def __init__(self, max_open: int = 128):
+    def __init__(self, max_open: int = 128, **source_options):
         self.max_open = max_open
+        self.source_options = source_options
+        self.stats = TransferStats()
         self._pid = os.getpid()
         self._files: "OrderedDict[str, OpenFile]" = OrderedDict()
         self._lock = threading.Lock()
@@ -49,11 +54,12 @@ class FileCache:
             if self._pid != os.getpid():  # inherited through fork: the parent's readers
                 self._files = OrderedDict()  # are left to the parent; open our own
                 self._pid = os.getpid()
+                self.stats = TransferStats()
             f = self._files.get(path)
             if f is not None:
                 self._files.move_to_end(path)
                 return f
-        reader = DcbsReader(path)
+        reader = DcbsReader(path, stats=self.stats, **self.source_options)
         try:
             f = OpenFile(reader, reader.frame_count, space_from_reader(reader),
                          pixel_header_from_reader(reader))
@@ -95,7 +101,7 @@ class FileCache:
                     f.reader.close()
 
     def __getstate__(self) -> dict:
-        return {"max_open": self.max_open}
+        return {"max_open": self.max_open, "source_options": self.source_options}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_open"])
+        self.__init__(state["max_open"], **state.get("source_options", {}))

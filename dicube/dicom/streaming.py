@@ -1,11 +1,13 @@
-"""Serve single frames of a .dcbs file as DICOM Part 10 instances, like a PACS backend.
+"""Serve single frames of a .dcbs/.dcba file as DICOM Part 10 instances, like a PACS backend.
 
 :class:`DcbStreamingReader` turns frame ``i`` into the bytes of the source file of that
 slice: the same data set element for element, with the stored HTJ2K codestream
-encapsulated as-is (no decoding, no re-encoding), or Explicit VR Little Endian with the
-decoded stored values for systems without an HTJ2K decoder. Everything but the pixel
-data is encoded once per frame and cached, so a served frame costs one read of its
-codestream and one join of bytes.
+encapsulated as-is (no decoding, no re-encoding), or Explicit/Implicit VR Little Endian
+with the decoded stored values for systems without an HTJ2K decoder. JPEG XL frames
+(.dcba) are served as HTJ2K Lossless re-encoded on the fly by default (pydicom and GDCM
+cannot decode JPEG XL), and as JPEG XL Lossless (the stored codestream) only when asked.
+Everything but the pixel data is encoded once per frame and syntax and cached, so a
+served stored codestream costs one read and one join of bytes.
 """
 from __future__ import annotations
 
@@ -20,13 +22,22 @@ from typing import Mapping
 
 import numpy as np
 
-from ..codecs import registry
-from ..codecs.jph import encode_batch
-from .export import first_value, match_codestream, native_pixel_bytes, slice_header
+from ..codecs import htj2k, jxl, registry
+from ..codecs.jph import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, encode_batch, read_header
+from .export import (
+    STORED_UNIT_TAGS,
+    first_value,
+    match_codestream,
+    match_jxl,
+    native_pixel_bytes,
+    slice_header,
+    syntax_name,
+)
 from ..core.io import _warn, meta_from_reader, pixel_header_from_reader
 from .photometric import CONVERTED, output_photometric, set_pixel_module, to_output_colour
 from .part10 import (
     EXPLICIT_LE,
+    IMPLICIT_LE,
     PixelElement,
     dicube_file_meta,
     encapsulate_frames,
@@ -40,14 +51,21 @@ from ..exceptions import (
     DataConsistencyError,
     FrameIndexError,
     MetaDataError,
+    UnsupportedTransferSyntaxError,
 )
 from ..storage.reader import DcbsReader
 
 __all__ = ["DcbStreamingReader"]
 
 PIXEL_DATA = 0x7FE00010
+NATIVE = (EXPLICIT_LE, IMPLICIT_LE)
+#: JPEG XL Lossless (PS3.5 A.4.13): .dcba frames as stored, on request only.
+JXL_LOSSLESS = jxl.TRANSFER_SYNTAX
+# How a frame is served: its stored codestream encapsulated, decoded to native pixel
+# data, or decoded and re-encoded as HTJ2K (JPEG XL frames).
+_STORED, _NATIVE, _REENCODE = "stored", "native", "htj2k"
 #: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
-_STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120", "00280121")
+_STORED_UNIT_TAGS = STORED_UNIT_TAGS
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,9 @@ class DcbStreamingReader:
     threads; ``close()`` waits for calls in progress.
     """
 
-    def __init__(self, path: "os.PathLike[str] | str"):
-        self._reader = DcbsReader(path)
+    def __init__(self, path: "os.PathLike[str] | str", **source_options):
+        # path: also an http(s):// or s3:// URL or a ByteSource; options as for DcbsReader
+        self._reader = DcbsReader(path, **source_options)
         self.path = self._reader.path
         self._codec = registry.get(self._reader.frame_codec)  # known: the header was checked
         try:
@@ -96,7 +115,9 @@ class DcbStreamingReader:
         except BaseException:
             self._reader.close()
             raise
-        self._cache: dict = {}          # (frame, compressed) -> _Prefix; values immutable
+        self._cache: dict = {}          # (frame, transfer syntax) -> _Prefix; values immutable
+        self._syntaxes = None           # available_transfer_syntaxes(), found once
+        self._bits = None               # (series Bits Stored or 0,) for HTJ2K re-encoding
         self._build_lock = threading.Lock()
         self._state = threading.Condition()
         self._busy = 0
@@ -125,6 +146,11 @@ class DcbStreamingReader:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def stats(self):
+        """Bytes and requests read from the file so far (a TransferStats)."""
+        return self._reader.stats
 
     def close(self) -> None:
         """Close the file once calls in progress on other threads have finished (idempotent)."""
@@ -173,35 +199,110 @@ class DcbStreamingReader:
         return k % n
 
     # ------------------------------------------------------------------ public API
-    def get_dicom_for_frame(self, i: int, force_uncompressed: bool = False) -> bytes:
+    def available_transfer_syntaxes(self) -> tuple:
+        """The transfer syntax UIDs frames of this file can be served in; the first is
+        the one served by default.
+
+        HTJ2K .dcbs: the stored codestreams' syntax (.202 or .201; .201 too for .202),
+        Explicit and Implicit VR Little Endian. Other .dcbs codecs: the two native ones.
+        .dcba: HTJ2K Lossless re-encoded on the fly (the syntax this build's encoder meets,
+        as a .dcbs would have it), JPEG XL Lossless 1.2.840.10008.1.2.4.110 (the stored
+        codestreams; for signed samples only where a modality rescale can describe the
+        stored offset, see :func:`dicube.dicom.export.match_jxl`), then the native ones.
+        """
+        syntaxes = self._syntaxes
+        if syntaxes is None:
+            k = self._enter(0)
+            try:
+                syntaxes = self._syntaxes = self._find_syntaxes()
+            finally:
+                self._leave()
+        return syntaxes
+
+    def _find_syntaxes(self) -> tuple:
+        codec_id = self._reader.frame_codec
+        if self._codec.header is not None:
+            first = self._codec.transfer_syntax(self._codestream_info(0, self._codestream(0)))
+            stored = (first,) if first else ()
+            if first == HTJ2K_LOSSLESS_RPCL:
+                stored += (HTJ2K_LOSSLESS,)
+            return stored + NATIVE
+        if codec_id != jxl.CODEC_ID:
+            return NATIVE
+        probe = np.zeros((1, 8, 8) + self._reader.frame_shape[2:], self._reader.dtype)
+        ts = read_header(htj2k.encode(probe, None, 1)[0][0]).transfer_syntax
+        reencoded = (ts,) + ((HTJ2K_LOSSLESS,) if ts == HTJ2K_LOSSLESS_RPCL else ())
+        try:
+            self._prefix(0, JXL_LOSSLESS, None)
+            stored = (JXL_LOSSLESS,)
+        except UnsupportedTransferSyntaxError:
+            stored = ()
+        return reencoded + stored + NATIVE
+
+    def _mode(self, ts: str) -> str:
+        """How frames are served in ``ts``; UnsupportedTransferSyntaxError when they cannot be."""
+        if ts not in self.available_transfer_syntaxes():
+            offered = ", ".join(syntax_name(t) for t in self._syntaxes)
+            raise UnsupportedTransferSyntaxError(
+                f"frames of this file cannot be served as {syntax_name(ts)} (available: {offered})",
+                self.path)
+        if ts in NATIVE:
+            return _NATIVE
+        if self._codec.header is None and ts != JXL_LOSSLESS:
+            return _REENCODE
+        return _STORED
+
+    def _syntax(self, force_uncompressed: bool, transfer_syntax) -> str:
+        if transfer_syntax is None:
+            return EXPLICIT_LE if force_uncompressed else self.available_transfer_syntaxes()[0]
+        ts = str(transfer_syntax).rstrip("\0 ")
+        if force_uncompressed and ts not in NATIVE:
+            raise ValueError(f"force_uncompressed=True contradicts transfer_syntax={ts!r}")
+        return ts
+
+    def get_dicom_for_frame(self, i: int, force_uncompressed: bool = False,
+                            transfer_syntax: "str | None" = None) -> bytes:
         """The DICOM Part 10 bytes of frame ``i``.
 
-        By default the data set of the source file with the stored HTJ2K codestream
-        encapsulated (Transfer Syntax 1.2.840.10008.1.2.4.201, or .202 when the codestream
-        meets that syntax); ``force_uncompressed`` gives Explicit VR Little Endian with
-        the stored values (one frame is decoded). Raises FrameIndexError,
+        By default (:meth:`available_transfer_syntaxes` ``[0]``) the data set of the source
+        file with the stored HTJ2K codestream encapsulated (Transfer Syntax
+        1.2.840.10008.1.2.4.201, or .202 when the codestream meets that syntax); for a
+        .dcba, the frame decoded and re-encoded as HTJ2K Lossless. ``force_uncompressed``
+        gives Explicit VR Little Endian with the stored values (one frame is decoded);
+        ``transfer_syntax`` names any syntax of :meth:`available_transfer_syntaxes`.
+        Raises UnsupportedTransferSyntaxError (a syntax not available), FrameIndexError,
         ClosedReaderError, CorruptFileError (checksum mismatch) or CodecError.
         """
         k = self._enter(i)
         try:
-            if not force_uncompressed and self._codec.header is not None:
-                return self._compressed(k)
-            return self._uncompressed(k)
+            ts = self._syntax(force_uncompressed, transfer_syntax)
+            mode = self._mode(ts)
+            if mode == _STORED:
+                return self._compressed(k, ts)
+            if mode == _REENCODE:
+                return self._reencoded(k, ts)
+            return self._uncompressed(k, ts)
         finally:
             self._leave()
 
-    def get_dataset(self, i: int, force_uncompressed: bool = False):
+    def get_dataset(self, i: int, force_uncompressed: bool = False,
+                    transfer_syntax: "str | None" = None):
         """The pydicom Dataset (with ``file_meta``, without pixel data) of the instance
-        :meth:`get_dicom_for_frame` returns for frame ``i``."""
+        :meth:`get_dicom_for_frame` returns for frame ``i`` with the same arguments."""
         import pydicom
 
         k = self._enter(i)
         try:
-            compressed = not force_uncompressed and self._codec.header is not None
-            prefix = self._cache.get((k, compressed))
+            ts = self._syntax(force_uncompressed, transfer_syntax)
+            mode = self._mode(ts)
+            prefix = self._cache.get((k, ts))
             if prefix is None:
-                info = self._codestream_info(k, self._codestream(k)) if compressed else None
-                prefix = self._prefix(k, compressed, info)
+                if mode == _STORED and self._codec.header is not None:
+                    prefix = self._prefix(k, ts, self._codestream_info(k, self._codestream(k)))
+                elif mode == _REENCODE:
+                    prefix = self._prefix(k, ts, read_header(self._htj2k(k)))
+                else:
+                    prefix = self._prefix(k, ts, None)
         finally:
             self._leave()
         return pydicom.dcmread(io.BytesIO(prefix.before + prefix.after))
@@ -222,17 +323,43 @@ class DcbStreamingReader:
         except CodecError as exc:
             raise CodecError(f"frame {k}: {exc.reason}", self.path) from exc
 
-    def _compressed(self, k: int) -> bytes:
-        data = self._codestream(k)
-        prefix = self._cache.get((k, True))
-        if prefix is None:
-            prefix = self._prefix(k, True, self._codestream_info(k, data))
+    def _encapsulated(self, prefix: "_Prefix", data: bytes) -> bytes:
         pixel = PixelElement(prefix.pixel_tag, "OB", encapsulate_frames([data]), True)
         return b"".join([prefix.before, pixel_element_bytes(pixel, prefix.transfer_syntax),
                          prefix.after])
 
-    def _uncompressed(self, k: int) -> bytes:
-        prefix = self._cache.get((k, False)) or self._prefix(k, False, None)
+    def _compressed(self, k: int, ts: str) -> bytes:
+        data = self._codestream(k)
+        prefix = self._cache.get((k, ts))
+        if prefix is None:
+            info = self._codestream_info(k, data) if self._codec.header is not None else None
+            prefix = self._prefix(k, ts, info)
+        return self._encapsulated(prefix, data)
+
+    def _htj2k(self, k: int) -> bytes:
+        """Frame ``k`` decoded and coded as HTJ2K (precision: the series' Bits Stored when
+        the values fit it, as ``save`` codes a .dcbs)."""
+        frames = self._reader.read_frames([k], num_threads=1)
+        done = htj2k.encode(frames, self._bits_stored(), 1)
+        if done is None:  # cannot happen for the 8/16-bit samples JPEG XL frames hold
+            raise CodecError(f"frame {k}: {frames.dtype} samples cannot be coded as HTJ2K",
+                             self.path)
+        return done[0][0]
+
+    def _bits_stored(self):
+        if self._bits is None:
+            v = self._meta.get_shared_value("00280101") if self._meta.is_shared("00280101") else None
+            ok = isinstance(v, int) and 1 <= v <= self._reader.dtype.itemsize * 8
+            self._bits = (v if ok else 0,)
+        return self._bits[0] or None
+
+    def _reencoded(self, k: int, ts: str) -> bytes:
+        data = self._htj2k(k)
+        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, read_header(data))
+        return self._encapsulated(prefix, data)
+
+    def _uncompressed(self, k: int, ts: str = EXPLICIT_LE) -> bytes:
+        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
         frames = self._reader.read_frames([k], num_threads=1)
         try:
             frames, converted = to_output_colour(prefix.source_pixel, frames,
@@ -245,18 +372,18 @@ class DcbStreamingReader:
         except DataConsistencyError as exc:
             raise DataConsistencyError(f"frame {k}: {exc.reason}", self.path) from exc
         pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, data)
-        return b"".join([prefix.before, pixel_element_bytes(pixel, EXPLICIT_LE), prefix.after])
+        return b"".join([prefix.before, pixel_element_bytes(pixel, ts), prefix.after])
 
     # ------------------------------------------------------------------ headers
-    def _prefix(self, k: int, compressed: bool, info) -> _Prefix:
+    def _prefix(self, k: int, ts: str, info) -> _Prefix:
         with self._build_lock:
-            prefix = self._cache.get((k, compressed))
+            prefix = self._cache.get((k, ts))
             if prefix is None:
-                prefix = self._build(k, compressed, info)
-                self._cache[(k, compressed)] = prefix
+                prefix = self._build(k, ts, info)
+                self._cache[(k, ts)] = prefix
             return prefix
 
-    def _build(self, k: int, compressed: bool, info) -> _Prefix:
+    def _build(self, k: int, ts: str, info) -> _Prefix:
         header, slice_info, preamble = slice_header(self._meta, k)
         source_pixel = MappingProxyType({key: header[key] for key in ("00020010", "00020002",
                                                                       "00080016", "00280004")
@@ -265,20 +392,34 @@ class DcbStreamingReader:
         if self._reader.version == 1:
             _legacy_pixel_attributes(header, dtype, self._reader.layout.header.bits_stored,
                                      self._pixel_header, k)
-        if compressed:
-            ts = self._codec.transfer_syntax(info)
-            if ts is None:
+        if ts == JXL_LOSSLESS:
+            try:
+                match_jxl(header, self._reader.layout.header.bits_stored or dtype.itemsize * 8,
+                          dtype.kind == "i", len(self._reader.frame_shape) == 3)
+            except UnsupportedTransferSyntaxError as exc:
+                raise UnsupportedTransferSyntaxError(f"frame {k}: {exc.reason}", self.path) from exc
+            tag, vr = PIXEL_DATA, "OB"
+        elif ts not in NATIVE:
+            stored = self._codec.transfer_syntax(info) if self._codec.header is not None \
+                else info.transfer_syntax
+            if stored is None:
                 raise CodecError(f"frame {k}: the codestream meets no DICOM transfer syntax",
                                  self.path)
+            if ts != stored and not (ts == HTJ2K_LOSSLESS and stored == HTJ2K_LOSSLESS_RPCL):
+                raise UnsupportedTransferSyntaxError(
+                    f"frame {k}: the codestream meets {syntax_name(stored)}, not {syntax_name(ts)}",
+                    self.path)
             match_codestream(header, info)
             tag, vr = PIXEL_DATA, "OB"
         else:
-            ts = EXPLICIT_LE
-            set_pixel_module(header, output_photometric(header, native=True))
+            set_pixel_module(header, output_photometric(header, native=True),
+                             implicit=ts == IMPLICIT_LE)
             tag = int(slice_info.get("pixel_tag") or "7FE00010", 16)
             vr = slice_info.get("pixel_vr") or ("OB" if dtype.itemsize == 1 else "OW")
             if self._reader.version == 1:
                 vr = "OB" if dtype.itemsize == 1 else "OW"
+            if ts == IMPLICIT_LE and dtype.itemsize > 1:
+                vr = "OW"
         sop_class = first_value(header, "00020002") or first_value(header, "00080016")
         sop_instance = first_value(header, "00020003") or first_value(header, "00080018")
         for key in [key for key in header if key.startswith("0002")]:

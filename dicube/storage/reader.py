@@ -2,8 +2,10 @@
 
 :class:`DcbsReader` opens version-2 files and the version-1 files of dicube 0.3.0
 (see :mod:`dicube.storage.legacy_v1`) behind one interface. Reads go through a
-:class:`~dicube.storage.sources.ByteSource` (``os.pread`` for a path, range requests for a
-remote object), so one reader may be shared between threads.
+:class:`~dicube.storage.sources.ByteSource` (``os.pread`` for a path, range requests for an
+http(s):// or s3:// URL), so one reader may be shared between threads. A remote file's head
+comes in one request; the frames of a selection in as few range requests as
+:func:`~dicube.storage.ranges.coalesce` makes of them, issued in parallel (docs/remote.md).
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ from .format import (
     parse_table,
 )
 from . import limits
-from .sources import ByteSource, LocalFile, missing_local
+from .ranges import COALESCE_GAP, coalesce
+from .sources import REMOTE_FIRST_READ, ByteSource, LocalFile, TransferStats, is_url, missing_local
+from .sources import RemoteFile, Timeouts
 
 #: "frame k" at the start of a codec error: k counts the frames decoded in that call.
 _FRAME_NUMBER = re.compile(r"^frame (\d+)")
@@ -55,18 +59,42 @@ class DcbsReader:
     ...     meta_json = r.section_json(b"META")
     ...     slab = r.read_frames(slice(10, 20))
 
+    ``path`` is a local path, an http(s):// or s3:// URL, or an open
+    :class:`~dicube.storage.sources.ByteSource` (which the caller keeps and closes). For a
+    URL: ``first_read`` bytes (default 256 KiB) come with the first request, ``timeouts``
+    (connect, read) seconds, ``request_size`` the largest range request; ``stats`` (a
+    :class:`~dicube.storage.sources.TransferStats`, also ``reader.stats``) counts bytes and
+    requests. Frames of a selection closer than ``coalesce_gap`` bytes (default 1 MiB) are
+    read with one request when the source is not a local file.
+
     Attributes: ``path``, ``version`` (1 or 2), ``layout`` (header, sections, frame index),
     ``frame_count``, ``frame_shape``, ``dtype``, ``warnings`` (what a legacy file lost).
     Every malformed, truncated or corrupt file raises a :class:`~dicube.exceptions.DicomCubeError`.
     """
 
-    def __init__(self, path: "os.PathLike[str] | str | ByteSource", *, first_read: int = FIRST_READ):
+    def __init__(self, path: "os.PathLike[str] | str | ByteSource", *,
+                 first_read: Optional[int] = None, stats: Optional[TransferStats] = None,
+                 timeouts: Timeouts = None, coalesce_gap: int = COALESCE_GAP,
+                 request_size: Optional[int] = None):
+        if coalesce_gap < 0:
+            raise ValueError(f"coalesce_gap must be >= 0, got {coalesce_gap}")
+        self.coalesce_gap = int(coalesce_gap)
+        remote = is_url(path)
+        if first_read is None:
+            first_read = REMOTE_FIRST_READ if remote else FIRST_READ
         if isinstance(path, ByteSource):  # e.g. a RemoteFile: the caller owns it
             self._src: Optional[ByteSource] = path
             self._owns_src = False
+        elif remote:
+            kw = {} if request_size is None else {"request_size": request_size}
+            try:
+                self._src = RemoteFile(path, prefetch=first_read, stats=stats, timeouts=timeouts, **kw)
+            except SourceNotFoundError as exc:
+                raise CubeFileNotFoundError(exc.reason, exc.path) from None
+            self._owns_src = True
         else:
             try:
-                self._src = LocalFile(path)
+                self._src = LocalFile(path, stats=stats)
             except FileNotFoundError:  # "no such file or folder", a broken link...
                 exc = missing_local(path)
                 kind = CubeFileNotFoundError if isinstance(exc, SourceNotFoundError) \
@@ -76,6 +104,7 @@ class DcbsReader:
                 raise InvalidCubeFileError(f"cannot open: {exc.strerror}", os.fspath(path)) from exc
             self._owns_src = True
         self.path = self._src.name
+        self._stats = self._src.stats
         try:
             self.size = self._src.size
             head = self.pread(min(first_read, self.size), 0)
@@ -119,6 +148,11 @@ class DcbsReader:
     def source(self) -> "ByteSource":
         """Where the bytes come from (its ``stats`` count what was read)."""
         return self._src
+
+    @property
+    def stats(self) -> TransferStats:
+        """Bytes and requests read so far (shared with the source)."""
+        return self._stats
 
     def close(self) -> None:
         """Close the file (idempotent); a source passed in by the caller stays open."""
@@ -284,12 +318,26 @@ class DcbsReader:
     def _read_region(self, rec: np.ndarray):
         """Read the bytes of the frames ``rec`` with as few reads as sensible.
 
-        Returns (buffer, offsets into it). A selection whose span is mostly needed is
-        one contiguous read; a sparse one is read frame by frame into a packed buffer.
+        Returns (buffer, offsets into it). From a local file, a selection whose span is
+        mostly needed is one contiguous read, a sparse one is read frame by frame into a
+        packed buffer. From any other source (a remote object), frames less than
+        ``coalesce_gap`` bytes apart share a run, and the runs are fetched at once.
         """
         base = self.layout.header.frames_offset
         offs = rec["offset"].astype(np.int64)
         lens = rec["length"].astype(np.int64)
+        if not isinstance(self._src, LocalFile):
+            runs, where = coalesce(offs, lens, self.coalesce_gap)
+            if runs and base + runs[-1][1] > self.size:
+                raise InvalidCubeFileError(
+                    f"truncated: needs bytes up to {base + runs[-1][1]} of a {self.size}-byte file",
+                    self.path)
+            src = self._src
+            if src is None:
+                raise InvalidCubeFileError("reader is closed", self.path)
+            buf = np.empty(sum(e - s for s, e in runs), np.uint8)
+            src.fetch([(base + s, base + e) for s, e in runs], buf)
+            return buf, where
         need = int(lens.sum())
         start, end = int(offs.min()), int((offs + lens).max())
         if end - start <= 2 * need + (1 << 20):

@@ -11,12 +11,21 @@ S3 settings come from the usual ``AWS_*`` environment variables (``AWS_ENDPOINT_
 ``AWS_REGION``, credentials); without credentials requests are unsigned (public buckets).
 Every remote request has a connect and a read timeout (:mod:`.limits`: 10 s and 30 s,
 ``DICUBE_CONNECT_TIMEOUT`` / ``DICUBE_READ_TIMEOUT`` or the ``timeouts`` argument); a stalled
-server gives a :class:`~dicube.exceptions.SourceError` naming the URL.
+server gives a :class:`~dicube.exceptions.SourceError` naming the URL; a request that fails
+with a 5xx status, a broken connection or a timeout is retried (3 times at most, backoff from
+0.1 s doubling, within one read timeout). A missing object gives a
+:class:`~dicube.exceptions.SourceNotFoundError`.
+
+:meth:`ByteSource.fetch` reads several ranges at once: a :class:`RemoteFile` serves what its
+opening request already holds from memory and issues the rest as range requests of at most
+:data:`REQUEST_SIZE` bytes, :data:`IO_THREADS` at a time on a shared pool, over the pooled
+connections of one client per host (or bucket). See docs/remote.md.
 """
 from __future__ import annotations
 
 import errno
 import json
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 import os
 import re
 import stat
@@ -31,7 +40,16 @@ from ..exceptions import SourceError, SourceNotFoundError
 from . import limits
 
 __all__ = ["TransferStats", "ByteSource", "LocalFile", "RemoteFile", "is_url", "open_source",
-           "list_folder", "list_children", "join"]
+           "list_folder", "list_children", "join", "REMOTE_FIRST_READ", "REQUEST_SIZE", "IO_THREADS"]
+
+#: Bytes a remote .dcbs reader fetches with its first request: header, section table, frame
+#: index and metadata sections of a series of up to about 1500 slices (200 slices: 31 KB).
+REMOTE_FIRST_READ = 256 * 1024
+#: Largest single range request of a :meth:`RemoteFile.fetch` (longer runs are split so that
+#: their parts arrive in parallel).
+REQUEST_SIZE = 4 << 20
+#: Range requests in flight at once per process (one shared thread pool).
+IO_THREADS = 8
 
 REMOTE_SCHEMES = ("http", "https", "s3")
 _CRED_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
@@ -70,6 +88,17 @@ class ByteSource:
         """Fill the writable buffer ``buf`` from ``offset``."""
         mv = memoryview(buf).cast("B")
         mv[:] = self.pread(len(mv), offset)
+
+    def fetch(self, runs, out) -> None:
+        """Fill the writable buffer ``out`` with the byte ranges ``runs`` ((start, end)
+        pairs) laid end to end."""
+        mv = memoryview(out).cast("B")
+        pos = 0
+        for start, end in runs:
+            self.preadinto(mv[pos:pos + end - start], start)
+            pos += end - start
+        if pos != len(mv):
+            raise ValueError(f"runs hold {pos} bytes, the buffer {len(mv)}")
 
     def close(self) -> None:
         """Release the source (idempotent)."""
@@ -220,7 +249,8 @@ def _store_for(url: str, timeouts_: Timeouts = None):
     if scheme not in REMOTE_SCHEMES or not parts.netloc:
         raise SourceError("not an http(s):// or s3:// URL", url)
     connect, read = timeouts(timeouts_)
-    key = (scheme, parts.netloc, connect, read)
+    # obstore's client runs on threads a forked child does not have: one store per process
+    key = (os.getpid(), scheme, parts.netloc, connect, read)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
@@ -242,7 +272,7 @@ def _store_for(url: str, timeouts_: Timeouts = None):
 
 def _remote_error(exc: Exception, url: str, timeouts_: Timeouts = None) -> SourceError:
     if isinstance(exc, FileNotFoundError):
-        return SourceError("not found", url)
+        return SourceNotFoundError("not found (no such object on the server)", url)
     text = str(exc)
     if "kind: Timeout" in text or "TimedOut" in text or isinstance(exc, TimeoutError):
         connect, read = timeouts(timeouts_)
@@ -252,17 +282,34 @@ def _remote_error(exc: Exception, url: str, timeouts_: Timeouts = None) -> Sourc
     return SourceError(f"remote read failed: {first}", url)
 
 
+_pool: Optional[tuple] = None
+_pool_lock = threading.Lock()
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """The process's pool for range requests (a forked child makes its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(IO_THREADS, thread_name_prefix="dicube-io"))
+        return _pool[1]
+
+
 class RemoteFile(ByteSource):
     """An object behind an http(s):// or s3:// URL, read with range requests.
 
     Opening makes one request: a ranged GET of the first ``prefetch`` bytes (kept and
-    served from memory), whose response also tells the object's size.
+    served from memory), whose response also tells the object's size. ``request_size``:
+    the largest request :meth:`fetch` makes.
     """
 
     def __init__(self, url: str, *, prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
-                 timeouts: Timeouts = None):
+                 timeouts: Timeouts = None, request_size: int = REQUEST_SIZE):
         import obstore
 
+        if request_size < 1:
+            raise ValueError(f"request_size must be >= 1, got {request_size}")
+        self.request_size = int(request_size)
         self.name = url
         self.stats = stats or TransferStats()
         self._obstore = obstore
@@ -300,6 +347,58 @@ class RemoteFile(ByteSource):
             raise SourceError(f"short read: {len(data)} of {length} bytes", self.name)
         return bytes(data)
 
+    def _get_into(self, mv: memoryview, offset: int) -> None:
+        try:
+            data = self._obstore.get_range(self._store, self._path, start=offset, length=len(mv))
+        except Exception as exc:
+            raise _remote_error(exc, self.name, self._timeouts) from exc
+        got = memoryview(data).cast("B")
+        self.stats.add(len(got))
+        if len(got) != len(mv):
+            raise SourceError(f"short read: {len(got)} of {len(mv)} bytes at offset {offset}",
+                              self.name)
+        mv[:] = got
+
+    def preadinto(self, buf, offset: int) -> None:
+        mv = memoryview(buf).cast("B")
+        self.fetch([(offset, offset + len(mv))], mv)
+
+    def fetch(self, runs, out) -> None:
+        """Fill ``out`` with the ranges ``runs`` laid end to end: bytes the opening request
+        holds are copied, the rest is read in requests of at most ``request_size`` bytes,
+        issued in parallel on the shared pool. Any failed request raises SourceError once
+        every request has finished (``out`` is then partly filled)."""
+        mv = memoryview(out).cast("B")
+        head = len(self._head)
+        jobs, pos = [], 0
+        for start, end in runs:
+            if start < 0 or end > self.size or start > end:
+                raise SourceError(f"bytes {start}..{end} are beyond the end ({self.size} bytes)",
+                                  self.name)
+            if start < head:
+                k = min(end, head)
+                mv[pos:pos + k - start] = self._head[start:k]
+                pos, start = pos + k - start, k
+            while start < end:
+                n = min(end - start, self.request_size)
+                jobs.append((mv[pos:pos + n], start))
+                pos, start = pos + n, start + n
+        if pos != len(mv):
+            raise ValueError(f"runs hold {pos} bytes, the buffer {len(mv)}")
+        if len(jobs) == 1:
+            self._get_into(*jobs[0])
+            return
+        if not jobs:
+            return
+        futures = [_io_pool().submit(self._get_into, part, offset) for part, offset in jobs]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        wait(futures)  # nothing may still write into ``out`` once we return or raise
+        for f in futures:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+
     def read_all(self) -> bytes:
         """The whole object (one more request unless the prefetch already held it)."""
         return self.pread(self.size, 0)
@@ -307,13 +406,15 @@ class RemoteFile(ByteSource):
 
 def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
                 prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
-                timeouts: Timeouts = None) -> ByteSource:
+                timeouts: Timeouts = None, request_size: int = REQUEST_SIZE) -> ByteSource:
     """A ByteSource for a local path or a remote URL (a ByteSource is returned as is);
-    ``timeouts`` = (connect, read) seconds for a remote one."""
+    ``timeouts`` = (connect, read) seconds, ``request_size`` the largest range request,
+    for a remote one."""
     if isinstance(location, ByteSource):
         return location
     if is_url(location):
-        return RemoteFile(location, prefetch=prefetch, stats=stats, timeouts=timeouts)
+        return RemoteFile(location, prefetch=prefetch, stats=stats, timeouts=timeouts,
+                          request_size=request_size)
     try:
         return LocalFile(location, stats=stats)
     except FileNotFoundError:
