@@ -29,6 +29,7 @@ from pydicom.uid import (
 )
 
 from .. import __version__
+from ..codecs import jxl
 from ..codecs.jph import (
     HAS_TLM,
     HTJ2K,
@@ -69,6 +70,11 @@ NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
 HTJ2K_SYNTAXES = {HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K}
 #: Compressed syntaxes pydicom can encode losslessly (checked by decoding back).
 PYDICOM_LOSSLESS = {RLELossless, JPEGLSLossless, JPEG2000Lossless}
+#: JPEG XL Lossless (PS3.5 A.4.13): written on request only (pydicom and GDCM cannot
+#: decode it), with dicube's JPEG XL encoder (the ``archive`` extra).
+JXL_LOSSLESS = jxl.TRANSFER_SYNTAX
+#: Pixel-value attributes in stored units (US/SS).
+STORED_UNIT_TAGS = ("00280106", "00280107", "00280108", "00280109", "00280120", "00280121")
 #: Syntaxes whose codestreams are always lossy (JPEG 1 DCT processes).
 LOSSY_ONLY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 #: pydicom encoder plugins used, in order (not gdcm: its encoders abort the process on
@@ -239,6 +245,12 @@ def check_transfer_syntax(ts: str) -> None:
         if not HAS_TLM:
             raise UnsupportedTransferSyntaxError(_no_tlm())
         return
+    if ts == JXL_LOSSLESS:
+        try:
+            jxl.backend()
+        except CodecError as exc:
+            raise UnsupportedTransferSyntaxError(f"{_name(ts)}: {exc.reason}") from None
+        return
     if ts in PYDICOM_LOSSLESS:
         from pydicom.pixels import get_encoder
 
@@ -249,7 +261,8 @@ def check_transfer_syntax(ts: str) -> None:
                 f"{_name(ts)} needs one of pydicom's encoder plugins {', '.join(PLUGINS[ts])}: "
                 f"{missing}")
         return
-    writable = sorted(NATIVE | {HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K} | PYDICOM_LOSSLESS)
+    writable = sorted(NATIVE | {HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K, JXL_LOSSLESS}
+                      | PYDICOM_LOSSLESS)
     raise UnsupportedTransferSyntaxError(
         f"{_name(ts)} cannot be written: dicube writes the stored values losslessly, in one "
         f"of {', '.join(writable)}")
@@ -273,6 +286,105 @@ def match_codestream(header: dict, info) -> None:
         pi = ("YBR_RCT" if info.reversible else "YBR_ICT") if info.color_transform \
             else output_photometric(header, native=False)
         set_pixel_module(header, pi, 0)
+
+
+def _ds_text(v: float) -> str:
+    from pydicom.valuerep import format_number_as_ds
+
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else format_number_as_ds(float(v))
+
+
+def _update_group(header: dict, new: dict, implicit: bool = False) -> None:
+    """Replace group 0028 elements of ``header`` by ``new`` (a whole group), keeping a
+    (0028,0000) group length right."""
+    from .part10 import encode_dataset
+
+    group = {k: v for k, v in header.items() if k.startswith("0028") and k != "00280000"}
+    length = header.get("00280000")
+    if length and length.get("Value"):
+        sizes = []
+        for g in (group, new):
+            out = bytearray()
+            encode_dataset(g, ["iso8859"], implicit, out)
+            sizes.append(len(out))
+        header["00280000"] = {"vr": "UL", "Value": [int(length["Value"][0]) + sizes[1] - sizes[0]]}
+    for key in set(group) - set(new):
+        del header[key]
+    header.update(new)
+
+
+def match_jxl(header: dict, bits: int, signed: bool, colour: bool) -> None:
+    """Set the pixel module of ``header`` for an encapsulated dicube JPEG XL codestream
+    (:mod:`dicube.codecs.jxl`: ``bits`` coded, unsigned; signed samples stored offset by
+    2**(bits-1)).
+
+    PS3.5 8.2.15: the pixel attributes must agree with the codestream, and a JPEG XL
+    codestream has no sign. So Bits Stored/High Bit follow ``bits``, and a signed frame is
+    described as what the codestream holds: Pixel Representation 0, RescaleIntercept
+    lowered by 2**(bits-1) x RescaleSlope and the stored-unit attributes (smallest/largest
+    value, padding) raised by 2**(bits-1): every real (rescaled) value is unchanged.
+    UnsupportedTransferSyntaxError where that cannot be said: signed samples without
+    RescaleIntercept (e.g. MR) or with a Modality LUT / Real World Value Mapping on stored
+    values, colour other than RGB.
+    """
+    def us(v: int) -> dict:
+        return {"vr": "US", "Value": [int(v)]}
+
+    if colour:
+        pi = output_photometric(header, native=False)
+        if pi != "RGB":
+            raise UnsupportedTransferSyntaxError(f"{_name(JXL_LOSSLESS)}: dicube's JPEG XL frames "
+                                                 f"carry colour as RGB, these are {pi}")
+        set_pixel_module(header, pi, 0)
+    new = {k: v for k, v in header.items() if k.startswith("0028") and k != "00280000"}
+    new["00280101"], new["00280102"] = us(bits), us(bits - 1)
+    if signed:
+        why = "no RescaleIntercept to describe the stored offset" if "00281052" not in header \
+            else "a Modality LUT Sequence maps the stored values" if "00283000" in header \
+            else "a Real World Value Mapping maps the stored values" if "00409096" in header \
+            else None
+        if why is None:
+            half = 1 << (bits - 1)
+            slope = float(first_value(header, "00281053", 1))
+            target = float(first_value(header, "00281052", 0)) - half * slope
+            text = _ds_text(target)
+            if float(text) != target:
+                why = f"RescaleIntercept {target!r} does not fit a DS value"
+        if why is not None:
+            raise UnsupportedTransferSyntaxError(
+                f"{_name(JXL_LOSSLESS)} holds unsigned samples only and signed ones cannot be "
+                f"relabelled here: {why}")
+        new["00281052"] = {"vr": "DS", "Value": [text]}
+        new["00280103"] = us(0)
+        for key in STORED_UNIT_TAGS:
+            elem = header.get(key)
+            if elem is None:
+                continue
+            values = elem.get("Value") or []
+            if all(isinstance(v, int) and 0 <= v + half < 2 * half for v in values):
+                new[key] = {"vr": "US", "Value": [v + half for v in values]}
+            else:
+                del new[key]
+    _update_group(header, new)
+
+
+def _jxl_frames(frames: np.ndarray, header: dict) -> list[bytes]:
+    """JPEG XL Lossless codestreams of ``frames`` (checked by decoding back); sets the pixel
+    module of ``header`` (:func:`match_jxl`)."""
+    ts = JXL_LOSSLESS
+    dt = frames.dtype.newbyteorder("=")
+    if dt.kind not in "iu" or dt.itemsize > 2:
+        raise UnsupportedTransferSyntaxError(f"{_name(ts)}: dicube codes 8 or 16-bit integers, "
+                                             f"not {frames.dtype}")
+    bits = dt.itemsize * 8
+    match_jxl(header, bits, dt.kind == "i", frames.ndim == 4)
+    vol = np.ascontiguousarray(frames, dtype=dt)
+    try:
+        streams = jxl.encode_batch(vol)
+        jxl.verify_batch(streams, vol)
+    except CodecError as exc:
+        raise UnsupportedTransferSyntaxError(f"{_name(ts)}: {exc.reason}") from exc
+    return streams
 
 
 def _htj2k_frames(frames: np.ndarray, header: dict, ts: str) -> list[bytes]:
@@ -355,6 +467,9 @@ def _pixel(header: dict, info: dict, frames: np.ndarray, ts: str) -> tuple[Pixel
     if tag != 0x7FE00010:
         raise UnsupportedTransferSyntaxError(f"{_name(ts)}: pixel data in ({tag >> 16:04X},"
                                              f"{tag & 0xFFFF:04X}) can only be written native")
+    if ts == JXL_LOSSLESS:
+        return PixelElement(0x7FE00010, "OB", encapsulate_frames(_jxl_frames(frames, header)),
+                            True), False
     if ts in HTJ2K_SYNTAXES:
         streams = _htj2k_frames(frames, header, ts)
         met = read_header(streams[0]).transfer_syntax or HTJ2K_LOSSLESS
