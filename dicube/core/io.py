@@ -24,7 +24,6 @@ from ..exceptions import (
 )
 from ..jsontext import parse_json
 from ..storage.format import (
-    CODEC_JXL,
     VARIANT_MAGICS,
     SEC_INFO,
     SEC_META,
@@ -81,23 +80,28 @@ def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
     raise DataConsistencyError(f"no frame codec holds {vol.dtype} samples")
 
 
-def _archive_frames(volume: np.ndarray, num_threads: Optional[int]) -> FrameSet:
-    """JPEG XL frames of the archive variant (verified by the codec); DataConsistencyError
-    for samples JPEG XL cannot hold (floats, 32-bit)."""
+def _archive_frames(volume: np.ndarray, num_threads: Optional[int],
+                    bits_stored: Optional[int] = None) -> tuple:
+    """(FrameSet, INFO codec) of the archive variant: JPEG XL frames (verified by the
+    codec), or HTJ2K when those are smaller (:func:`dicube.codecs.jxl.archive_frames`);
+    DataConsistencyError for samples JPEG XL cannot hold (floats, 32-bit)."""
+    from ..codecs.jxl import archive_frames
+
     vol = np.asarray(volume)
     if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
         raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
-    done = registry.get(CODEC_JXL).encode(vol, None, num_threads)
+    done = archive_frames(vol, bits_stored, num_threads)
     if done is None:
         raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, not {vol.dtype}")
-    frames, used = done
-    return FrameSet(frames, CODEC_JXL, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
-                    vol.dtype.newbyteorder("="), used)
+    return FrameSet(done.frames, done.codec, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
+                    vol.dtype.newbyteorder("="), done.bits_stored), done.info
 
 
-def _sections(image: DicomCubeImage, fs: FrameSet) -> list:
+def _sections(image: DicomCubeImage, fs: FrameSet, codec_info: Optional[dict] = None) -> list:
     info = {"writer": f"dicube {__version__}", "shape": list(image.raw_image.shape),
             "dtype": str(fs.dtype), "frame_codec": fs.codec}
+    if codec_info:
+        info["codec"] = codec_info
     out = [(SEC_INFO, json.dumps(info).encode(), False)]
     if image.dicom_meta is not None:
         out.append((SEC_META, image.dicom_meta.to_json().encode("utf-8"), True))
@@ -144,15 +148,16 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
     meta = image.dicom_meta
     if meta is not None and len(meta) not in (raw.shape[0], 1):
         raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
+    codec_info = None
     try:
         if file_type == "a":
-            fs = _archive_frames(raw, num_threads)
+            fs, codec_info = _archive_frames(raw, num_threads, _bits_stored(image))
         else:
             fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
     except (CodecError, DataConsistencyError) as exc:  # name the file being written
         raise type(exc)(exc.reason, path) from None
     try:
-        return write_dcbs(path, fs, _sections(image, fs), VARIANT_MAGICS[file_type])
+        return write_dcbs(path, fs, _sections(image, fs, codec_info), VARIANT_MAGICS[file_type])
     except OSError as exc:
         raise write_error(exc, path) from exc
 
@@ -326,7 +331,8 @@ def load(path: "os.PathLike[str] | str", frames: FrameSelection = None,
     ``path``: a local path, an http(s):// or s3:// URL (ranged reads; see docs/remote.md),
     or an open :class:`~dicube.storage.sources.ByteSource`. ``source_options`` go to
     :class:`~dicube.storage.reader.DcbsReader`: ``stats`` (a TransferStats counting bytes
-    and requests), ``timeouts``, ``coalesce_gap``, ``first_read``, ``request_size``.
+    and requests), ``timeouts``, ``coalesce_gap``, ``first_read``, ``request_size``,
+    ``storage_options`` (S3 settings; default: the AWS_* environment).
 
     ``frames`` selects frames (int, slice, range or index sequence; default all); the
     metadata, space and per-slice rescale follow the selection. Frames are decoded on

@@ -44,7 +44,7 @@ class Sample:
 
 
 def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs", *,
-              timeouts=None) -> list[str]:
+              timeouts=None, storage_options: Optional[dict] = None) -> list[str]:
     """The files under ``folder`` matching ``pattern`` (``**/`` for any depth), sorted.
 
     Folders are walked as for DICOM input: symbolic links followed, each folder once (no
@@ -60,7 +60,8 @@ def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs", *,
 
         base = root.rstrip("/") + "/"
         pairs = [(e.location, urllib.parse.unquote(e.location[len(base):]))
-                 for e in list_folder(root, timeouts=timeouts) if e.location.startswith(base)]
+                 for e in list_folder(root, timeouts=timeouts, storage_options=storage_options)
+                 if e.location.startswith(base)]
         pairs = [(loc, rel) for loc, rel in pairs if deep or "/" not in rel]
     else:
         from ..dicom.dicom_io import list_files
@@ -176,8 +177,9 @@ class DcbsDataset:
                     pattern: str = "**/*.dcbs", **kwargs) -> "DcbsDataset":
         """A dataset over the .dcbs files under ``folder``, a local folder or an s3:// or
         http(s):// prefix (see :func:`find_dcbs`)."""
-        timeouts = (kwargs.get("source_options") or {}).get("timeouts")
-        paths = find_dcbs(folder, pattern, timeouts=timeouts)
+        opts = kwargs.get("source_options") or {}
+        paths = find_dcbs(folder, pattern, timeouts=opts.get("timeouts"),
+                          storage_options=opts.get("storage_options"))
         if not paths:
             raise DataConsistencyError(f"no files matching {pattern}", folder)
         return cls(paths, mode, **kwargs)

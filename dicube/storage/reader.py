@@ -62,7 +62,9 @@ class DcbsReader:
     ``path`` is a local path, an http(s):// or s3:// URL, or an open
     :class:`~dicube.storage.sources.ByteSource` (which the caller keeps and closes). For a
     URL: ``first_read`` bytes (default 256 KiB) come with the first request, ``timeouts``
-    (connect, read) seconds, ``request_size`` the largest range request; ``stats`` (a
+    (connect, read) seconds, ``request_size`` the largest range request,
+    ``storage_options`` S3 settings (``endpoint``, ``region``, ``access_key_id``...; default:
+    the AWS_* environment); ``stats`` (a
     :class:`~dicube.storage.sources.TransferStats`, also ``reader.stats``) counts bytes and
     requests. Frames of a selection closer than ``coalesce_gap`` bytes (default 1 MiB) are
     read with one request when the source is not a local file.
@@ -75,7 +77,7 @@ class DcbsReader:
     def __init__(self, path: "os.PathLike[str] | str | ByteSource", *,
                  first_read: Optional[int] = None, stats: Optional[TransferStats] = None,
                  timeouts: Timeouts = None, coalesce_gap: int = COALESCE_GAP,
-                 request_size: Optional[int] = None):
+                 request_size: Optional[int] = None, storage_options: Optional[dict] = None):
         if coalesce_gap < 0:
             raise ValueError(f"coalesce_gap must be >= 0, got {coalesce_gap}")
         self.coalesce_gap = int(coalesce_gap)
@@ -87,6 +89,8 @@ class DcbsReader:
             self._owns_src = False
         elif remote:
             kw = {} if request_size is None else {"request_size": request_size}
+            if storage_options:
+                kw["storage_options"] = storage_options
             try:
                 self._src = RemoteFile(path, prefetch=first_read, stats=stats, timeouts=timeouts, **kw)
             except SourceNotFoundError as exc:
@@ -388,7 +392,8 @@ class DcbsReader:
         if codec is None:  # parse_header rejects unknown codecs; keep the guard
             raise InvalidCubeFileError(f"unknown frame codec {self.frame_codec}", self.path)
         try:
-            self._decode(codec, rec, sel, out, num_threads, verify)
+            bind = getattr(codec, "bind", None)  # per-file parameters (.dcbl: the LOSS section)
+            self._decode(bind(self) if bind else codec, rec, sel, out, num_threads, verify)
         except CorruptFileError as exc:
             frame = getattr(exc, "frame", None)
             if frame is None:

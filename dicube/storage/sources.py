@@ -240,34 +240,48 @@ def _client_options(connect: float, read: float) -> tuple:
     return client, retry
 
 
-def _store_for(url: str, timeouts_: Timeouts = None):
-    """(obstore store, object path) for a URL; stores are shared per bucket / host and timeouts."""
+def _store_for(url: str, timeouts_: Timeouts = None, storage_options: Optional[dict] = None):
+    """(obstore store, object path) for a URL; stores are shared per process, bucket / host,
+    timeouts, AWS_* environment and ``storage_options`` (S3 settings, e.g. ``endpoint``,
+    ``region``, ``access_key_id``, ``secret_access_key``, ``session_token``)."""
     import obstore.store as ost
 
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in REMOTE_SCHEMES or not parts.netloc:
         raise SourceError("not an http(s):// or s3:// URL", url)
+    options = dict(storage_options or {})
+    if options and scheme != "s3":
+        raise SourceError("storage_options apply to s3:// URLs only", url)
     connect, read = timeouts(timeouts_)
     # obstore's client runs on threads a forked child does not have: one store per process
-    key = (os.getpid(), scheme, parts.netloc, connect, read)
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))) \
+        if scheme == "s3" else ()
+    key = (os.getpid(), scheme, parts.netloc, connect, read, env, repr(sorted(options.items())))
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
             client, retry = _client_options(connect, read)
-            if scheme == "s3":
-                kw = {}
-                if not any(os.environ.get(v) for v in _CRED_VARS):
-                    kw["skip_signature"] = True
-                if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-                    kw["region"] = "us-east-1"
-                store = ost.from_url(f"s3://{parts.netloc}", client_options=client,
-                                     retry_config=retry, **kw)
-            else:
-                store = ost.HTTPStore.from_url(f"{scheme}://{parts.netloc}", client_options=client,
-                                               retry_config=retry)
+            try:
+                store = _new_store(ost, scheme, parts.netloc, client, retry, options)
+            except Exception as exc:  # obstore refuses a setting (its own exception types)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SourceError(f"invalid storage options or AWS_* environment: {first}",
+                                  url) from exc
             _stores[key] = store
     return store, urllib.parse.unquote(parts.path.lstrip("/"))
+
+
+def _new_store(ost, scheme: str, netloc: str, client: dict, retry: dict, options: dict):
+    if scheme == "s3":
+        kw = {}
+        if not any(os.environ.get(v) for v in _CRED_VARS) and "access_key_id" not in options:
+            kw["skip_signature"] = True
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            kw["region"] = "us-east-1"
+        kw.update(options)
+        return ost.from_url(f"s3://{netloc}", client_options=client, retry_config=retry, **kw)
+    return ost.HTTPStore.from_url(f"{scheme}://{netloc}", client_options=client, retry_config=retry)
 
 
 def _remote_error(exc: Exception, url: str, timeouts_: Timeouts = None) -> SourceError:
@@ -300,11 +314,13 @@ class RemoteFile(ByteSource):
 
     Opening makes one request: a ranged GET of the first ``prefetch`` bytes (kept and
     served from memory), whose response also tells the object's size. ``request_size``:
-    the largest request :meth:`fetch` makes.
+    the largest request :meth:`fetch` makes; ``storage_options``: S3 settings overriding
+    the AWS_* environment (see :func:`_store_for`).
     """
 
     def __init__(self, url: str, *, prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
-                 timeouts: Timeouts = None, request_size: int = REQUEST_SIZE):
+                 timeouts: Timeouts = None, request_size: int = REQUEST_SIZE,
+                 storage_options: Optional[dict] = None):
         import obstore
 
         if request_size < 1:
@@ -314,7 +330,7 @@ class RemoteFile(ByteSource):
         self.stats = stats or TransferStats()
         self._obstore = obstore
         self._timeouts = timeouts
-        self._store, self._path = _store_for(url, timeouts)
+        self._store, self._path = _store_for(url, timeouts, storage_options)
         try:
             if prefetch > 0:
                 res = obstore.get(self._store, self._path, options={"range": (0, prefetch)})
@@ -406,15 +422,16 @@ class RemoteFile(ByteSource):
 
 def open_source(location: Union[str, "os.PathLike[str]", ByteSource], *,
                 prefetch: int = 64 * 1024, stats: Optional[TransferStats] = None,
-                timeouts: Timeouts = None, request_size: int = REQUEST_SIZE) -> ByteSource:
+                timeouts: Timeouts = None, request_size: int = REQUEST_SIZE,
+                storage_options: Optional[dict] = None) -> ByteSource:
     """A ByteSource for a local path or a remote URL (a ByteSource is returned as is);
     ``timeouts`` = (connect, read) seconds, ``request_size`` the largest range request,
-    for a remote one."""
+    ``storage_options`` S3 settings, for a remote one."""
     if isinstance(location, ByteSource):
         return location
     if is_url(location):
         return RemoteFile(location, prefetch=prefetch, stats=stats, timeouts=timeouts,
-                          request_size=request_size)
+                          request_size=request_size, storage_options=storage_options)
     try:
         return LocalFile(location, stats=stats)
     except FileNotFoundError:
@@ -529,7 +546,7 @@ def list_children(root: str, stats: Optional[TransferStats] = None, *,
 
 
 def list_folder(folder: str, stats: Optional[TransferStats] = None, *,
-                timeouts: Timeouts = None) -> list[Entry]:
+                timeouts: Timeouts = None, storage_options: Optional[dict] = None) -> list[Entry]:
     """Every file under a local folder or remote prefix (recursive), sorted by location.
 
     S3 prefixes are listed with the S3 API; HTTP folders need a directory index
@@ -550,7 +567,7 @@ def list_folder(folder: str, stats: Optional[TransferStats] = None, *,
     if urllib.parse.urlsplit(folder).scheme.lower() == "s3":
         import obstore
 
-        store, prefix = _store_for(folder, timeouts)
+        store, prefix = _store_for(folder, timeouts, storage_options)
         base = folder.split("://", 1)[0] + "://" + urllib.parse.urlsplit(folder).netloc
         objs = []
         try:
