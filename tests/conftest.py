@@ -94,3 +94,12 @@ def pread_calls(monkeypatch) -> list:
 
     monkeypatch.setattr(os, "pread", spy)
     return calls
+
+
+# Fixtures of the `dicube serve` tests (archive folder, running DICOMweb server).
+from serve_fixtures import (  # noqa: E402,F401
+    serve_archive,
+    serve_archive_copy,
+    serve_server,
+    serve_sources,
+)

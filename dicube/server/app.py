@@ -1,0 +1,389 @@
+"""The DICOMweb application: QIDO-RS over an :class:`~dicube.server.index.ArchiveIndex`,
+WADO-RS from :mod:`dicube.server.wado`, optional authentication, read-only.
+
+Routes live under ``/dicom-web`` (as Orthanc's). Searches answer ``application/dicom+json``
+(PS3.18 F.2); no match is ``200`` with ``[]`` (PS3.18 8.3.4.4.1 said 204, CP-2473 makes it
+200 as DIMSE and IHE do, and every client reads an empty array). A malformed query is 400
+with a JSON ``{"error": ...}`` naming the problem; a study with an unreadable file answers
+500 naming the file. JSON answers are gzipped for clients that accept it (above 1 KB);
+pixel data never (a compressed codestream does not shrink, a raw one costs more CPU than
+the bytes saved on any real network).
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from ..dicom.dicom_json import _pn_component
+from . import qido
+from .index import COUNT_KEYS, LEVELS, ArchiveIndex, level_keys
+
+__all__ = ["create_app", "Auth", "serve", "dicom_json", "BASE"]
+
+log = logging.getLogger("dicube.server")
+
+BASE = "/dicom-web"
+DICOM_JSON = "application/dicom+json"
+#: Content types never gzipped: pixel data and images (PS3.18 allows it; it costs more
+#: time than it saves on loopback and LAN, and HTJ2K does not shrink).
+NO_GZIP = DEFAULT_EXCLUDED_CONTENT_TYPES + ("application/dicom", "application/octet-stream",
+                                            "multipart/*", "image/*")
+_QUERY_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+#: Query parameters PS3.18 defines that a search accepts and ignores.
+_IGNORED_PARAMS = {"charset", "accept", "_", "orderby"}
+_RETRIEVE_URL = "00081190"
+
+# Attributes a search returns by default (PS3.18 Table 10.6.3-3/4/5) beyond the index's own.
+_DEFAULT = {lv: level_keys(lv) for lv in LEVELS}
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials a client must send: a bearer token, or HTTP basic user and password."""
+
+    token: Optional[str] = None
+    user: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "Optional[Auth]":
+        """``DICUBE_SERVE_TOKEN`` (bearer) and/or ``DICUBE_SERVE_USER`` with
+        ``DICUBE_SERVE_PASSWORD`` (basic); None when neither is set."""
+        token = env.get("DICUBE_SERVE_TOKEN") or None
+        user, password = env.get("DICUBE_SERVE_USER") or None, env.get("DICUBE_SERVE_PASSWORD")
+        if user is not None and not password:
+            raise ValueError("DICUBE_SERVE_USER is set without DICUBE_SERVE_PASSWORD")
+        if token is None and user is None:
+            return None
+        return cls(token, user, password if user else None)
+
+    def accepts(self, header: str) -> bool:
+        scheme, _, cred = header.partition(" ")
+        scheme = scheme.lower()
+        cred = cred.strip()
+        if scheme == "bearer" and self.token is not None:
+            return hmac.compare_digest(cred.encode(), self.token.encode())
+        if scheme == "basic" and self.user is not None:
+            try:
+                user, _, pw = base64.b64decode(cred, validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            ok_user = hmac.compare_digest(user.encode(), self.user.encode())
+            return hmac.compare_digest(pw.encode(), (self.password or "").encode()) and ok_user
+        return False
+
+    def challenge(self) -> str:
+        return ", ".join(([f'Basic realm="dicube"'] if self.user else [])
+                         + (['Bearer realm="dicube"'] if self.token else []))
+
+
+class _AuthMiddleware:
+    """401 for every HTTP request without the credentials of ``auth``."""
+
+    def __init__(self, app, auth: Auth):
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            header = next((v.decode("latin-1") for k, v in scope["headers"]
+                           if k == b"authorization"), "")
+            if not self.auth.accepts(header):
+                response = JSONResponse({"error": "authentication required"}, 401,
+                                        {"WWW-Authenticate": self.auth.challenge()})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------- DICOM JSON
+_VR_CACHE: dict = {}
+
+
+def _vr(kw: str) -> str:
+    vr = _VR_CACHE.get(kw)
+    if vr is None:
+        vr = _VR_CACHE[kw] = qido.vr_of(kw)
+    return vr
+
+
+_TAG_CACHE: dict = {}
+
+
+def _tag(kw: str) -> str:
+    tag = _TAG_CACHE.get(kw)
+    if tag is None:
+        tag = _TAG_CACHE[kw] = "00081190" if kw == "RetrieveURL" else \
+            "00080061" if kw == "ModalitiesInStudy" else f"{qido.tag_for_keyword(kw):08X}"
+    return tag
+
+
+def element(kw: str, value) -> dict:
+    """The DICOM JSON element of an index value."""
+    vr = _vr(kw)
+    if value == "" or value is None:
+        return {"vr": vr}
+    if isinstance(value, int):
+        return {"vr": vr, "Value": [value]}
+    parts = value.split("\\")
+    if vr == "PN":
+        return {"vr": vr, "Value": [_pn_component(p) or None for p in parts]}
+    if vr in ("IS", "US", "SS", "UL", "SL"):
+        out = []
+        for p in parts:
+            try:
+                out.append(int(p))
+            except ValueError:
+                return {"vr": vr, "Value": parts}
+        return {"vr": vr, "Value": out}
+    if vr in ("DS", "FL", "FD"):
+        try:
+            return {"vr": vr, "Value": [float(p) for p in parts]}
+        except ValueError:
+            return {"vr": vr, "Value": parts}
+    return {"vr": vr, "Value": parts}
+
+
+def dicom_json(record: dict, keys, extra: Optional[dict] = None) -> dict:
+    """One PS3.18 F.2 result: the ``keys`` of ``record`` (and ``extra`` elements by tag),
+    tags ascending."""
+    items = [(_tag(kw), element(kw, record.get(kw, ""))) for kw in keys]
+    if extra:
+        items.extend(extra.items())
+    items.sort()
+    return dict(items)
+
+
+# ---------------------------------------------------------------------- the app
+class _Qido:
+    """QIDO-RS handlers bound to an index."""
+
+    def __init__(self, index: ArchiveIndex, refresh_interval: Optional[float]):
+        self.index = index
+        self.refresh_interval = refresh_interval
+
+    async def _fresh(self) -> None:
+        ix = self.index
+        if self.refresh_interval is not None and ix._watch is None:
+            import time
+
+            if time.monotonic() - ix.last_refresh >= self.refresh_interval:
+                await run_in_threadpool(ix.refresh_if_older, self.refresh_interval)
+
+    async def search(self, request: Request, level: str, fixed: dict) -> Response:
+        await self._fresh()
+        try:
+            filters, limit, offset, fuzzy, extra = _parse_query(request, level)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        for kw, uid in fixed.items():
+            if not qido._UID.match(uid):
+                return _error(400, f"{kw}: {uid!r} is not a UID")
+            filters[kw] = uid
+        study = fixed.get("StudyInstanceUID")
+        if study is not None:
+            bad = self.index.study_errors(study)
+            if bad:
+                return _study_error(study, bad)
+        try:
+            # one more than asked tells whether to warn that results were left out
+            found = self.index.find(level, filters, limit=None if limit is None else limit + 1,
+                                    offset=offset, fuzzy=fuzzy)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        headers = {}
+        if limit is not None and len(found) > limit:
+            found = found[:limit]
+            headers["Warning"] = "299 dicube: There are additional results that can be requested"
+        keys = _DEFAULT[level] + extra
+        base = str(request.base_url).rstrip("/") + BASE
+        out = []
+        for rec in found:
+            url = _retrieve_url(base, level, rec)
+            out.append(dicom_json(rec, keys, {_RETRIEVE_URL: {"vr": "UR", "Value": [url]}}
+                                  if url else None))
+        if extra:
+            self._add_extra(level, found, out, extra)
+        body = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return Response(body, 200, headers, media_type=DICOM_JSON)
+
+    def _add_extra(self, level: str, found: list, out: list, extra: tuple) -> None:
+        """includefield attributes the index does not hold: read from the file's metadata
+        (the first instance of the study or series)."""
+        wanted = [kw for kw in extra if kw not in _DEFAULT[level]]
+        if not wanted or level == "PATIENT":
+            return
+        for rec, item in zip(found, out):
+            refs = self.index.instances(rec["StudyInstanceUID"], rec.get("SeriesInstanceUID"),
+                                        rec.get("SOPInstanceUID"))
+            if not refs:
+                continue
+            try:
+                meta = self.index.streaming_reader(refs[0].path).meta
+            except Exception as exc:  # the file changed since it was indexed
+                log.warning("%s: %s", refs[0].path, exc)
+                continue
+            for kw in wanted:
+                tag = _tag(kw)
+                elem = meta.get_element(tag, refs[0].frame)
+                if elem is not None and "InlineBinary" not in elem:
+                    item[tag] = elem
+        for item in out:
+            for k in sorted(item):
+                item[k] = item.pop(k)
+
+
+def _retrieve_url(base: str, level: str, rec: dict) -> str:
+    if level == "STUDY":
+        return f"{base}/studies/{rec['StudyInstanceUID']}"
+    if level == "SERIES":
+        return f"{base}/studies/{rec['StudyInstanceUID']}/series/{rec['SeriesInstanceUID']}"
+    if level == "IMAGE":
+        return (f"{base}/studies/{rec['StudyInstanceUID']}/series/{rec['SeriesInstanceUID']}"
+                f"/instances/{rec['SOPInstanceUID']}")
+    return ""
+
+
+def _parse_query(request: Request, level: str):
+    """(filters, limit, offset, fuzzy, includefield keywords) of a QIDO query string;
+    ValueError for a malformed one."""
+    filters: dict = {}
+    limit = None
+    offset = 0
+    fuzzy = False
+    extra: list = []
+    for name, value in request.query_params.multi_items():
+        if name == "limit":
+            limit = _count(name, value)
+        elif name == "offset":
+            offset = _count(name, value)
+        elif name == "fuzzymatching":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"fuzzymatching must be true or false, not {value!r}")
+            fuzzy = value.lower() == "true"
+        elif name == "includefield":
+            for field in value.split(","):
+                field = field.strip()
+                if field == "all":
+                    extra.extend(kw for kw in level_keys(level) if kw not in extra)
+                elif field:
+                    kw = qido.keyword_of(field)
+                    if kw not in extra:
+                        extra.append(kw)
+        elif name in _IGNORED_PARAMS:
+            continue
+        else:
+            if "." in name:
+                raise ValueError(f"{name}: sequence matching is not supported")
+            kw = qido.keyword_of(name)
+            if kw in filters:
+                raise ValueError(f"{kw} given twice")
+            filters[kw] = value
+    return filters, limit, offset, fuzzy, tuple(kw for kw in extra if kw not in _DEFAULT[level])
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    n = int(value)
+    if n > 10**9:
+        raise ValueError(f"{name} {value} is too large")
+    return n
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status)
+
+
+def _study_error(study: str, bad: dict) -> JSONResponse:
+    files = {os.fspath(p): reason for p, reason in bad.items()}
+    return _error(500, f"study {study}: {len(files)} file(s) cannot be read",
+                  study=study, files=files)
+
+
+def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
+               refresh_interval: Optional[float] = 2.0, gzip: bool = True) -> Starlette:
+    """The DICOMweb application over ``index`` (``/dicom-web/...``).
+
+    ``auth``: credentials every request must carry (401 otherwise); ``refresh_interval``:
+    when the index is not watched, a search rescans the folder if the last scan is older
+    (None: never); ``gzip``: compress JSON answers for clients that accept it.
+    """
+    q = _Qido(index, refresh_interval)
+
+    async def studies(request: Request) -> Response:
+        return await q.search(request, "STUDY", {})
+
+    async def all_series(request: Request) -> Response:
+        return await q.search(request, "SERIES", {})
+
+    async def study_series(request: Request) -> Response:
+        return await q.search(request, "SERIES", {"StudyInstanceUID": request.path_params["study"]})
+
+    async def all_instances(request: Request) -> Response:
+        return await q.search(request, "IMAGE", {})
+
+    async def study_instances(request: Request) -> Response:
+        return await q.search(request, "IMAGE", {"StudyInstanceUID": request.path_params["study"]})
+
+    async def series_instances(request: Request) -> Response:
+        return await q.search(request, "IMAGE", {"StudyInstanceUID": request.path_params["study"],
+                                                 "SeriesInstanceUID": request.path_params["series"]})
+
+    async def read_only(request: Request) -> Response:
+        return JSONResponse({"error": "STOW-RS is not supported: dicube serve is read-only"},
+                            405, {"Allow": "GET"})
+
+    routes = [
+        Route("/studies", studies, methods=["GET"]),
+        Route("/studies", read_only, methods=["POST", "PUT", "DELETE"]),
+        Route("/studies/{study}", read_only, methods=["POST", "PUT", "DELETE"]),
+        Route("/series", all_series, methods=["GET"]),
+        Route("/instances", all_instances, methods=["GET"]),
+        Route("/studies/{study}/series", study_series, methods=["GET"]),
+        Route("/studies/{study}/instances", study_instances, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances", series_instances, methods=["GET"]),
+    ]
+    routes += _wado_routes(index)
+    middleware = []
+    if auth is not None:
+        middleware.append(Middleware(_AuthMiddleware, auth=auth))
+    if gzip:
+        middleware.append(Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6,
+                                     exclude_content_types=NO_GZIP))
+    app = Starlette(routes=[Mount(BASE, routes=routes)], middleware=middleware)
+    app.state.index = index
+    return app
+
+
+def _wado_routes(index: ArchiveIndex) -> list:
+    """WADO-RS routes of :mod:`dicube.server.wado`, when that module is there."""
+    try:
+        from .wado import routes
+    except ModuleNotFoundError as exc:
+        if exc.name != __package__ + ".wado":
+            raise
+        log.warning("WADO-RS is not available (dicube.server.wado missing)")
+        return []
+    return list(routes(index))
+
+
+def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = None,
+          readonly: bool = True, **kwargs) -> None:
+    """Serve ``root`` until interrupted (blocking); see :mod:`dicube.server.run`."""
+    from .run import serve as _serve
+
+    _serve(root, http=http, dimse=dimse, readonly=readonly, **kwargs)
