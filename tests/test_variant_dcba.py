@@ -147,3 +147,62 @@ def test_floats_refused(tmp_path):
 
     with pytest.raises(DataConsistencyError, match="archive"):
         dicube.save(DicomCubeImage(np.zeros((2, 4, 4), np.float32)), tmp_path / "f.dcba")
+
+
+def test_info_records_codec_params(pair):
+    with DcbsReader(pair[0]) as r:
+        info = r.section_json(b"INFO")["codec"]
+        htj2k_frames = int(DcbsReader(pair[1]).layout.index["length"].sum())
+    assert {k: info[k] for k in ("name", "effort", "bits", "signed_offset")} == \
+        {"name": "jxl", "effort": 5, "bits": 16, "signed_offset": 0}
+    assert info["library"].startswith("libjxl ")
+    assert info["htj2k_bytes"] == htj2k_frames  # what the .dcbs frames take
+
+
+def test_signed_offset_recorded(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder)
+    dicube.save(dicube.load_from_dicom_folder(folder), tmp_path / "x.dcba")
+    with DcbsReader(tmp_path / "x.dcba") as r:
+        assert r.section_json(b"INFO")["codec"]["signed_offset"] == 32768
+
+
+def _inflate_jxl(monkeypatch):
+    """JPEG XL wins on every image tried (uniform noise of 8, 12 and 16 bits, stripes,
+    checkerboards, 1x1 and 4x4 images): make its frames count 10x so the HTJ2K fallback
+    is taken."""
+    real = jxl._stored_size
+
+    def size(frames):
+        is_jxl = bytes(frames[0][:2]) == b"\xff\x0a" or bytes(frames[0][4:8]) == b"JXL "
+        return real(frames) * (10 if is_jxl else 1)
+
+    monkeypatch.setattr(jxl, "_stored_size", size)
+
+
+def test_never_larger_than_dcbs(ct, pair, tmp_path, monkeypatch):
+    _inflate_jxl(monkeypatch)
+    path = tmp_path / "fallback.dcba"
+    with pytest.warns(jxl.ArchiveFallbackWarning, match="HTJ2K"):
+        size = dicube.save(ct, path)
+    assert size == pair[2]["s"]  # the .dcbs with another magic
+    with DcbsReader(path) as r, DcbsReader(pair[1]) as s:
+        assert r.layout.header.variant == "a" and r.frame_codec == 1
+        assert "codec" not in r.section_json(b"INFO")
+        assert [r.codestream(i) for i in range(3)] == [s.codestream(i) for i in range(3)]
+    np.testing.assert_array_equal(dicube.load(path).raw_image, ct.raw_image)
+    with DcbStreamingReader(path) as st:  # served as the .dcbs is: stored HTJ2K
+        assert jxl.TRANSFER_SYNTAX not in st.available_transfer_syntaxes()
+        assert st.get_dicom_for_frame(2) == DcbStreamingReader(pair[1]).get_dicom_for_frame(2)
+
+
+def test_tiny_image_where_the_info_entry_outweighs_the_gain(tmp_path):
+    """A 1x1 frame: JPEG XL saves ~85 bytes, less than its INFO entry: HTJ2K is kept."""
+    from dicube.core.image import DicomCubeImage
+
+    img = DicomCubeImage(np.full((1, 1, 1), 5, np.uint16))
+    with pytest.warns(jxl.ArchiveFallbackWarning):
+        a = dicube.save(img, tmp_path / "t.dcba")
+    assert a <= dicube.save(img, tmp_path / "t.dcbs")
+    np.testing.assert_array_equal(dicube.load(tmp_path / "t.dcba").raw_image, img.raw_image)
