@@ -117,7 +117,7 @@ def test_zero_frames_and_bad_types(tmp_path):
     with pytest.raises(DicomCubeError):
         dicube.save(DicomCubeImage(np.zeros((0, 4, 4), np.uint16)), tmp_path / "z.dcbs")
     with pytest.raises(DicomCubeError):
-        dicube.save(_image(np.zeros((2, 4, 4), np.uint16)), tmp_path / "z.dcbs", file_type="l")
+        dicube.save(_image(np.zeros((2, 4, 4), np.uint16)), tmp_path / "z.dcbs", file_type="x")
 
 
 def _write_raw(path, data: bytes):

@@ -1,9 +1,10 @@
 """Bounded-error frames, the codec of the lossy variant (.dcbl).
 
 Each stored value x is quantised to q = floor((x - offset + N) / (2N + 1)) and rebuilt as
-offset + (2N + 1) * q, so no pixel moves by more than N stored units (N = ``bound``; for
-CT with RescaleSlope 1, N HU). ``offset`` is the volume's minimum, so padding and air
-come back exact. The quantised values q are then coded losslessly (JPEG XL by default,
+min(offset + (2N + 1) * q, high), so no pixel moves by more than N stored units (N =
+``bound``; for CT with RescaleSlope 1, N HU). ``offset`` and ``high`` are the volume's
+minimum and maximum, so padding and air come back exact and no rebuilt value leaves the
+source's range (it still fits its BitsStored). The quantised values q are then coded losslessly (JPEG XL by default,
 HTJ2K as the fallback inner codec); in DICOM the step folds into RescaleSlope and the
 offset into RescaleIntercept (:func:`dicom_rescale`), so q stays a standard lossless image.
 
@@ -29,7 +30,7 @@ _DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16"))
 
 @dataclass(frozen=True)
 class BoundedParams:
-    """What a file records to rebuild the values: x' = offset + step * q (clipped to dtype)."""
+    """What a file records to rebuild the values: x' = min(offset + step * q, high)."""
 
     bound: int      # maximum absolute error N, stored units
     step: int       # 2N + 1
@@ -37,6 +38,7 @@ class BoundedParams:
     bits: int       # precision of q as coded
     dtype: str      # numpy type string of the rebuilt (stored) samples, e.g. "<i2"
     inner: str      # "jxl" or "htj2k"
+    high: Optional[int] = None  # largest source value (rebuilt values are clipped to it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,21 +47,33 @@ class BoundedParams:
     def from_dict(cls, d: dict) -> "BoundedParams":
         """Validated parameters read from a file; CodecError on anything inconsistent."""
         try:
-            p = cls(**{k: d[k] for k in ("bound", "step", "offset", "bits", "dtype", "inner")})
+            p = cls(**{k: d[k] for k in ("bound", "step", "offset", "bits", "dtype", "inner", "high")})
             ints = all(isinstance(getattr(p, k), int) and not isinstance(getattr(p, k), bool)
-                       for k in ("bound", "step", "offset", "bits"))
+                       for k in ("bound", "step", "offset", "bits", "high"))
             dt = np.dtype(p.dtype) if isinstance(p.dtype, str) else None
         except (KeyError, TypeError, ValueError) as exc:
-            raise CodecError(f"bad bounded-error parameters {d!r}: {exc}") from None
+            raise CodecError(f"bad bounded-error parameters {_short(d)}: {exc}") from None
         if not (ints and dt is not None and dt.newbyteorder("=") in _DTYPES
                 and 1 <= p.bound <= MAX_BOUND and p.step == 2 * p.bound + 1
                 and 1 <= p.bits <= 16 and p.inner in INNER_CODECS):
-            raise CodecError(f"bad bounded-error parameters {d!r}")
+            raise CodecError(f"bad bounded-error parameters {_short(d)}")
+        info = np.iinfo(dt)
+        # offset..high inside the type, and bits exactly what the writer derives from them:
+        # this also keeps step * q far inside int32 when rebuilding
+        if not (info.min <= p.offset <= p.high <= info.max
+                and p.bits == max(1, ((p.high - p.offset + p.bound) // p.step).bit_length())):
+            raise CodecError(f"bad bounded-error parameters {_short(d)}: range "
+                             f"{p.offset}..{p.high} and {p.bits} bits disagree")
         return p
 
     @property
     def qdtype(self) -> np.dtype:
         return np.dtype(np.uint8 if self.bits <= 8 else np.uint16)
+
+
+def _short(d) -> str:
+    text = repr(d)
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _check(volume) -> np.ndarray:
@@ -80,18 +94,19 @@ def quantise(volume, bound: int = DEFAULT_BOUND, inner: str = "jxl") -> Tuple[np
         raise CodecError(f"unknown inner codec {inner!r} (use one of {INNER_CODECS})")
     n = int(bound)
     step = 2 * n + 1
-    offset = int(vol.min())
+    offset, high = int(vol.min()), int(vol.max())
     q = (vol.astype(np.int32) - (offset - n)) // step
     bits = max(1, int(q.max()).bit_length())
-    params = BoundedParams(n, step, offset, bits, vol.dtype.str, inner)
+    params = BoundedParams(n, step, offset, bits, vol.dtype.str, inner, high)
     return q.astype(params.qdtype), params
 
 
 def dequantise(q: np.ndarray, params: BoundedParams, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """offset + step * q, clipped to the stored type (clipping only moves a value towards
-    the original, which lies inside that type), written into ``out`` when given."""
+    """offset + step * q, clipped to ``high`` and the stored type (clipping only moves a
+    value towards the original, which lies inside both), written into ``out`` when given."""
     dt = np.dtype(params.dtype)
     info = np.iinfo(dt)
+    top = info.max if params.high is None else min(info.max, params.high)
     q = np.asarray(q)
     if out is None:
         out = np.empty(q.shape, dt)
@@ -101,7 +116,7 @@ def dequantise(q: np.ndarray, params: BoundedParams, out: Optional[np.ndarray] =
         x = src.astype(np.int32)  # frame by frame: in cache, about 3x faster than at once
         x *= params.step
         x += params.offset
-        np.clip(x, info.min, info.max, out=x)
+        np.clip(x, info.min, top, out=x)
         dst[...] = x
     return out
 
@@ -173,3 +188,88 @@ def dicom_rescale(params: BoundedParams, slope: float = 1.0, intercept: float = 
     real value = slope * (offset + step * q) + intercept (without the dtype clipping,
     which only ever applies within the bound)."""
     return slope * params.step, intercept + slope * params.offset
+
+
+# -- the frame codec interface of dicube.codecs.registry (container codec 5, .dcbl) ----
+# The frames need the file's LOSS section to be rebuilt: the reader asks bind(reader) for a
+# codec holding the validated parameters before decoding.
+CODEC_ID = 5
+NAME = "bounded"
+SAVE_NAME = None  # chosen by file_type "l" with a bound, never by save(codec=...)
+FALLBACK = None
+CHECKS_CRCS = False
+decode_file = None
+header = None  # served decoded (the rebuilt values, as the source's pixel module describes them)
+#: Section kind of the parameters (raw JSON: BoundedParams.to_dict() + ratio, units, real_bound).
+SECTION = b"LOSS"
+#: Largest LOSS section read (its JSON is about 200 bytes).
+MAX_SECTION_BYTES = 4096
+
+
+def encode(volume, bits_stored, num_threads):
+    return None  # lossy: only with an explicit bound (dicube.save(file_type="l", bound=N))
+
+
+def decode(buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
+    raise CodecError("bounded-error frames need the parameters of the file's LOSS section")
+
+
+def transfer_syntax(facts):
+    return None
+
+
+def loss_document(params: BoundedParams, ratio: float, units: str, real_bound: float) -> dict:
+    """The LOSS section of a file: the parameters, raw/stored ratio of the frames, and the
+    guaranteed maximum error ``real_bound`` in ``units`` ("HU", a RescaleType, "stored")."""
+    return {**params.to_dict(), "ratio": round(float(ratio), 4), "units": units,
+            "real_bound": float(real_bound)}
+
+
+def parse_loss(doc, dtype, bits_stored: int) -> Tuple[BoundedParams, dict]:
+    """(params, the other LOSS fields) of a file whose header declares samples of ``dtype``
+    and q of ``bits_stored`` bits; CodecError on anything missing, inconsistent or hostile."""
+    if not isinstance(doc, dict):
+        raise CodecError(f"LOSS section is not a JSON object: {_short(doc)}")
+    params = BoundedParams.from_dict(doc)
+    if np.dtype(params.dtype).newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
+        raise CodecError(f"LOSS section rebuilds {params.dtype}, the header declares {np.dtype(dtype)}")
+    if params.bits != bits_stored:
+        raise CodecError(f"LOSS section codes {params.bits} bits, the header declares {bits_stored}")
+    ratio, units, real = doc.get("ratio"), doc.get("units"), doc.get("real_bound")
+    number = (int, float)
+    if not (isinstance(ratio, number) and not isinstance(ratio, bool) and 0 < ratio < 1e9
+            and isinstance(units, str) and 0 < len(units) <= 64
+            and isinstance(real, number) and not isinstance(real, bool) and 0 < real < 1e12):
+        raise CodecError(f"bad LOSS section ratio, units or real_bound: {_short(doc)}")
+    return params, {"ratio": float(ratio), "units": units, "real_bound": float(real)}
+
+
+class _Bound:
+    """Codec 5 with one file's parameters (what :func:`bind` returns)."""
+
+    CODEC_ID, NAME, SAVE_NAME, FALLBACK, CHECKS_CRCS = CODEC_ID, NAME, None, None, False
+    decode_file = None
+    header = None
+
+    def __init__(self, params: BoundedParams):
+        self.params = params
+
+    def decode(self, buffer, offsets, lengths, out, *, crcs=None, num_threads=None, verify=True) -> None:
+        mv = memoryview(buffer)
+        frames = [mv[o:o + n] for o, n in zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist())]
+        decode_batch(frames, self.params, out, num_threads)
+
+    transfer_syntax = staticmethod(transfer_syntax)
+
+
+def bind(reader) -> _Bound:
+    """The codec of ``reader``'s frames (a DcbsReader of a .dcbl), its LOSS section
+    validated against the header; CodecError when missing or inconsistent."""
+    sec = reader.sections.get(SECTION)
+    if sec is None:
+        raise CodecError("bounded-error frames without a LOSS section")
+    if sec.encoding != 0 or sec.length > MAX_SECTION_BYTES:
+        raise CodecError(f"LOSS section of {sec.length} bytes (encoding {sec.encoding}): at most "
+                         f"{MAX_SECTION_BYTES} raw bytes expected")
+    h = reader.layout.header
+    return _Bound(parse_loss(reader.section_json(SECTION), h.dtype, h.bits_stored)[0])

@@ -25,6 +25,9 @@ A frame codec is a module (or any object) with these attributes:
     served as native pixel data), else ``header(frame)``: the facts of one stored frame, a
     :class:`~dicube.codecs.jph.CodestreamInfo` (what the DICOM export matches to the pixel
     module).
+``bind`` (optional)
+    ``bind(reader) -> codec``: for frames that need per-file parameters (codec 5 reads the
+    LOSS section); the reader decodes with the codec it returns.
 ``transfer_syntax(facts)``
     The DICOM Transfer Syntax UID a frame with these facts is served as without
     re-encoding, or None (the frame meets no syntax: an error).
@@ -45,6 +48,7 @@ _BUILTIN: Dict[int, str] = {
     2: "dicube.codecs.zstd_raw",  # CODEC_ZSTD
     3: "dicube.codecs.zstd_planes",  # CODEC_ZSTD_PLANES
     4: "dicube.codecs.jxl",  # CODEC_JXL (.dcba; needs the archive extra)
+    5: "dicube.codecs.bounded",  # CODEC_BOUNDED (.dcbl; parameters from bind(reader))
 }
 _loaded: Dict[int, object] = {}
 _extra: Dict[int, object] = {}

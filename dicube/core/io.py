@@ -24,7 +24,10 @@ from ..exceptions import (
 )
 from ..jsontext import parse_json
 from ..storage.format import (
+    CODEC_BOUNDED,
+    SEC_LOSS,
     VARIANT_MAGICS,
+    VARIANT_SUFFIXES,
     SEC_INFO,
     SEC_META,
     SEC_PIXEL,
@@ -41,7 +44,10 @@ __all__ = ["save", "load", "load_meta", "load_qc_report", "encode_frames", "meta
            "qc_report_from_reader", "space_from_reader", "pixel_header_from_reader", "subset_space",
            "subset_pixel_header"]
 
-FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)", "a": "archive (.dcba, JPEG XL lossless)"}
+FILE_TYPES = {"s": "speed (.dcbs, HTJ2K)", "a": "archive (.dcba, JPEG XL lossless)",
+              "l": "lossy with a guaranteed error bound (.dcbl)"}
+#: Default maximum error of file_type "l", in real units (HU for CT; under a third of CT noise).
+DEFAULT_BOUND = 3
 #: Frame codecs ``save`` offers (built in: HTJ2K, smallest, frames served as DICOM without
 #: re-encoding; zstd byte planes, about 5x faster to decode, about 1.5x larger). Codecs
 #: registered later (dicube.codecs.registry) are offered too.
@@ -97,18 +103,77 @@ def _archive_frames(volume: np.ndarray, num_threads: Optional[int],
                     vol.dtype.newbyteorder("="), done.bits_stored), done.info
 
 
-def _sections(image: DicomCubeImage, fs: FrameSet, codec_info: Optional[dict] = None) -> list:
+def _lossy_frames(image: DicomCubeImage, bound, inner: Optional[str], effort: Optional[int],
+                  num_threads: Optional[int]):
+    """(FrameSet, LOSS document, metadata of the lossy instances) of file_type "l": ``bound``
+    in real units converted to stored units (:func:`dicube.dicom.lossy.stored_bound`)."""
+    from ..codecs import bounded, jxl
+    from ..dicom import lossy
+
+    raw, ph, meta = image.raw_image, image.pixel_header, image.dicom_meta
+    slope = ph.RescaleSlope if ph is not None else 1.0
+    intercept = ph.RescaleIntercept if ph is not None else 0.0
+    slopes = [float(s) for s in (slope if isinstance(slope, list) else [slope])]
+    rescaled = any(s != 1 for s in slopes) or any(
+        float(i) != 0 for i in (intercept if isinstance(intercept, list) else [intercept]))
+    first = {}
+    if meta is not None:
+        rescaled = rescaled or "RescaleSlope" in meta or "RescaleIntercept" in meta
+        first = {k: (meta.get_values(k)[0] if k in meta else None)
+                 for k in ("Modality", "RescaleType")}
+    n, units, real = lossy.stored_bound(bound, slopes, rescaled, first.get("Modality"),
+                                        first.get("RescaleType"))
+    if inner is None:
+        try:
+            jxl.backend()
+            inner = "jxl"
+        except CodecError as exc:
+            warnings.warn(f"{exc.reason}; the quantised frames are coded with HTJ2K instead "
+                          "(larger files)", UserWarning, stacklevel=3)
+            inner = "htj2k"
+    params, frames = bounded.encode_batch(raw, n, inner, jxl.DEFAULT_EFFORT if effort is None
+                                          else effort, num_threads)
+    vol = np.asarray(raw)
+    fs = FrameSet(frames, CODEC_BOUNDED, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
+                  vol.dtype.newbyteorder("="), params.bits)
+    ratio = vol.nbytes / sum(map(len, frames))
+    doc = bounded.loss_document(params, ratio, units, real)
+    if meta is not None:
+        meta = lossy.derive_meta(meta, params.bound, params.offset, params.step, inner, ratio,
+                                 units, real)
+    return fs, doc, meta
+
+
+def _bound_checker(volume: np.ndarray, bound: int, num_threads: Optional[int]):
+    """check(source) for write_dcbs: decode the written file and prove |error| <= bound on
+    every pixel (ErrorBoundError otherwise)."""
+    from ..codecs.bounded import check_bound
+
+    def check(source) -> None:
+        with DcbsReader(source) as r:
+            got = r.read_frames(num_threads=num_threads)
+        check_bound(volume, got, bound)
+
+    return check
+
+
+_IMAGE_META = object()
+
+
+def _sections(image: DicomCubeImage, fs: FrameSet, codec_info: Optional[dict] = None,
+              meta=_IMAGE_META, extra=()) -> list:
     info = {"writer": f"dicube {__version__}", "shape": list(image.raw_image.shape),
             "dtype": str(fs.dtype), "frame_codec": fs.codec}
     if codec_info:
         info["codec"] = codec_info
-    out = [(SEC_INFO, json.dumps(info).encode(), False)]
-    if image.dicom_meta is not None:
-        out.append((SEC_META, image.dicom_meta.to_json().encode("utf-8"), True))
+    out = [(SEC_INFO, json.dumps(info).encode(), False), *extra]
+    meta = image.dicom_meta if meta is _IMAGE_META else meta
+    if meta is not None:
+        out.append((SEC_META, meta.to_json().encode("utf-8"), True))
         try:
             from ..dicom.dicom_status import check_series
 
-            report = check_series(image.dicom_meta)
+            report = check_series(meta)
             out.append((SEC_QC, report.to_json().encode("utf-8"), True))
         except Exception as exc:  # QC is informative; never block a save
             warnings.warn(f"series QC failed, saved without a QC report: {exc}", stacklevel=3)
@@ -121,7 +186,8 @@ def _sections(image: DicomCubeImage, fs: FrameSet, codec_info: Optional[dict] = 
 
 def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optional[str] = None,
          num_threads: Optional[int] = None, codec: str = "htj2k", *,
-         overwrite: bool = True) -> int:
+         overwrite: bool = True, bound=None, inner: Optional[str] = None,
+         effort: Optional[int] = None) -> int:
     """Write ``image`` to a .dcbs file atomically; return the file size in bytes.
 
     ``overwrite=True`` (the default, as in earlier releases) replaces an existing file;
@@ -130,16 +196,29 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
 
     ``file_type`` "s" is the speed format (lossless frames), "a" the lossless archive
     (JPEG XL frames, every one decoded and compared before writing; needs
-    ``pip install 'dicube[archive]'``); None (default): "a" for a .dcba path, else "s".
-    The lossy ("l") variant is not implemented. ``codec`` "htj2k" (default) stores HTJ2K
+    ``pip install 'dicube[archive]'``), "l" lossy with a guaranteed maximum error; None
+    (default): by the suffix (.dcba "a", .dcbl "l", else "s").
+
+    File type "l" (.dcbl): every pixel is within ``bound`` (default 3) of the source, in real
+    units when the image has a modality rescale (HU for CT: the bound in stored units is
+    floor(bound / max|RescaleSlope|), so it holds on every slice), else in stored units (a
+    whole number). Values are quantised to steps of 2N+1 and coded losslessly by ``inner``
+    ("jxl", JPEG XL at ``effort`` 5, the default when imagecodecs is installed, else "htj2k"
+    with a warning). The written file is decoded and every pixel compared before it replaces
+    ``path``: a broken bound raises ErrorBoundError and leaves ``path`` as it was. The stored
+    metadata describes the lossy instances (LossyImageCompression 01, new UIDs, the source
+    referenced: :mod:`dicube.dicom.lossy`). ``codec`` "htj2k" (default) stores HTJ2K
     codestreams, the smallest files, served as DICOM without re-encoding; "zstd" stores
     zstd-compressed byte planes, several times faster to decode and about 1.5x larger
     (for training copies). Frames are encoded on ``num_threads`` threads (default: all cores).
     """
     if file_type is None:
-        file_type = "a" if os.fspath(path).lower().endswith(".dcba") else "s"
+        name = os.fspath(path).lower()
+        file_type = next((t for t, sfx in VARIANT_SUFFIXES.items() if name.endswith(sfx)), "s")
     if file_type not in FILE_TYPES:
-        raise DicomCubeError(f"file_type {file_type!r} is not implemented (only 's' or 'a')", path)
+        raise DicomCubeError(f"file_type {file_type!r} is not implemented (use 's', 'a' or 'l')", path)
+    if file_type != "l" and (bound is not None or inner is not None):
+        raise DicomCubeError(f"bound and inner apply to file_type 'l' (.dcbl), not {file_type!r}", path)
     if not isinstance(image, DicomCubeImage):
         raise DataConsistencyError(f"expected a DicomCubeImage, got {type(image).__name__}", path)
     if not overwrite and os.path.lexists(path):
@@ -148,18 +227,27 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
     meta = image.dicom_meta
     if meta is not None and len(meta) not in (raw.shape[0], 1):
         raise DataConsistencyError(f"{len(meta)} metadata slices for {raw.shape[0]} frames", path)
-    codec_info = None
+    codec_info, check, sections = None, None, None
     try:
         if file_type == "a":
             fs, codec_info = _archive_frames(raw, num_threads, _bits_stored(image))
+        elif file_type == "l":
+            fs, loss, lossy_meta = _lossy_frames(image, DEFAULT_BOUND if bound is None else bound,
+                                                 inner, effort, num_threads)
+            sections = _sections(image, fs, {"name": "bounded", "inner": loss["inner"]}, lossy_meta,
+                                 [(SEC_LOSS, json.dumps(loss).encode(), False)])
+            check = _bound_checker(raw, loss["bound"], num_threads)
         else:
             fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
     except (CodecError, DataConsistencyError) as exc:  # name the file being written
         raise type(exc)(exc.reason, path) from None
     try:
-        return write_dcbs(path, fs, _sections(image, fs, codec_info), VARIANT_MAGICS[file_type])
+        return write_dcbs(path, fs, sections or _sections(image, fs, codec_info),
+                          VARIANT_MAGICS[file_type], check=check)
     except OSError as exc:
         raise write_error(exc, path) from exc
+    except CodecError as exc:  # the saved file broke the bound (or did not decode)
+        raise type(exc)(exc.reason, path) from None
 
 
 # ------------------------------------------------------------------------------ load

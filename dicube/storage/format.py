@@ -24,10 +24,15 @@ from . import limits
 MAGIC = b"DCMCUBES"
 #: Magic of the lossless archive variant (JPEG XL frames, codec 4).
 MAGIC_ARCHIVE = b"DCMCUBEA"
-#: Magics written and read, by file_type letter; the archive variant exists in version 2 only.
-VARIANT_MAGICS = {"s": MAGIC, "a": MAGIC_ARCHIVE}
+#: Magic of the lossy variant with a guaranteed error bound (codec 5 and a LOSS section).
+MAGIC_LOSSY = b"DCMCUBEL"
+#: Magics written and read, by file_type letter; the archive and lossy variants exist in
+#: version 2 only.
+VARIANT_MAGICS = {"s": MAGIC, "a": MAGIC_ARCHIVE, "l": MAGIC_LOSSY}
+#: File name suffix of each variant.
+VARIANT_SUFFIXES = {"s": ".dcbs", "a": ".dcba", "l": ".dcbl"}
 #: Other magics of the dicube family (never produced: no codec for them yet).
-OTHER_MAGICS = {b"DCMCUBEL": "lossy (.dcbl)", b"DCMCUBE\0": "base"}
+OTHER_MAGICS = {b"DCMCUBE\0": "base"}
 VERSION = 2
 LEGACY_VERSION = 1
 
@@ -54,14 +59,16 @@ SEC_SPACE = b"SPAC"  # spacetransformer Space JSON (x, y, z axis order)
 SEC_PIXEL = b"PIXH"  # PixelDataHeader JSON
 SEC_QC = b"QCRP"  # series QC report JSON (zstd)
 SEC_INDEX = b"FIDX"  # frame index (FRAME_INDEX_DTYPE records)
+SEC_LOSS = b"LOSS"  # bounded-error parameters of a .dcbl (raw JSON, dicube.codecs.bounded)
 
 #: Frame codecs (each a module of dicube.codecs, found by id in dicube.codecs.registry).
 CODEC_HTJ2K = 1  # one lossless HTJ2K codestream per frame
 CODEC_ZSTD = 2  # raw little-endian samples of one frame, zstd-compressed
 CODEC_ZSTD_PLANES = 3  # byte planes of one frame's samples, zstd-compressed (fast to decode)
 CODEC_JXL = 4  # one lossless JPEG XL codestream per frame (.dcba)
+CODEC_BOUNDED = 5  # quantised values (error <= bound) in a lossless codestream per frame (.dcbl)
 CODEC_NAMES = {CODEC_HTJ2K: "htj2k", CODEC_ZSTD: "zstd", CODEC_ZSTD_PLANES: "zstd-planes",
-               CODEC_JXL: "jxl"}
+               CODEC_JXL: "jxl", CODEC_BOUNDED: "bounded"}
 
 #: One frame index record: offset from the start of the frames region, length, CRC-32C.
 FRAME_INDEX_DTYPE = np.dtype([("offset", "<u8"), ("length", "<u8"), ("crc", "<u4"), ("reserved", "<u4")])
@@ -90,7 +97,7 @@ class Header:
 
     @property
     def variant(self) -> str:
-        """The file_type letter of the magic ("s" or "a")."""
+        """The file_type letter of the magic ("s", "a" or "l")."""
         return next(k for k, v in VARIANT_MAGICS.items() if v == self.magic)
 
     @property
@@ -173,6 +180,8 @@ def parse_header(head: bytes, crc32c, path=None) -> Header:
         problems.append(f"file length {file_length} != {head_length} + {frames_length}")
     if not registry.known(codec):
         problems.append(f"frame codec {codec}")
+    elif (codec == CODEC_BOUNDED) != (magic == MAGIC_LOSSY):  # lossy frames are always labelled
+        problems.append(f"frame codec {codec} in a {magic.decode('latin-1')} file")
     if frame_count > frames_length:  # every frame holds at least one byte
         problems.append(f"{frame_count} frames in {frames_length} bytes")
     if problems:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, List, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import zstandard
 
 from ..codecs.jph import crc32c
 from .atomic import atomic_write
+from .sources import ByteSource, LocalFile, TransferStats
 from .format import (
     ENC_RAW,
     ENC_ZSTD,
@@ -85,11 +86,44 @@ def build_head(fs: FrameSet, sections: Iterable[Tuple[bytes, bytes, bool]],
     return head, frames_length
 
 
+class _Memory(ByteSource):
+    """The bytes of a file being written, when its temporary file cannot be reopened."""
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self._data, self.size, self.stats = name, data, len(data), TransferStats()
+
+    def pread(self, length: int, offset: int) -> bytes:
+        self.stats.add(length)
+        return self._data[offset:offset + length]
+
+
+def _written(fh, path, parts: Sequence[bytes]) -> ByteSource:
+    """The file just written to ``fh``, read back from disk (Linux: through /proc, since the
+    temporary file is open write-only), else from the bytes written; named ``path``."""
+    fh.flush()
+    try:
+        src = LocalFile(f"/proc/self/fd/{fh.fileno()}")
+    except OSError:
+        return _Memory(os.fspath(path), b"".join(parts))
+    src.name = os.fspath(path)
+    return src
+
+
 def write_dcbs(path: "os.PathLike[str] | str", fs: FrameSet,
-               sections: Iterable[Tuple[bytes, bytes, bool]], magic: bytes = MAGIC) -> int:
-    """Write a .dcbs (or, with ``magic``, .dcba) file atomically; return its size in bytes."""
+               sections: Iterable[Tuple[bytes, bytes, bool]], magic: bytes = MAGIC,
+               check: Optional[Callable[[ByteSource], None]] = None) -> int:
+    """Write a .dcbs (or, with ``magic``, .dcba/.dcbl) file atomically; return its size in bytes.
+
+    ``check(source)``, when given, reads the complete file before it replaces ``path``; an
+    exception it raises leaves ``path`` as it was (the temporary file is removed)."""
     head, frames_length = build_head(fs, sections, magic)
     with atomic_write(path) as fh:
         fh.write(head)
         fh.writelines(fs.frames)
+        if check is not None:
+            src = _written(fh, path, [head, *fs.frames])
+            try:
+                check(src)
+            finally:
+                src.close()
     return len(head) + frames_length
