@@ -11,7 +11,7 @@ from typing import Dict, Iterator, List, Optional
 
 # Subcommand modules, in the order ``dicube --help`` lists them. Each defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func`` (args -> exit code).
-COMMANDS = ("demo", "convert", "info", "export", "verify", "preview")
+COMMANDS = ("demo", "convert", "info", "export", "verify", "preview", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
