@@ -285,6 +285,23 @@ class DcbStreamingReader:
         finally:
             self._leave()
 
+    def get_pixel_data(self, i: int, transfer_syntax: "str | None" = None) -> bytes:
+        """The Pixel Data value of the instance :meth:`get_dicom_for_frame` returns for
+        frame ``i`` in ``transfer_syntax``: the native pixel bytes, or the one codestream
+        (not encapsulated, no padding) of an encapsulated syntax; bulk data of WADO-RS."""
+        k = self._enter(i)
+        try:
+            ts = self._syntax(False, transfer_syntax)
+            mode = self._mode(ts)
+            if mode == _STORED:
+                return self._codestream(k)
+            if mode == _REENCODE:
+                return self._htj2k(k)
+            prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
+            return self._native_data(k, prefix)
+        finally:
+            self._leave()
+
     def get_dataset(self, i: int, force_uncompressed: bool = False,
                     transfer_syntax: "str | None" = None):
         """The pydicom Dataset (with ``file_meta``, without pixel data) of the instance
@@ -293,21 +310,39 @@ class DcbStreamingReader:
 
         k = self._enter(i)
         try:
-            ts = self._syntax(force_uncompressed, transfer_syntax)
-            mode = self._mode(ts)
-            prefix = self._cache.get((k, ts))
-            if prefix is None:
-                if mode == _STORED and self._codec.header is not None:
-                    prefix = self._prefix(k, ts, self._codestream_info(k, self._codestream(k)))
-                elif mode == _REENCODE:
-                    prefix = self._prefix(k, ts, read_header(self._htj2k(k)))
-                else:
-                    prefix = self._prefix(k, ts, None)
+            prefix = self._prefix_of(k, self._syntax(force_uncompressed, transfer_syntax))
         finally:
             self._leave()
         return pydicom.dcmread(io.BytesIO(prefix.before + prefix.after))
 
     get_frame_dataset = get_dataset
+
+    def get_json(self, i: int, transfer_syntax: "str | None" = None) -> dict:
+        """The data set of the instance :meth:`get_dicom_for_frame` returns for frame ``i``
+        as DICOM JSON (the lossless form of :mod:`dicube.dicom.dicom_json`), without file
+        meta information and pixel data; a new dict, tags ascending."""
+        k = self._enter(i)
+        try:
+            prefix = self._prefix_of(k, self._syntax(False, transfer_syntax))
+            header = slice_header(self._meta, k)[0]
+        finally:
+            self._leave()
+        out = {key: v for key, v in header.items()
+               if not key.startswith(("0002", "0028")) and int(key, 16) != prefix.pixel_tag}
+        out.update(prefix.image_pixel)
+        return dict(sorted(out.items()))
+
+    def _prefix_of(self, k: int, ts: str) -> "_Prefix":
+        mode = self._mode(ts)
+        prefix = self._cache.get((k, ts))
+        if prefix is None:
+            if mode == _STORED and self._codec.header is not None:
+                prefix = self._prefix(k, ts, self._codestream_info(k, self._codestream(k)))
+            elif mode == _REENCODE:
+                prefix = self._prefix(k, ts, read_header(self._htj2k(k)))
+            else:
+                prefix = self._prefix(k, ts, None)
+        return prefix
 
     # ------------------------------------------------------------------ frames
     def _codestream(self, k: int) -> bytes:
@@ -360,6 +395,10 @@ class DcbStreamingReader:
 
     def _uncompressed(self, k: int, ts: str = EXPLICIT_LE) -> bytes:
         prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
+        pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, self._native_data(k, prefix))
+        return b"".join([prefix.before, pixel_element_bytes(pixel, ts), prefix.after])
+
+    def _native_data(self, k: int, prefix: "_Prefix") -> bytes:
         frames = self._reader.read_frames([k], num_threads=1)
         try:
             frames, converted = to_output_colour(prefix.source_pixel, frames,
@@ -367,12 +406,10 @@ class DcbStreamingReader:
             if converted and not self._warned:
                 self._warned = True
                 warnings.warn(CONVERTED.format(what=f"{self.path}: frame {k}"),
-                              ColourConversionWarning, stacklevel=3)
-            data = native_pixel_bytes(prefix.image_pixel, frames, False, prefix.pixel_vr)
+                              ColourConversionWarning, stacklevel=4)
+            return native_pixel_bytes(prefix.image_pixel, frames, False, prefix.pixel_vr)
         except DataConsistencyError as exc:
             raise DataConsistencyError(f"frame {k}: {exc.reason}", self.path) from exc
-        pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, data)
-        return b"".join([prefix.before, pixel_element_bytes(pixel, ts), prefix.after])
 
     # ------------------------------------------------------------------ headers
     def _prefix(self, k: int, ts: str, info) -> _Prefix:
