@@ -4,7 +4,9 @@ With ``--json``, stdout carries one JSON object per line per file (JSON Lines; o
 gives one plain JSON object). Fields (absent information is ``null``):
 
 ``path``, ``ok`` (false with ``error`` when the file cannot be read), ``file_bytes``,
-``format_version``, ``variant`` ("s" or "a"), ``writer``, ``frame_codec``, ``shape`` (array shape as loaded:
+``format_version``, ``variant`` ("s", "a" or "l"), ``writer``, ``frame_codec``, ``loss`` (.dcbl
+only: ``bound`` and ``units`` of the guaranteed maximum error, ``stored_bound``, ``step``,
+``inner_codec``, ``ratio`` raw / stored frames; else null), ``shape`` (array shape as loaded:
 slices, rows, columns[, 3]), ``dtype``, ``spacing``/``origin`` (mm, x/y/z = columns/rows/
 slices, as ``Space``), ``orientation`` (``x``/``y``/``z`` unit vectors, patient LPS),
 ``rescale`` (``slope``/``intercept``), ``tags`` (key DICOM attributes, first slice's value),
@@ -66,6 +68,19 @@ def _tags(meta) -> dict:
     return out
 
 
+def _loss(reader) -> Optional[dict]:
+    """What the LOSS section of a .dcbl says (validated; CodecError when inconsistent)."""
+    from ..codecs import bounded
+
+    if reader.frame_codec != bounded.CODEC_ID:
+        return None
+    p = bounded.bind(reader).params
+    _, extra = bounded.parse_loss(reader.section_json(bounded.SECTION), p.dtype, p.bits)
+    return {"bound": extra["real_bound"], "units": extra["units"], "stored_bound": p.bound,
+            "step": p.step, "offset": p.offset, "bits": p.bits, "inner_codec": p.inner,
+            "ratio": extra["ratio"]}
+
+
 def describe(path: "os.PathLike[str] | str") -> dict:
     """The ``--json`` object of one file (raises DicomCubeError when it cannot be read)."""
     import numpy as np
@@ -87,7 +102,7 @@ def describe(path: "os.PathLike[str] | str") -> dict:
                    "variant": r.layout.header.variant,
                    "writer": (info or {}).get("writer") if isinstance(info, dict) else None,
                    "frame_codec": CODEC_NAMES.get(r.frame_codec, str(r.frame_codec)),
-                   "shape": list(shape), "dtype": str(r.dtype)}
+                   "shape": list(shape), "dtype": str(r.dtype), "loss": _loss(r)}
         warnings = list(r.warnings)
     d["spacing"] = list(map(float, space.spacing)) if space is not None else None
     d["origin"] = list(map(float, space.origin)) if space is not None else None
@@ -126,10 +141,16 @@ def _print_text(d: dict, out) -> None:
         print(f"  {label:<21} {text}", file=out)
 
     print(d["path"], file=out)
-    suffix = {"a": ".dcba"}.get(d.get("variant"), ".dcbs")
+    suffix = {"a": ".dcba", "l": ".dcbl"}.get(d.get("variant"), ".dcbs")
     line("format", f"{suffix} v{d['format_version']}, {d['frame_codec']} frames"
          + (f", written by {d['writer']}" if d.get("writer") else "")
          + f", {human_bytes(d['file_bytes'])}")
+    loss = d.get("loss")
+    if loss:
+        units = "stored units" if loss["units"] == "stored" else loss["units"]
+        line("lossy", f"maximum error {loss['bound']:g} {units} on every pixel "
+             f"({loss['stored_bound']} stored, steps of {loss['step']}), inner codec "
+             f"{loss['inner_codec']}, ratio {loss['ratio']:.2f}x")
     line("shape", f"{' x '.join(map(str, d['shape']))} (slices x rows x columns), {d['dtype']}")
     if d["spacing"] is not None:
         o = d["orientation"]

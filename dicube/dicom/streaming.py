@@ -22,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..codecs import htj2k, jxl, registry
+from ..codecs import bounded, htj2k, jxl, registry
 from ..codecs.jph import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, encode_batch, read_header
 from .export import (
     STORED_UNIT_TAGS,
@@ -209,6 +209,7 @@ class DcbStreamingReader:
         as a .dcbs would have it), JPEG XL Lossless 1.2.840.10008.1.2.4.110 (the stored
         codestreams; for signed samples only where a modality rescale can describe the
         stored offset, see :func:`dicube.dicom.export.match_jxl`), then the native ones.
+        .dcbl: the rebuilt values, HTJ2K Lossless re-encoded, then the native ones.
         """
         syntaxes = self._syntaxes
         if syntaxes is None:
@@ -227,11 +228,13 @@ class DcbStreamingReader:
             if first == HTJ2K_LOSSLESS_RPCL:
                 stored += (HTJ2K_LOSSLESS,)
             return stored + NATIVE
-        if codec_id != jxl.CODEC_ID:
+        if codec_id not in (jxl.CODEC_ID, bounded.CODEC_ID):
             return NATIVE
         probe = np.zeros((1, 8, 8) + self._reader.frame_shape[2:], self._reader.dtype)
         ts = read_header(htj2k.encode(probe, None, 1)[0][0]).transfer_syntax
         reencoded = (ts,) + ((HTJ2K_LOSSLESS,) if ts == HTJ2K_LOSSLESS_RPCL else ())
+        if codec_id == bounded.CODEC_ID:  # .dcbl: the rebuilt values, never the stored q frames
+            return reencoded + NATIVE
         try:
             self._prefix(0, JXL_LOSSLESS, None)
             stored = (JXL_LOSSLESS,)
