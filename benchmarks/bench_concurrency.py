@@ -34,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -126,8 +127,10 @@ def _http_store(base: str):
 
 def work(task):
     """One process's share: ``task`` = (contender, metadata only?, [series...], options).
-    Returns what it read (frames per series) so the parent can check both sides agree."""
+    Returns what it read (frames per series, so the parent can check both sides agree) and
+    the CPU seconds the process spent on it (every thread)."""
     who, meta_only, series, opt = task
+    t0 = resource.getrusage(resource.RUSAGE_SELF)
     out = []
     for s in series:
         if who == PYD:
@@ -152,8 +155,9 @@ def work(task):
             if meta_only:
                 out.append(len(dicube.load_meta(loc)))
             else:
-                out.append(dicube.load(loc, num_threads=opt.get("threads")).raw_image.shape[0])
-    return out
+                out.append(dicube.load(loc, num_threads=opt["threads"].get(who)).raw_image.shape[0])
+    t1 = resource.getrusage(resource.RUSAGE_SELF)
+    return out, (t1.ru_utime - t0.ru_utime) + (t1.ru_stime - t0.ru_stime)
 
 
 def run_pool(who: str, meta_only: bool, assignment: List[List[str]], opt: dict):
@@ -167,7 +171,7 @@ def run_pool(who: str, meta_only: bool, assignment: List[List[str]], opt: dict):
     finally:
         pool.close()
         pool.join()
-    return dt, [x for part in res for x in part]
+    return dt, [x for part, _ in res for x in part], sum(c for _, c in res)
 
 
 # --- the page cache --------------------------------------------------------------------------
@@ -456,8 +460,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="rounds (default 3; --quick 2)")
     ap.add_argument("--scenarios", default="warm,cold,http", help="any of warm,cold,http")
     ap.add_argument("--workloads", default="meta,full", help="any of meta,full")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="dicube.load num_threads (default: dicube's default, all cores)")
+    ap.add_argument("--threads", default="",
+                    help="more dicube contenders: dicube.load num_threads values, comma-separated "
+                         "(e.g. 1); the first dicube contender keeps dicube's default")
     ap.add_argument("--rtt-ms", type=float, default=5.0)
     ap.add_argument("--mbit", type=float, default=1000.0)
     ap.add_argument("--cache-dir", default=os.environ.get("DICUBE_BENCH_CACHE", "/tmp/dicube-bench-corpus"))
@@ -490,15 +495,17 @@ def main(argv=None) -> int:
     frames = vol.shape[0]
     import obstore  # noqa: F401  (imported, no client made: forked workers make their own)
 
+    threads = {f"{DCB}, num_threads={t}": int(t) for t in args.threads.split(",") if t}
+    contenders = [PYD, DCB, *threads]
     rng = random.Random(20261128)
+    cpu: Dict[str, List[float]] = {}
     times: Dict[str, List[float]] = {}
     wire: Dict[str, List[int]] = {}
     notes = []
     link = None
     try:
         for scen in scenarios:
-            opt = {"root": str(root), "threads": args.threads, "names": names}
-            before = None
+            opt = {"root": str(root), "threads": threads, "names": names}
             if scen == "http":
                 link = Link(root, args.rtt_ms, args.mbit)
                 opt["http"] = link.url
@@ -506,14 +513,15 @@ def main(argv=None) -> int:
                              + link.probe("/corpus.json", "/dcbs/s000.dcbs"))
                 notes.append("server page cache warm (nginx reads from memory)")
             for wl in workloads:
-                keys = {who: f"{scen} {wl} {who}" for who in (PYD, DCB)}
+                keys = {who: f"{scen} {wl} {who}" for who in contenders}
                 for k in keys.values():
-                    times[k], wire[k] = [], []
+                    times[k], wire[k], cpu[k] = [], [], []
                 for r in range(repeat):
                     chosen = rng.sample(series, n * m) if copies >= n * m else \
                         [rng.choice(series) for _ in range(n * m)]
                     assignment = [chosen[i * m:(i + 1) * m] for i in range(n)]
-                    order = [PYD, DCB] if r % 2 == 0 else [DCB, PYD]
+                    shift = r % len(contenders)
+                    order = contenders[shift:] + contenders[:shift]
                     for who in order:
                         files = [f for s in chosen for f in
                                  (dicom_files[s] if who == PYD else [dcbs_files[s]])]
@@ -525,13 +533,14 @@ def main(argv=None) -> int:
                             warm_cache(files)
                         if link:
                             link.mark()
-                        dt, got = run_pool(who, wl == "meta", assignment, opt)
+                        dt, got, used = run_pool(who, wl == "meta", assignment, opt)
                         assert got == [frames] * (n * m), f"{who} read {got[:3]}..., expected {frames} each"
                         times[keys[who]].append(dt)
+                        cpu[keys[who]].append(used)
                         if link:
                             wire[keys[who]].append(link.wire()[0])
-                print(f"  {scen} {wl}: pydicom {statistics.median(times[keys[PYD]]):.2f} s, "
-                      f"dicube {statistics.median(times[keys[DCB]]):.2f} s", flush=True)
+                print(f"  {scen} {wl}: " + ", ".join(
+                    f"{who} {statistics.median(times[k]):.2f} s" for who, k in keys.items()), flush=True)
             if link:
                 link.close()
                 link = None
@@ -541,18 +550,24 @@ def main(argv=None) -> int:
 
     print(f"\n{n} processes x {m} series of {frames} slices; one series: {len(names)} DICOM files, "
           f"{dicom_bytes / 1e6:.1f} MB; .dcbs {dcbs_bytes / 1e6:.1f} MB ({dicom_bytes / dcbs_bytes:.2f}x "
-          f"smaller); dicube.load num_threads={args.threads or 'default'}")
+          f"smaller); CPU s: user + system of the worker processes (all threads), summed")
     for note in notes:
         print(note)
-    extra = {k: [f"{statistics.median(v) / 1e6:.1f}"] if v else ["-"] for k, v in wire.items()}
+    extra = {k: [f"{statistics.median(cpu[k]):.3g}",
+                 f"{statistics.median(v) / 1e6:.1f}" if v else "-"] for k, v in wire.items()}
     rows = []
     for scen in scenarios:
         for wl in workloads:
             a, b = f"{scen} {wl} {PYD}", f"{scen} {wl} {DCB}"
-            med, lo, hi = ratio(times[a], times[b])
             goal = GOALS[(scen, wl)]
-            rows.append([f"{wl}, {scen}: pydicom / dicube", f"{med:.3g}x", f"{lo:.3g}-{hi:.3g}x",
-                         f">= {goal:g}x", "met" if med >= goal else "MISSED"])
+            for who in contenders[1:]:
+                med, lo, hi = ratio(times[a], times[f"{scen} {wl} {who}"])
+                rows.append([f"{wl}, {scen}: pydicom / {who}", f"{med:.3g}x", f"{lo:.3g}-{hi:.3g}x",
+                             f">= {goal:g}x", "met" if med >= goal else "MISSED"])
+            c = statistics.median(cpu[a]) / statistics.median(cpu[b])
+            rows.append([f"{wl}, {scen}: CPU s pydicom / dicube", f"{c:.3g}x",
+                         f"{min(x / y for x, y in zip(cpu[a], cpu[b])):.3g}-"
+                         f"{max(x / y for x, y in zip(cpu[a], cpu[b])):.3g}x", "", ""])
             if wire[b]:
                 w = statistics.median(wire[b]) / statistics.median(wire[a])
                 rows.append([f"{wl}, {scen}: bytes on the wire dicube / pydicom", f"{w:.3g}x",
@@ -561,7 +576,7 @@ def main(argv=None) -> int:
                              f"<= {WIRE_GOAL:g}x", "met" if w <= WIRE_GOAL else "MISSED"])
     print()
     print_results(scaled(times, 1.0), "s", first="scenario, workload, reader",
-                  extra=extra, extra_headers=["MB on the wire (median)"])
+                  extra=extra, extra_headers=["CPU s (median)", "MB on the wire (median)"])
     print()
     print_table(["ratio", "ratio of medians", "per-pair min-max", "goal", ""], rows)
     print_load_after()
