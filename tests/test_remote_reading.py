@@ -227,3 +227,42 @@ def test_missing_url_is_a_typed_error_naming_it(served, capsys):
 
     rc, out, err = run_cli(capsys, "info", url)
     assert rc == 1 and url in err and "not found" in err and "Traceback" not in err
+
+
+def _child_load(url, q, ds=None):
+    try:
+        img = dicube.load(url, frames=[3, 4]) if ds is None else None
+        q.put(("ok", img.raw_image.tobytes()) if ds is None else ("dataset", ds[1].image.tobytes()))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        q.put((type(exc).__name__, str(exc)))
+
+
+def test_forked_child_reads_http_after_parent_used_obstore(served, local):
+    """obstore's network threads do not survive fork(): a forked child reads http(s) with the
+    standard library instead (same ranges), and refuses s3:// with advice instead of hanging."""
+    import multiprocessing
+
+    url = f"{served.url}/s10.dcbs"
+    # obstore's runtime now runs in this process (the dataset read the frame count)
+    ds = DcbsDataset([url], mode="slab", slab_size=5, random=False)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_child_load, args=(u, q))
+             for u in (url, "s3://some-bucket/ct.dcbs")]
+    procs.append(ctx.Process(target=_child_load, args=(url, q, ds)))  # a DataLoader worker
+    served.mark()
+    try:
+        for p in procs:
+            p.start()
+        got = dict(q.get(timeout=60) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    assert got["ok"] == local["image"].raw_image[3:5].tobytes()
+    assert got["dataset"] == local["image"].raw_image[5:10].tobytes()
+    assert "forked" in got["SourceError"] and "forkserver" in got["SourceError"]
+    assert sorted(ranges(log(served))) == sorted([(0, REMOTE_FIRST_READ - 1)] * 2 + [
+        frame_bytes(local, [3, 4]), frame_bytes(local, [5, 9])])
+

@@ -208,6 +208,33 @@ def join(base: str, name: str) -> str:
 
 _stores: dict = {}
 _stores_lock = threading.Lock()
+#: The process that first used obstore. obstore's runtime (tokio) runs on threads fork()
+#: does not copy: a forked child of that process hangs on any obstore request, so it reads
+#: http(s):// with :mod:`.pyhttp` and refuses s3://.
+_obstore_pid: Optional[int] = None
+_py_clients: dict = {}
+
+
+def _after_fork_in_child() -> None:  # a lock held by another thread at fork() stays held
+    global _stores_lock, _pool_lock
+    _stores_lock, _pool_lock = threading.Lock(), threading.Lock()
+
+
+def _forked_after_obstore() -> bool:
+    return _obstore_pid is not None and _obstore_pid != os.getpid()
+
+
+def _py_client(url: str, timeouts_: Timeouts):
+    from .pyhttp import RangeClient
+
+    parts = urllib.parse.urlsplit(url)
+    connect, read = timeouts(timeouts_)
+    key = (os.getpid(), parts.scheme.lower(), parts.netloc, connect, read)
+    with _stores_lock:
+        client = _py_clients.get(key)
+        if client is None:
+            client = _py_clients[key] = RangeClient(f"{parts.scheme}://{parts.netloc}", connect, read)
+    return client
 
 #: (connect, read) timeouts in seconds; None means the defaults of :mod:`.limits`.
 Timeouts = Optional[tuple]
@@ -253,12 +280,21 @@ def _store_for(url: str, timeouts_: Timeouts = None, storage_options: Optional[d
     options = dict(storage_options or {})
     if options and scheme != "s3":
         raise SourceError("storage_options apply to s3:// URLs only", url)
+    if _forked_after_obstore():
+        raise SourceError(
+            "cannot read s3:// in a process forked after obstore ran in its parent (its network "
+            "threads do not survive fork): start workers with 'spawn' or 'forkserver' (PyTorch "
+            "DataLoader(multiprocessing_context='forkserver')), or read through https:// URLs",
+            url)
     connect, read = timeouts(timeouts_)
-    # obstore's client runs on threads a forked child does not have: one store per process
+    # one store per process (see _forked_after_obstore)
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))) \
         if scheme == "s3" else ()
     key = (os.getpid(), scheme, parts.netloc, connect, read, env, repr(sorted(options.items())))
+    global _obstore_pid
     with _stores_lock:
+        if _obstore_pid is None:
+            _obstore_pid = os.getpid()
         store = _stores.get(key)
         if store is None:
             client, retry = _client_options(connect, read)
@@ -300,6 +336,9 @@ _pool: Optional[tuple] = None
 _pool_lock = threading.Lock()
 
 
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _io_pool() -> ThreadPoolExecutor:
     """The process's pool for range requests (a forked child makes its own)."""
     global _pool
@@ -330,6 +369,13 @@ class RemoteFile(ByteSource):
         self.stats = stats or TransferStats()
         self._obstore = obstore
         self._timeouts = timeouts
+        self._py = None
+        if _forked_after_obstore() and urllib.parse.urlsplit(url).scheme.lower() != "s3" \
+                and not storage_options:
+            self._py = _py_client(url, timeouts)
+            self._head, self.size = self._py.get(url, 0, max(1, prefetch), allow_short=True)
+            self.stats.add(len(self._head))
+            return
         self._store, self._path = _store_for(url, timeouts, storage_options)
         try:
             if prefetch > 0:
@@ -354,6 +400,10 @@ class RemoteFile(ByteSource):
         if offset < 0 or offset + length > self.size:
             raise SourceError(f"bytes {offset}..{offset + length} are beyond the end "
                               f"({self.size} bytes)", self.name)
+        if self._py is not None:
+            mv = bytearray(length)
+            self._get_into(memoryview(mv), offset)
+            return bytes(mv)
         try:
             data = self._obstore.get_range(self._store, self._path, start=offset, length=length)
         except Exception as exc:
@@ -364,10 +414,13 @@ class RemoteFile(ByteSource):
         return bytes(data)
 
     def _get_into(self, mv: memoryview, offset: int) -> None:
-        try:
-            data = self._obstore.get_range(self._store, self._path, start=offset, length=len(mv))
-        except Exception as exc:
-            raise _remote_error(exc, self.name, self._timeouts) from exc
+        if self._py is not None:
+            data, _ = self._py.get(self.name, offset, len(mv))
+        else:
+            try:
+                data = self._obstore.get_range(self._store, self._path, start=offset, length=len(mv))
+            except Exception as exc:
+                raise _remote_error(exc, self.name, self._timeouts) from exc
         got = memoryview(data).cast("B")
         self.stats.add(len(got))
         if len(got) != len(mv):
