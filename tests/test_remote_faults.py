@@ -1,6 +1,9 @@
 """Remote reads against a small HTTP server on loopback that misbehaves on purpose: 5xx
 answers (retried with backoff, bounded), a connection closed halfway through a body (a typed
-error and no result), and a check that range requests are really in flight together."""
+error and no result), and a check that range requests are really in flight together.
+
+Each test runs with obstore and with the standard-library client that forked children use
+(:mod:`dicube.storage.pyhttp`)."""
 from __future__ import annotations
 
 import http.server
@@ -13,6 +16,7 @@ import pytest
 
 import dicube
 from dicube.exceptions import DicomCubeError, SourceError
+from dicube.storage import sources
 from dicube.storage.reader import DcbsReader
 from dicube.storage.sources import REMOTE_FIRST_READ, TransferStats
 
@@ -71,9 +75,12 @@ class FileServer:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def server(dcbs_samples):
+@pytest.fixture(params=["obstore", "stdlib"])
+def server(request, dcbs_samples, monkeypatch):
+    if request.param == "stdlib":  # as in a process forked after its parent used obstore
+        monkeypatch.setattr(sources, "_obstore_pid", -1)
     s = FileServer(dcbs_samples["sample_10"].read_bytes())
+    s.backend = request.param
     try:
         yield s
     finally:
