@@ -1,5 +1,12 @@
 """``dicube convert SRC... -o OUT``: DICOM series to .dcbs files, in parallel across series.
 
+``--to dcba`` writes the lossless archive variant (.dcba, JPEG XL frames), ``--to dcbl``
+the lossy one (.dcbl, every pixel within ``--bound``). A SRC that is a dicube file
+(.dcbs/.dcba) is converted to the ``--to`` variant exactly: every frame decoded and
+re-encoded, the written file read back and compared frame for frame, and its metadata
+sections (META, SPAC, PIXH, QCRP, ...) copied byte for byte (only INFO and the frame index
+change), so .dcbs -> .dcba -> .dcbs gives the original file back.
+
 Each SRC is a DICOM folder (or file); every series found under it (see
 :func:`dicube.discover_series`) becomes one ``OUT/<name>.dcbs``, named
 ``<PatientID>_<Modality>_S<SeriesNumber>`` (the SeriesInstanceUID when those are missing),
@@ -42,6 +49,10 @@ from ._output import (
 )
 
 CMD = "convert"
+#: --to choices -> save()'s file_type.
+TARGETS = {"dcbs": "s", "dcba": "a", "dcbl": "l"}
+#: Magics of the dicube files a SRC may be (converted between variants).
+CUBE_MAGICS = (b"DCMCUBES", b"DCMCUBEA", b"DCMCUBEL")
 
 
 def register(sub) -> None:
@@ -52,9 +63,17 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="series converted at once, in separate processes (default 1; 0 = one per core)")
-    p.add_argument("--codec", choices=("htj2k", "zstd"), default="htj2k",
-                   help="frame codec: htj2k (smallest, served as DICOM as is; the default) or zstd "
-                        "(byte planes: ~5x faster to decode, ~1.5x larger; for training copies)")
+    p.add_argument("--to", choices=TARGETS, default="dcbs",
+                   help="variant written: dcbs (speed, HTJ2K; the default), dcba (lossless archive, "
+                        "JPEG XL, ~17%% smaller; needs dicube[archive]) or dcbl (lossy, every pixel "
+                        "within --bound)")
+    p.add_argument("--bound", type=float, default=None, metavar="N",
+                   help="--to dcbl: maximum error of every pixel, in real units (HU for CT; "
+                        "default 3), else stored units")
+    p.add_argument("--codec", choices=("htj2k", "zstd"), default=None,
+                   help="frame codec of --to dcbs: htj2k (smallest, served as DICOM as is; the "
+                        "default) or zstd (byte planes: ~5x faster to decode, ~1.5x larger; for "
+                        "training copies)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing .dcbs files (by default they are left as they are "
                         "and reported as 'exists, skipped')")
@@ -94,6 +113,9 @@ class Job:
     output: str = ""
     input_bytes: int = 0
     codec: str = "htj2k"        # frame codec passed to dicube.save
+    file_type: str = "s"        # variant written (save's file_type)
+    bound: Optional[float] = None  # .dcbl maximum error
+    cube: bool = False          # the source is a dicube file (variant conversion)
     series_uid: str = ""
     on_unreadable: str = "error"
     allow_mixed_identity: bool = False
@@ -164,10 +186,11 @@ def _uncovered(found, jobs: list[Job]) -> list:
 
 
 def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
-         notes: Optional[list] = None) -> tuple[list[Job], list[Result]]:
-    """The jobs for every series under ``sources`` and the sources that fail: they hold
-    no series, or files that cannot be read and that no job covers (unless
-    ``skip_unreadable``). Warnings (entries never opened, files skipped) go to ``notes``."""
+         notes: Optional[list] = None, suffix: str = ".dcbs") -> tuple[list[Job], list[Result]]:
+    """The jobs for every series under ``sources`` (and every dicube file given as a
+    source) and the sources that fail: they hold no series, or files that cannot be read
+    and that no job covers (unless ``skip_unreadable``). Warnings (entries never opened,
+    files skipped) go to ``notes``. Outputs are named ``<name><suffix>`` in ``out_dir``."""
     from ..dicom.dicom_io import _listing_names, discover_series
     from ..exceptions import DicomReadError
 
@@ -175,6 +198,11 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
     failed: list[Result] = []
     notes = notes if notes is not None else []
     for src in sources:
+        if _is_cube(src):  # a dicube file: converted to another variant
+            job = Job(src, src, None, [src], cube=True, input_bytes=_series_size([src]))
+            job.name = _clean(os.path.splitext(os.path.basename(os.fspath(src)))[0]) or "series"
+            jobs.append(job)
+            continue
         try:
             found = discover_series(src)
         except Exception as exc:  # noqa: BLE001 - reported per source
@@ -219,8 +247,122 @@ def plan(sources, out_dir: str, *, skip_unreadable: bool = False,
             name = f"{job.name}-{n}"
         used.add(name.lower())
         job.name = name
-        job.output = os.path.join(out_dir, name + ".dcbs")
+        job.output = os.path.join(out_dir, name + suffix)
     return jobs, failed
+
+
+def _is_cube(src) -> bool:
+    """Whether ``src`` is a regular file starting with a dicube magic."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode):
+            return False
+        with open(src, "rb") as fh:
+            return fh.read(8) in CUBE_MAGICS
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _shared_bits(meta, dtype) -> Optional[int]:
+    """DICOM BitsStored when shared by all slices, as ``save`` gives it to the codecs."""
+    if meta is None or not meta.is_shared("00280101"):
+        return None
+    v = meta.get_shared_value("00280101")
+    return int(v) if isinstance(v, int) and 1 <= v <= dtype.itemsize * 8 else None
+
+
+def _save_options(file_type: str, codec: Optional[str], bound) -> dict:
+    """Keyword arguments of ``dicube.save`` for a variant; DicomCubeError when this
+    installation cannot write it."""
+    import inspect
+
+    from ..core.io import FILE_TYPES, save
+    from ..exceptions import DicomCubeError
+
+    if file_type not in FILE_TYPES:
+        raise DicomCubeError(f"this dicube cannot write the {file_type!r} variant yet")
+    opts: dict = {"file_type": file_type}
+    if codec is not None:
+        opts["codec"] = codec
+    if bound is not None:
+        if "bound" not in inspect.signature(save).parameters:
+            raise DicomCubeError("this dicube cannot write .dcbl files (no bound in dicube.save)")
+        opts["bound"] = bound
+    return opts
+
+
+def convert_cube(src, dst, file_type: str = "a", *, codec: Optional[str] = None,
+                 bound: Optional[float] = None, num_threads: Optional[int] = None,
+                 overwrite: bool = True) -> tuple:
+    """Convert the dicube file ``src`` to the variant ``file_type`` at ``dst``; return
+    (frames, bytes written, QC status).
+
+    Between .dcbs and .dcba (version 2) the conversion is exact: frames are decoded
+    (checksums verified) and re-encoded, the written file is read back and every frame
+    compared before it replaces ``dst`` (CodecError otherwise), and every section but INFO
+    and the frame index is copied byte for byte. A version-1 .dcbs, or ``file_type`` "l",
+    goes through ``load`` and ``save``. A .dcbl source is refused: its pixels carry its
+    error. ``codec`` is the frame codec of a .dcbs ("htj2k" or "zstd")."""
+    import json
+
+    import numpy as np
+
+    from .. import __version__
+    from ..codecs import jxl
+    from ..core.io import encode_frames, load, meta_from_reader, qc_report_from_reader, save
+    from ..exceptions import CodecError, DataConsistencyError, WriteError
+    from ..storage.format import ENC_ZSTD, SEC_INDEX, SEC_INFO, VARIANT_MAGICS
+    from ..storage.reader import DcbsReader
+    from ..storage.writer import FrameSet, write_dcbs
+
+    opts = _save_options(file_type, codec, bound)
+    if not overwrite and os.path.lexists(dst):
+        raise WriteError("already exists (pass overwrite=True to replace it)", dst)
+    with DcbsReader(src) as r:
+        if r.layout.header.variant == "l":
+            raise DataConsistencyError("is a lossy .dcbl: its pixels carry its error; convert "
+                                       "the series it was made from", src)
+        report = qc_report_from_reader(r)
+        qc = report.status.value if report is not None else "-"
+        if file_type == "l" or r.version != 2:
+            n = r.frame_count
+            return n, save(load(src), dst, num_threads=num_threads, overwrite=overwrite, **opts), qc
+        raw = r.read_frames(num_threads=num_threads)
+        bits = _shared_bits(meta_from_reader(r), raw.dtype)
+        info = json.loads(r.section_bytes(SEC_INFO) or b"{}")
+        sections = [(kind, r.section_bytes(kind), sec.encoding == ENC_ZSTD)
+                    for kind, sec in r.sections.items() if kind not in (SEC_INFO, SEC_INDEX)]
+    samples = 1 if raw.ndim == 3 else 3
+    codec_info = None
+    try:
+        if file_type == "a":
+            done = jxl.archive_frames(raw, bits, num_threads)
+            if done is None:
+                raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, "
+                                           f"not {raw.dtype}")
+            fs = FrameSet(done.frames, done.codec, raw.shape[1], raw.shape[2], samples, raw.dtype,
+                          done.bits_stored)
+            codec_info = done.info
+        else:
+            fs = encode_frames(raw, bits, num_threads, codec or "htj2k")
+    except (CodecError, DataConsistencyError) as exc:
+        raise type(exc)(exc.reason, dst) from None
+    info = {k: v for k, v in info.items() if k != "codec"} if isinstance(info, dict) else {}
+    info.update(writer=f"dicube {__version__}", shape=list(raw.shape), dtype=str(fs.dtype),
+                frame_codec=fs.codec)
+    if codec_info:
+        info["codec"] = codec_info
+
+    def check(source) -> None:
+        with DcbsReader(source) as w:
+            got = w.read_frames(num_threads=num_threads)
+        if got.dtype != raw.dtype or not np.array_equal(got, raw):
+            raise CodecError("the converted frames do not decode to the source's", dst)
+
+    size = write_dcbs(dst, fs, [(SEC_INFO, json.dumps(info).encode(), False)] + sections,
+                      VARIANT_MAGICS[file_type], check=check)
+    return raw.shape[0], size, qc
 
 
 def convert_one(job: Job, num_threads: Optional[int]) -> Result:
@@ -236,6 +378,15 @@ def convert_one(job: Job, num_threads: Optional[int]) -> Result:
 
 def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
     t = time.perf_counter()
+    if job.cube:
+        try:
+            n, size, qc = convert_cube(job.source, job.output, job.file_type, codec=job.codec,
+                                       bound=job.bound, num_threads=num_threads,
+                                       overwrite=job.overwrite)
+            return Result(job, True, n, size, qc, seconds=time.perf_counter() - t)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported for its file
+            return Result(job, False, error=error_message(exc, job.source),
+                          seconds=time.perf_counter() - t)
     try:
         import warnings
 
@@ -273,8 +424,8 @@ def _convert_one(job: Job, num_threads: Optional[int]) -> Result:
             where = [(os.path.join(job.folder, p), r) for p, r in skipped]
             notes.append(f"{job.folder}: skipped {plural(len(skipped), 'file')} that cannot be read: "
                          + _listing_names(where))
-        size = save(image, job.output, num_threads=num_threads, codec=job.codec,
-                    overwrite=job.overwrite)
+        size = save(image, job.output, num_threads=num_threads, overwrite=job.overwrite,
+                    **_save_options(job.file_type, job.codec, job.bound))
         return Result(job, True, image.raw_image.shape[0], size, qc,
                       seconds=time.perf_counter() - t, warnings=notes)
     except Exception as exc:  # noqa: BLE001 - every failure is reported for its series
@@ -336,7 +487,7 @@ def _summary(results: list[Result]) -> None:
     failed = sum(not r.ok for r in results)
     tin = sum(r.job.input_bytes for r in ok)
     tout = sum(r.output_bytes for r in ok)
-    also = (f"; {skipped} skipped, their .dcbs files exist (--overwrite replaces them)"
+    also = (f"; {skipped} skipped, their output files exist (--overwrite replaces them)"
             if skipped else "")
     print(f"{len(ok)} of {len(results)} series converted ({human_bytes(tin)} -> "
           f"{human_bytes(tout)}, {ratio(tin, tout)}){also}; {failed} failed")
@@ -347,17 +498,29 @@ def run(args) -> int:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         print_error(CMD, "exists and is not a folder", out_dir)
         return 2
+    if args.codec is not None and args.to != "dcbs":
+        print_error(CMD, f"--codec applies to --to dcbs, not --to {args.to}")
+        return 2
+    if args.bound is not None and args.to != "dcbl":
+        print_error(CMD, f"--bound applies to --to dcbl, not --to {args.to}")
+        return 2
     workers = args.jobs if args.jobs > 0 else cpu_count()
     notes: list = []
-    jobs, failed = plan(args.sources, out_dir, skip_unreadable=args.skip_unreadable, notes=notes)
+    jobs, failed = plan(args.sources, out_dir, skip_unreadable=args.skip_unreadable, notes=notes,
+                        suffix="." + args.to)
     for note in notes:
         print_warning(CMD, note)
     todo = []
     for job in jobs:
         job.codec = args.codec
+        job.file_type = TARGETS[args.to]
+        job.bound = args.bound
         job.allow_mixed_identity = args.allow_mixed_identity
         job.overwrite = args.overwrite
-        if os.path.lexists(job.output) and not args.overwrite:
+        if job.cube and os.path.realpath(job.output) == os.path.realpath(job.source):
+            failed.append(Result(job, False, error=f"{job.source}: the output would replace the "
+                                                   "source; choose another -o folder"))
+        elif os.path.lexists(job.output) and not args.overwrite:
             failed.append(Result(job, True, skipped=True))  # a re-run: nothing to do
         else:
             todo.append(job)
