@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from starlette.applications import Starlette
@@ -44,7 +45,6 @@ NO_GZIP = DEFAULT_EXCLUDED_CONTENT_TYPES + ("application/dicom", "application/oc
 _QUERY_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
 #: Query parameters PS3.18 defines that a search accepts and ignores.
 _IGNORED_PARAMS = {"charset", "accept", "_", "orderby"}
-_RETRIEVE_URL = "00081190"
 
 # Attributes a search returns by default (PS3.18 Table 10.6.3-3/4/5) beyond the index's own.
 _DEFAULT = {lv: level_keys(lv) for lv in LEVELS}
@@ -120,15 +120,8 @@ def _vr(kw: str) -> str:
     return vr
 
 
-_TAG_CACHE: dict = {}
-
-
 def _tag(kw: str) -> str:
-    tag = _TAG_CACHE.get(kw)
-    if tag is None:
-        tag = _TAG_CACHE[kw] = "00081190" if kw == "RetrieveURL" else \
-            "00080061" if kw == "ModalitiesInStudy" else f"{qido.tag_for_keyword(kw):08X}"
-    return tag
+    return f"{qido.tag_for_keyword(kw):08X}"
 
 
 def element(kw: str, value) -> dict:
@@ -157,23 +150,45 @@ def element(kw: str, value) -> dict:
     return {"vr": vr, "Value": parts}
 
 
-def dicom_json(record: dict, keys, extra: Optional[dict] = None) -> dict:
-    """One PS3.18 F.2 result: the ``keys`` of ``record`` (and ``extra`` elements by tag),
-    tags ascending."""
-    items = [(_tag(kw), element(kw, record.get(kw, ""))) for kw in keys]
-    if extra:
-        items.extend(extra.items())
-    items.sort()
-    return dict(items)
+_PLAIN = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR",
+                    "UT"})
+
+
+@lru_cache(maxsize=256)
+def _layout(keys: tuple) -> tuple:
+    """(keyword, tag, VR, plain text) of ``keys``, tags ascending."""
+    return tuple(sorted(((kw, _tag(kw), _vr(kw), _vr(kw) in _PLAIN) for kw in set(keys)),
+                        key=lambda t: t[1]))
+
+
+def dicom_json(record: dict, keys: tuple) -> dict:
+    """One PS3.18 F.2 result: the ``keys`` of ``record`` (index values), tags ascending."""
+    out = {}
+    get = record.get
+    for kw, tag, vr, plain in _layout(keys):
+        v = get(kw, "")
+        if v == "":
+            out[tag] = {"vr": vr}
+        elif plain and "\\" not in v:
+            out[tag] = {"vr": vr, "Value": [v]}
+        else:
+            out[tag] = element(kw, v)
+    return out
 
 
 # ---------------------------------------------------------------------- the app
 class _Qido:
     """QIDO-RS handlers bound to an index."""
 
+    #: Encoded results kept (study and series level, default attributes): reset when the
+    #: index changes or the cache is full. About 1 KB each.
+    CACHE_ENTRIES = 20000
+
     def __init__(self, index: ArchiveIndex, refresh_interval: Optional[float]):
         self.index = index
         self.refresh_interval = refresh_interval
+        self._cache: dict = {}
+        self._cache_view = None
 
     async def _fresh(self) -> None:
         ix = self.index
@@ -198,6 +213,7 @@ class _Qido:
             bad = self.index.study_errors(study)
             if bad:
                 return _study_error(study, bad)
+        view = self.index._view
         try:
             # one more than asked tells whether to warn that results were left out
             found = self.index.find(level, filters, limit=None if limit is None else limit + 1,
@@ -208,17 +224,39 @@ class _Qido:
         if limit is not None and len(found) > limit:
             found = found[:limit]
             headers["Warning"] = "299 dicube: There are additional results that can be requested"
-        keys = _DEFAULT[level] + extra
+        keys = _DEFAULT[level] + extra + (("RetrieveURL",) if level != "PATIENT" else ())
         base = str(request.base_url).rstrip("/") + BASE
-        out = []
-        for rec in found:
-            url = _retrieve_url(base, level, rec)
-            out.append(dicom_json(rec, keys, {_RETRIEVE_URL: {"vr": "UR", "Value": [url]}}
-                                  if url else None))
-        if extra:
-            self._add_extra(level, found, out, extra)
-        body = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if extra or level not in ("STUDY", "SERIES"):
+            out = []
+            for rec in found:
+                rec["RetrieveURL"] = _retrieve_url(base, level, rec)
+                out.append(dicom_json(rec, keys))
+            if extra:
+                self._add_extra(level, found, out, extra)
+            body = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        else:
+            body = self._cached_body(level, found, keys, base, view)
         return Response(body, 200, headers, media_type=DICOM_JSON)
+
+    def _cached_body(self, level: str, found: list, keys: tuple, base: str, view) -> bytes:
+        """The JSON array of ``found``, each result encoded once per index state."""
+        cache = self._cache
+        if self._cache_view is not self.index._view or len(cache) > self.CACHE_ENTRIES:
+            cache = self._cache = {}
+            self._cache_view = self.index._view
+        keep = view is self._cache_view  # results of an older state are not kept
+        parts = []
+        for rec in found:
+            key = (level, base, rec["StudyInstanceUID"], rec.get("SeriesInstanceUID"))
+            data = cache.get(key)
+            if data is None:
+                rec["RetrieveURL"] = _retrieve_url(base, level, rec)
+                data = json.dumps(dicom_json(rec, keys), separators=(",", ":"),
+                                  ensure_ascii=False).encode("utf-8")
+                if keep:
+                    cache[key] = data
+            parts.append(data)
+        return b"[" + b",".join(parts) + b"]"
 
     def _add_extra(self, level: str, found: list, out: list, extra: tuple) -> None:
         """includefield attributes the index does not hold: read from the file's metadata

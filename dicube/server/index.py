@@ -432,21 +432,33 @@ def _read_parts(path: str) -> tuple:
     if len(meta) != n:
         raise DicomReadError(f"{len(meta)} source file(s) for {n} frames; serving needs one "
                              "single-frame source file per frame", path)
+    shared, per_slice = meta.shared, meta.per_slice
+
+    def column(keys: tuple) -> list:
+        """Values of ``keys`` per frame: one tuple per frame (shared values computed once)."""
+        cols = []
+        for kw in keys:
+            tag = _TAGS[kw]
+            if tag in shared:
+                cols.append((_value(shared[tag]),) * n)
+            else:
+                elems = per_slice.get(tag)
+                cols.append(tuple(_value(e) for e in elems) if elems else ("",) * n)
+        return list(zip(*cols))
+
+    patients, studies, series_rows = column(PATIENT_KEYS), column(STUDY_KEYS), column(SERIES_KEYS)
+    inst = column(INSTANCE_KEYS)
     groups: dict = {}
     for i in range(n):
-        get = lambda kw: _value(meta.get_element(_TAGS[kw], i))  # noqa: E731
-        study = tuple(get(kw) for kw in STUDY_KEYS)
-        series = tuple(get(kw) for kw in SERIES_KEYS)
-        sop = get("SOPInstanceUID")
+        study, series, sop = studies[i], series_rows[i], inst[i][0]
         for what, uid in (("StudyInstanceUID", study[0]), ("SeriesInstanceUID", series[0]),
                           ("SOPInstanceUID", sop)):
             if not isinstance(uid, str) or not qido._UID.match(uid):
                 raise DicomReadError(f"frame {i}: {what} {uid!r} is missing or not a UID", path)
-        g = groups.setdefault((study[0], series[0]), [tuple(get(kw) for kw in PATIENT_KEYS),
-                                                      study, series, [], [], []])
+        g = groups.setdefault((study[0], series[0]), [patients[i], study, series, [], [], []])
         g[3].append(i)
         g[4].append(sop)
-        g[5].append(tuple(get(kw) for kw in INSTANCE_KEYS[1:]))
+        g[5].append(inst[i][1:])
     parts = []
     p = Path(path)
     for patient, study, series, frames, sops, inst in groups.values():

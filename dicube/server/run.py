@@ -121,7 +121,7 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
     index = ArchiveIndex(root)
     n = index.counts()
     print_fn(f"Indexed {os.fspath(root)} in {time.perf_counter() - started:.2f} s: "
-             f"{_plural(n['studies'], 'study', 'studies')}, {_plural(n['series'], 'series')}, "
+             f"{_plural(n['studies'], 'study', 'studies')}, {_plural(n['series'], 'series', 'series')}, "
              f"{_plural(n['instances'], 'instance')}"
              + (f"; {_plural(n['errors'], 'file')} cannot be read (see the log)" if n["errors"] else ""))
     index.start_watching(watch_interval)
