@@ -206,3 +206,17 @@ def test_tiny_image_where_the_info_entry_outweighs_the_gain(tmp_path):
         a = dicube.save(img, tmp_path / "t.dcba")
     assert a <= dicube.save(img, tmp_path / "t.dcbs")
     np.testing.assert_array_equal(dicube.load(tmp_path / "t.dcba").raw_image, img.raw_image)
+
+
+def test_info_command_shows_codec(pair, capsys):
+    import json
+
+    from cli_helpers import run_cli
+
+    code, out, _ = run_cli(capsys, "info", pair[0])
+    assert code == 0 and "JPEG XL lossless, effort 5, 16 bits, libjxl" in out
+    assert "0.83" in out  # x the HTJ2K frames of a .dcbs (sample_10: 0.830)
+    code, out, _ = run_cli(capsys, "info", "--json", pair[0])
+    assert json.loads(out)["codec"]["name"] == "jxl"
+    code, out, _ = run_cli(capsys, "info", "--json", pair[1])
+    assert json.loads(out)["codec"] is None

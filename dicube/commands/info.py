@@ -81,6 +81,12 @@ def _loss(reader) -> Optional[dict]:
             "ratio": extra["ratio"]}
 
 
+def _codec_params(info) -> Optional[dict]:
+    """INFO ``codec`` (frame codec parameters recorded at save, e.g. JPEG XL effort), or None."""
+    codec = info.get("codec") if isinstance(info, dict) else None
+    return codec if isinstance(codec, dict) else None
+
+
 def describe(path: "os.PathLike[str] | str") -> dict:
     """The ``--json`` object of one file (raises DicomCubeError when it cannot be read)."""
     import numpy as np
@@ -102,7 +108,8 @@ def describe(path: "os.PathLike[str] | str") -> dict:
                    "variant": r.layout.header.variant,
                    "writer": (info or {}).get("writer") if isinstance(info, dict) else None,
                    "frame_codec": CODEC_NAMES.get(r.frame_codec, str(r.frame_codec)),
-                   "shape": list(shape), "dtype": str(r.dtype), "loss": _loss(r)}
+                   "shape": list(shape), "dtype": str(r.dtype), "loss": _loss(r),
+                   "codec": _codec_params(info)}
         warnings = list(r.warnings)
     d["spacing"] = list(map(float, space.spacing)) if space is not None else None
     d["origin"] = list(map(float, space.origin)) if space is not None else None
@@ -151,6 +158,14 @@ def _print_text(d: dict, out) -> None:
         line("lossy", f"maximum error {loss['bound']:g} {units} on every pixel "
              f"({loss['stored_bound']} stored, steps of {loss['step']}), inner codec "
              f"{loss['inner_codec']}, ratio {loss['ratio']:.2f}x")
+    codec = d.get("codec")
+    if codec and codec.get("name") == "jxl":  # .dcba frames: as recorded at save
+        vs = ""
+        if codec.get("htj2k_bytes") and d["frames"]["total"]:
+            vs = f", {d['frames']['total'] / codec['htj2k_bytes']:.3f}x the HTJ2K frames of a .dcbs"
+        line("codec", f"JPEG XL lossless, effort {codec.get('effort')}, {codec.get('bits')} bits"
+             + (f" (signed, offset {codec['signed_offset']})" if codec.get("signed_offset") else "")
+             + f", {codec.get('library')}{vs}")
     line("shape", f"{' x '.join(map(str, d['shape']))} (slices x rows x columns), {d['dtype']}")
     if d["spacing"] is not None:
         o = d["orientation"]
