@@ -23,7 +23,8 @@ from dicube.storage.sources import REMOTE_FIRST_READ, TransferStats
 
 class FileServer:
     """Serves one file's bytes at any path with Range support; ``plan(start)`` decides per
-    request: "ok", "503" or "cut" (send half the body, then close the connection)."""
+    request: "ok", "503", "cut" (send half the body, then close the connection) or "full"
+    (ignore Range: 200 and the whole file)."""
 
     def __init__(self, data: bytes):
         self.data = data
@@ -50,6 +51,8 @@ class FileServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if what == "full":  # a server that ignores Range
+                    m, start, end = None, 0, len(outer.data)
                 body = outer.data[start:end]
                 self.send_response(206 if m else 200)
                 self.send_header("Content-Length", str(len(body)))
@@ -159,3 +162,11 @@ def test_range_requests_are_in_flight_together(server, ref):
     img = dicube.load(f"{server.url}/ct.dcbs", frames=[3, 7], coalesce_gap=0)
     assert np.array_equal(img.raw_image, ref.raw_image[[3, 7]])
     assert [what for _, what in server.seen] == ["ok"] * 3
+
+
+def test_server_ignoring_range_is_refused(server):
+    server.plan = lambda start: "full"
+    url = f"{server.url}/ct.dcbs"
+    with pytest.raises(SourceError) as info:
+        dicube.load(url)
+    assert info.value.path == url
