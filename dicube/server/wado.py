@@ -44,6 +44,9 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 BULK_MIN = 1024
 _BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PIXEL_DATA = "7FE00010"
+#: Padding that is not part of a value (PS3.5 6.2): both ends, or trailing spaces only.
+_STRIPPED = {"AE": " ", "AS": " ", "CS": " ", "DA": " ", "DT": " ", "TM": " ", "UI": "\0 "}
+_PADDED = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "UR"})
 #: Parts prepared ahead of the one being sent (decoding on worker threads meanwhile).
 LOOKAHEAD = 4
 _MAX_FRAME_LIST = 4096  # characters of a frame list
@@ -105,8 +108,8 @@ def _number(text, vr: str):
 
 
 def web_json(data: dict, bulk_uri: Optional[Callable[[str], str]] = None) -> dict:
-    """PS3.18 F.2 JSON of dicube's lossless DICOM JSON: DS and IS as JSON numbers, PN as
-    objects, top-level binary elements longer than BULK_MIN bytes as ``BulkDataURI``
+    """PS3.18 F.2 JSON of dicube's lossless DICOM JSON: DS and IS as JSON numbers, text
+    without its padding, top-level binary elements longer than BULK_MIN bytes as ``BulkDataURI``
     (``bulk_uri(tag)``) when ``bulk_uri`` is given, everything else as it is."""
     out = {}
     for tag, elem in data.items():
@@ -115,6 +118,13 @@ def web_json(data: dict, bulk_uri: Optional[Callable[[str], str]] = None) -> dic
             elem = {"vr": "SQ", "Value": [web_json(item) for item in elem["Value"]]}
         elif vr in ("DS", "IS") and elem.get("Value"):
             elem = {"vr": vr, "Value": [None if v in (None, "") else _number(v, vr)
+                                        for v in elem["Value"]]}
+        elif vr in _STRIPPED and elem.get("Value"):
+            strip = _STRIPPED[vr]
+            elem = {"vr": vr, "Value": [v.strip(strip) if isinstance(v, str) else v
+                                        for v in elem["Value"]]}
+        elif vr in _PADDED and elem.get("Value"):
+            elem = {"vr": vr, "Value": [v.rstrip(" ") if isinstance(v, str) else v
                                         for v in elem["Value"]]}
         elif (bulk_uri is not None and vr in _BINARY and "InlineBinary" in elem
               and len(elem["InlineBinary"]) * 3 // 4 > BULK_MIN):
@@ -307,8 +317,7 @@ class Wado:
     def _metadata(self, request: Request, level: str) -> Response:
         refs = self._refs(request, level)
         files = {ref.path: self._reader(ref.path) for ref in refs}
-        url = str(request.url.replace(query=""))
-        base = url[:url.index("/studies/")]
+        base = _base_url(request)
 
         def item(ref) -> bytes:
             inst = (f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}"
@@ -392,6 +401,20 @@ class Wado:
                       methods=["GET"]),
                 Route(I + "/bulkdata/{tag}", h(self._bulkdata), methods=["GET"])]
         return out
+
+
+def _base_url(request: Request) -> str:
+    """The DICOMweb base URL the client used (up to ``/studies``). A Host field without a
+    port naming the very address the server listens on gets the server's port: some
+    clients (dicomweb-client 0.61) drop the port from Host."""
+    url = request.url.replace(query="")
+    host = request.headers.get("host", "")
+    server = request.scope.get("server") or (None, None)
+    if host and ":" not in host.rsplit("]", 1)[-1] and host.strip("[]") == server[0] \
+            and server[1] not in (None, 80, 443):
+        url = url.replace(port=server[1])
+    text = str(url)
+    return text[:text.index("/studies/")]
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
