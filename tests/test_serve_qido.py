@@ -216,3 +216,22 @@ def test_a_corrupt_file_fails_its_study_only(serve_archive_copy):
         ok = _get(f"{served.url}/studies/{MR_STUDY}/series")
         assert ok.status_code == 200 and len(ok.json()) == 1
         assert _patient_ids(_get(f"{served.url}/studies").json()) == ["444 1", "4MR1"]
+
+
+def test_cors_lets_a_browser_viewer_call_with_credentials(serve_archive, serve_server):
+    origin = "http://viewer.example:3000"
+    with start_serve_server(serve_archive, auth=Auth(token="t"), cors_origins=[origin]) as served:
+        pre = httpx.options(f"{served.url}/studies", timeout=10, headers={
+            "Origin": origin, "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization"})
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == origin
+        r = _get(f"{served.url}/studies?limit=1",
+                 headers={"Origin": origin, "Authorization": "Bearer t"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
+        assert "warning" in r.headers["access-control-expose-headers"].lower()
+        other = _get(f"{served.url}/studies", headers={"Origin": "http://evil.example",
+                                                      "Authorization": "Bearer t"})
+        assert "access-control-allow-origin" not in other.headers
+    plain = _get(f"{serve_server.url}/studies", headers={"Origin": origin})
+    assert "access-control-allow-origin" not in plain.headers

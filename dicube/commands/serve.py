@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="a C-MOVE destination (repeat for several)")
     p.add_argument("--readonly", action="store_true", default=True,
                    help="read-only (the default, and the only mode: STOW-RS/C-STORE are refused)")
+    p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. http://localhost:3000, an OHIF viewer; "
+                        "'*' for any) call the server from a browser (repeat for several)")
     p.add_argument("--watch-interval", type=_interval, default=2.0, metavar="S",
                    help="seconds between rescans of the folder (default 2)")
     p.add_argument("-v", "--verbose", action="count", default=0,
@@ -71,6 +74,6 @@ def run(args) -> int:
         print("dicube serve: error: --move-destination needs --dimse", file=sys.stderr)
         return 2
     serve(args.archive, http=http, dimse=args.dimse, destinations=destinations or None,
-          auth=auth, watch_interval=args.watch_interval,
+          auth=auth, watch_interval=args.watch_interval, cors_origins=args.cors,
           print_fn=lambda text: print(text, flush=True))
     return 0

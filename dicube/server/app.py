@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -353,12 +353,15 @@ def _study_error(study: str, bad: dict) -> JSONResponse:
 
 
 def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
-               refresh_interval: Optional[float] = 2.0, gzip: bool = True) -> Starlette:
+               refresh_interval: Optional[float] = 2.0, gzip: bool = True,
+               cors_origins: Sequence[str] = ()) -> Starlette:
     """The DICOMweb application over ``index`` (``/dicom-web/...``).
 
     ``auth``: credentials every request must carry (401 otherwise); ``refresh_interval``:
     when the index is not watched, a search rescans the folder if the last scan is older
-    (None: never); ``gzip``: compress JSON answers for clients that accept it.
+    (None: never); ``gzip``: compress JSON answers for clients that accept it;
+    ``cors_origins``: web origins allowed to call from a browser (e.g. an OHIF viewer
+    served from another port; ``"*"`` for any), none by default.
     """
     q = _Qido(index, refresh_interval)
 
@@ -397,6 +400,13 @@ def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
     ]
     routes += _wado_routes(index)
     middleware = []
+    if cors_origins:  # outermost: a browser's preflight carries no credentials
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                                     allow_methods=["GET", "HEAD", "OPTIONS"],
+                                     allow_headers=["Authorization", "Accept", "Range"],
+                                     expose_headers=["Warning", "Content-Type", "Content-Length"]))
     if auth is not None:
         middleware.append(Middleware(_AuthMiddleware, auth=auth))
     if gzip:

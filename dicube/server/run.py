@@ -101,11 +101,12 @@ class HttpServer:
 
 def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = None,
           readonly: bool = True, *, destinations: Optional[dict] = None, auth=None,
-          watch_interval: float = 2.0, print_fn: Callable[[str], None] = print,
+          watch_interval: float = 2.0, cors_origins=(), print_fn: Callable[[str], None] = print,
           stop: Optional[threading.Event] = None) -> None:
     """Index ``root`` and serve it over DICOMweb (``http`` "HOST:PORT") and/or DIMSE
     (``dimse`` "AET@HOST:PORT") until Ctrl-C / SIGTERM (or ``stop`` is set).
-    ``auth``: an :class:`~dicube.server.app.Auth` (default: from the environment)."""
+    ``auth``: an :class:`~dicube.server.app.Auth` (default: from the environment);
+    ``cors_origins``: browser origins allowed (see :func:`~dicube.server.app.create_app`)."""
     from .app import BASE, Auth, create_app
     from .index import ArchiveIndex
 
@@ -129,7 +130,8 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
     stop = stop or threading.Event()
     try:
         if http_addr:
-            web = HttpServer(create_app(index, auth=auth, refresh_interval=None), *http_addr).start()
+            web = HttpServer(create_app(index, auth=auth, refresh_interval=None,
+                                        cors_origins=cors_origins), *http_addr).start()
             servers.append(web)
             print_fn(f"DICOMweb: {web.url}{BASE}  (QIDO-RS, WADO-RS; read-only"
                      + (", authentication required" if auth else "") + ")")
