@@ -27,7 +27,6 @@ RTT to each new connection, the TCP handshake). Without them (fallback, printed)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import io
 import json
@@ -43,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pydicom
@@ -204,79 +203,38 @@ def warm_cache(files: List[Path]) -> None:
 
 # --- the shaped link -------------------------------------------------------------------------
 
-class _Bucket:
-    """One link's worth of bandwidth (bytes per second) shared by every connection of the proxy:
-    the time each chunk's last byte would leave a link of that rate."""
-
-    def __init__(self, rate: float):
-        self.rate, self.free = rate, 0.0
-
-    def departs(self, now: float, n: int) -> float:
-        self.free = max(self.free, now) + n / self.rate
-        return self.free
-
-
-def _write(writer, data) -> None:
-    if not writer.is_closing():
-        writer.write(data)
-
-
-def _eof(writer) -> None:
-    if not writer.is_closing() and writer.can_write_eof():
-        writer.write_eof()
-
-
-async def _pump(reader, writer, delay: float, bucket: Optional[_Bucket]) -> float:
-    """Forward reader -> writer, each chunk written ``delay`` seconds after it arrived (a delay
-    line: chunks in flight overlap, as on a long link; callbacks, no task per chunk). Returns
-    when the last write is due."""
-    loop = asyncio.get_running_loop()
-    last = 0.0
-    try:
-        while True:
-            data = await reader.read(1 << 18)
-            if not data:
-                break
-            due = loop.time() + delay
-            if bucket is not None:
-                due = max(due, bucket.departs(loop.time(), len(data)) + delay)
-            last = max(due, last + 1e-7)  # strictly increasing: the timer heap keeps the order
-            loop.call_at(last, _write, writer, data)
-    except (ConnectionError, OSError):
-        pass
-    last = max(loop.time() + delay, last + 1e-7)
-    loop.call_at(last, _eof, writer)
-    return last
-
-
-def _proxy_main(listen: tuple, upstream: tuple, delay: float, rate: Optional[float]) -> None:
-    async def serve():
-        bucket = _Bucket(rate) if rate else None
-        loop = asyncio.get_running_loop()
-
-        async def handle(cr, cw):
-            try:
-                ur, uw = await asyncio.open_connection(*upstream)
-            except OSError:
-                cw.close()
-                return
-            await asyncio.sleep(2 * delay)  # the TCP handshake's round trip
-            try:
-                ends = await asyncio.gather(_pump(cr, uw, delay, None), _pump(ur, cw, delay, bucket))
-                await asyncio.sleep(max(ends) - loop.time() + 0.01)
-            finally:
-                for w in (uw, cw):
-                    w.close()
-
-        server = await asyncio.start_server(handle, *listen, limit=1 << 20, backlog=1024)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
-
-
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the benchmark dies, even by SIGKILL (a smoke
+    test's timeout), so no nginx or proxy outlives it."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _remove_stale_namespaces() -> None:
+    """Delete the namespaces of earlier runs killed before they could (dcb<pid>, pid gone)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith("dcb") and name[3:].isdigit() and not Path(f"/proc/{name[3:]}").exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _wait_for(addr: tuple, proc, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(addr, timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.05)
 
 
 def _free_port() -> int:
@@ -326,28 +284,23 @@ class Link:
             self.how = (f"FALLBACK (no ip netns/tc here): nginx on loopback; an asyncio proxy adds "
                         f"{rtt_ms / 2:g} ms per direction + 1 RTT per new connection and limits the "
                         f"rate to {mbit:g} Mbit/s (one token bucket)")
-        self._start_nginx(root, prefix)
-        self.procs.append(subprocess.Popen(
-            [*prefix, sys.executable, os.path.abspath(__file__), "--proxy", json.dumps(
-                [list(front), list(self.listen), rtt_ms / 2e3, proxy_rate])]))
         self.url = f"http://{front[0]}:{front[1]}"
-        for _ in range(200):
-            try:
-                socket.create_connection(front, timeout=1).close()
-                break
-            except OSError:
-                if self.procs[-1].poll() is not None:
-                    break
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("the latency proxy did not start")
-        if self.procs[-1].poll() is not None:
-            raise RuntimeError("the latency proxy did not start")
+        try:
+            self._start_nginx(root, prefix)
+            self.procs.append(subprocess.Popen(
+                [*prefix, sys.executable, str(Path(__file__).with_name("_latency_proxy.py")),
+                 json.dumps([list(front), list(self.listen), rtt_ms / 2e3, proxy_rate])],
+                preexec_fn=_die_with_parent))
+            _wait_for(front, self.procs[-1], "the latency proxy")
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _can_netns() -> bool:
         if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("tc")):
             return False
+        _remove_stale_namespaces()
         probe = f"dcbprobe{os.getpid() % 100000}"
         try:
             _run("ip", "netns", "add", probe)
@@ -386,14 +339,14 @@ http {{
 """)
         self.procs.append(subprocess.Popen(
             [*prefix, exe, "-c", str(self.base / "nginx.conf"), "-p", str(self.base),
-             "-e", str(self.base / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
-        for _ in range(100):
-            if (self.base / "nginx.pid").exists():
-                return
-            if self.procs[-1].poll() is not None:
-                break
+             "-e", str(self.base / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent))
+        deadline = time.monotonic() + 60
+        while not (self.base / "nginx.pid").exists():
+            if self.procs[-1].poll() is not None or time.monotonic() > deadline:
+                log = self.base / "error.log"
+                raise RuntimeError(f"nginx did not start: {log.read_text() if log.exists() else ''}")
             time.sleep(0.05)
-        raise RuntimeError(f"nginx did not start: {(self.base / 'error.log').read_text()}")
 
     def mark(self) -> None:
         self._mark = self.log.stat().st_size if self.log.exists() else 0
@@ -584,8 +537,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--proxy":  # the link's latency proxy (Link starts it)
-        front, upstream, delay, rate = json.loads(sys.argv[2])
-        _proxy_main(tuple(front), tuple(upstream), delay, rate)
-        sys.exit(0)
     sys.exit(main())

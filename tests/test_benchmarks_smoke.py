@@ -18,7 +18,8 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 
 SCRIPTS = ["bench_codec", "bench_container", "bench_streaming", "bench_dataloader",
-           "bench_ingest", "bench_preview", "bench_cli"]
+           "bench_ingest", "bench_preview", "bench_cli", "bench_concurrency"]
+NEEDS_NGINX = {"bench_preview", "bench_concurrency"}
 # scripts stating ratios print the ratio table
 RATIOS = set(SCRIPTS)
 
@@ -28,7 +29,7 @@ def outputs(sample_10):
     """All scripts run at once with --quick (the whole lot in well under a minute)."""
     procs = {}
     for name in SCRIPTS:
-        if name == "bench_preview" and not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        if name in NEEDS_NGINX and not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
             continue  # its test skips (or fails under CI) below
         procs[name] = subprocess.Popen(
             [sys.executable, str(BENCH / f"{name}.py"), str(sample_10), "--quick"],
@@ -67,6 +68,26 @@ def test_quick_run_reports_medians_min_max_and_load(outputs, name):
         assert re.search(r"^\| ratio +\| ratio of medians +\| per-pair min-max +\|", text, re.M), text
         for med, lo, hi in re.findall(r"\| ([\d.e+]+)x +\| ([\d.e+]+)-([\d.e+]+)x +\|", text):
             assert float(lo) <= float(hi)
+
+
+def test_concurrency_states_every_goal_with_cache_and_link(outputs):
+    """bench_concurrency: the seed's N processes x M series, one ratio row per goal (warm,
+    dropped cache, shaped HTTP link; metadata and full), bytes on the wire, how the cache
+    was dropped and what the link measured."""
+    if "bench_concurrency" not in outputs:
+        from preview_servers import require_tool
+
+        require_tool(None, "nginx (Debian package nginx)")
+    code, text = outputs["bench_concurrency"]
+    assert code == 0, text
+    for wl in ("meta", "full"):
+        for scen in ("warm", "cold", "http"):
+            assert re.search(rf"^\| {wl}, {scen}: pydicom / dicube +\| [\d.e+]+x +\| [\d.e+]+-[\d.e+]+x +"
+                             rf"\| >= [\d.]+x +\| (met|MISSED) +\|", text, re.M), (wl, scen, text)
+        m = re.search(rf"^\| {wl}, http: bytes on the wire dicube / pydicom +\| ([\d.e+]+)x", text, re.M)
+        assert m and 0 < float(m.group(1)) < 1, text
+    assert re.search(r"^page cache: (echo 3 > /proc/sys/vm/drop_caches|posix_fadvise)", text, re.M), text
+    assert re.search(r"^link: .*measured: first request [\d.]+ ms", text, re.M), text
 
 
 def test_codec_labels_ojph_expand_with_the_binary_version(outputs):
