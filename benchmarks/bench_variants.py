@@ -13,13 +13,21 @@ Prints: (1) size of each contender relative to HTJ2K lossless and the raw/compre
 on the whole series (all cores, one encode each; lossy rows also show the largest error
 found on any pixel); (2) encode and decode MB/s per core (one thread) on every K-th slice,
 contenders interleaved, median with min-max. MB/s = raw stored pixel bytes per second.
+(3) The variant files end to end, all cores: ``dicube.save`` (.dcbs HTJ2K, .dcbs zstd,
+.dcba with its never-larger HTJ2K comparison, .dcbl at the default bound) and
+``dicube.load`` MB/s, file sizes (every loaded file compared with the source; .dcbl within
+its bound); (4) the streaming reader: ms per served frame of a .dcbs (stored HTJ2K) and a
+.dcba (HTJ2K re-encoded, the default; JPEG XL .110 as stored; Explicit VR LE).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
+import tempfile
+import warnings
 
 import numpy as np
 
@@ -139,7 +147,75 @@ def main() -> None:
     print_results(dec_r, "MB/s", ratios=[(f"{n} / HTJ2K", n, names[0]) for n in names[1:3]])
     med = {n: statistics.median(v) for n, v in dec_r.items()}
     print(f"\nJPEG XL e{args.effort} decode per core: {med[names[2]]:.1f} MB/s (goal >= 20)")
+    files_end_to_end(img, repeat)
     print_load_after()
+
+
+FILES = {".dcbs (HTJ2K)": ("x.dcbs", {}), ".dcbs (zstd planes)": ("z.dcbs", {"codec": "zstd"}),
+         ".dcba (JPEG XL e5)": ("x.dcba", {}), ".dcbl (bound 3)": ("x.dcbl", {"file_type": "l"})}
+
+
+def files_end_to_end(img, repeat: int) -> None:
+    """(3) save/load MB/s and sizes of the variant files; (4) streaming ms per frame."""
+    import inspect
+
+    from dicube.dicom import DcbStreamingReader
+
+    files = dict(FILES)
+    if "l" not in getattr(dicube.core.io, "FILE_TYPES", {}) or \
+            "bound" not in inspect.signature(dicube.save).parameters:
+        files.pop(".dcbl (bound 3)")
+    vol = img.raw_image
+    mb = vol.nbytes / 1e6
+    tmp = tempfile.mkdtemp(prefix="bench_variants_")
+    try:
+        paths = {n: os.path.join(tmp, f) for n, (f, _) in files.items()}
+
+        def saver(n):
+            def run():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    dicube.save(img, paths[n], **files[n][1])
+            return run
+
+        save_t = interleave({n: saver(n) for n in files}, repeat=repeat, warmup=0)
+        sizes = {n: os.path.getsize(p) for n, p in paths.items()}
+        for n, p in paths.items():  # every file decodes to the source (within the bound)
+            got = dicube.load(p).raw_image
+            err = int(np.abs(got.astype(np.int32) - vol.astype(np.int32)).max())
+            if err > (3 if "dcbl" in n else 0):
+                sys.exit(f"{n}: loaded pixels differ from the source by {err}")
+        load_t = interleave({n: (lambda p=p: dicube.load(p)) for n, p in paths.items()},
+                            repeat=repeat, warmup=1)
+        base = sizes[".dcbs (HTJ2K)"]
+        print()
+        print(f"(3) files end to end, all cores ({vol.shape[0]} slices, {mb:.1f} MB raw):")
+        print_table(["file", "bytes", "size / .dcbs", "raw / size"],
+                    [[n, sizes[n], f"{sizes[n] / base:.3f}", f"{vol.nbytes / sizes[n]:.3f}"]
+                     for n in files])
+        print()
+        print("save (dicube.save, all cores):")
+        print_results(rates(save_t, mb), "MB/s")
+        print()
+        print("load (dicube.load, all cores):")
+        print_results(rates(load_t, mb), "MB/s",
+                      ratios=[(".dcba / .dcbs load", ".dcba (JPEG XL e5)", ".dcbs (HTJ2K)")])
+
+        # (4) streaming: one served frame, the middle one, interleaved
+        k = vol.shape[0] // 2
+        ra, rs = DcbStreamingReader(paths[".dcba (JPEG XL e5)"]), DcbStreamingReader(paths[".dcbs (HTJ2K)"])
+        with ra, rs:
+            serve = {".dcbs default (stored HTJ2K)": lambda: rs.get_dicom_for_frame(k),
+                     ".dcba default (HTJ2K re-encoded)": lambda: ra.get_dicom_for_frame(k),
+                     ".dcba JPEG XL .110 (stored)": lambda: ra.get_dicom_for_frame(
+                         k, transfer_syntax=jxl.TRANSFER_SYNTAX),
+                     ".dcba Explicit VR LE": lambda: ra.get_dicom_for_frame(k, force_uncompressed=True)}
+            stream_t = interleave(serve, repeat=max(5, 3 * repeat), warmup=1)
+        print()
+        print(f"(4) streaming one frame ({vol[0].nbytes / 1e3:.0f} kB raw), ms per instance:")
+        print_results({n: [1e3 * t for t in v] for n, v in stream_t.items()}, "ms")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
