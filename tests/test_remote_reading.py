@@ -266,3 +266,16 @@ def test_forked_child_reads_http_after_parent_used_obstore(served, local):
     assert sorted(ranges(log(served))) == sorted([(0, REMOTE_FIRST_READ - 1)] * 2 + [
         frame_bytes(local, [3, 4]), frame_bytes(local, [5, 9])])
 
+
+
+def test_legacy_v1_file_by_url(served, legacy_dcbs):
+    dest = served.www / "legacy.dcbs"
+    shutil.copyfile(legacy_dcbs, dest)
+    dest.chmod(0o644)
+    with pytest.warns(UserWarning):
+        ref = dicube.load(legacy_dcbs)
+    stats = TransferStats()
+    with pytest.warns(UserWarning):
+        img = dicube.load(f"{served.url}/legacy.dcbs", frames=slice(2, 6), stats=stats)
+    assert np.array_equal(img.raw_image, ref.raw_image[2:6])
+    assert stats.requests == 2  # the head, then frames 2-5 in one
