@@ -24,13 +24,14 @@ from dicube.storage.sources import REMOTE_FIRST_READ, TransferStats
 class FileServer:
     """Serves one file's bytes at any path with Range support; ``plan(start)`` decides per
     request: "ok", "503", "cut" (send half the body, then close the connection) or "full"
-    (ignore Range: 200 and the whole file)."""
+    (ignore Range: 200 and the whole file) or "stall" (never answer)."""
 
     def __init__(self, data: bytes):
         self.data = data
         self.seen: list[tuple[int, str]] = []  # (first byte, what was done)
         self.plan = lambda start: "ok"
         self.lock = threading.Lock()
+        self.release = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -50,6 +51,9 @@ class FileServer:
                     self.send_response(503)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if what == "stall":  # headers never come (until the test ends)
+                    outer.release.wait(30)
                     return
                 if what == "full":  # a server that ignores Range
                     m, start, end = None, 0, len(outer.data)
@@ -74,6 +78,7 @@ class FileServer:
         self.thread.start()
 
     def stop(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -169,4 +174,14 @@ def test_server_ignoring_range_is_refused(server):
     url = f"{server.url}/ct.dcbs"
     with pytest.raises(SourceError) as info:
         dicube.load(url)
+    assert info.value.path == url
+
+
+def test_stalled_frames_time_out_with_the_timeouts_given(server):
+    server.plan = lambda start: "stall" if start >= REMOTE_FIRST_READ else "ok"
+    url = f"{server.url}/ct.dcbs"
+    t = time.monotonic()
+    with pytest.raises(SourceError, match="timed out") as info:
+        dicube.load(url, timeouts=(0.5, 0.5))
+    assert time.monotonic() - t < 8
     assert info.value.path == url
