@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +151,6 @@ class ArchiveIndex:
     def refresh(self) -> None:
         """Rescan the folder: new files are indexed, removed ones dropped, changed ones
         (size or modification time differ) re-read; unchanged files are not opened."""
-        import time
-
         with self._refresh_lock:
             old = self._view.files
             try:
@@ -193,17 +192,22 @@ class ArchiveIndex:
         return entry
 
     def start_watching(self, interval: float = 2.0) -> None:
-        """Refresh every ``interval`` seconds on a daemon thread until :meth:`stop_watching`."""
+        """Refresh every ``interval`` seconds (or ten times as long as a scan takes) on a
+        daemon thread until :meth:`stop_watching`."""
         if self._watch is not None:
             return
         self._stop.clear()
 
         def loop() -> None:
-            while not self._stop.wait(interval):
+            wait = interval
+            while not self._stop.wait(wait):
+                started = time.monotonic()
                 try:
                     self.refresh()
                 except Exception:  # keep watching whatever one scan met
                     log.exception("index refresh failed")
+                # a huge folder is rescanned less often: scans take at most ~10% of a core
+                wait = max(interval, 10 * (time.monotonic() - started))
 
         self._watch = threading.Thread(target=loop, name="dicube-index-watch", daemon=True)
         self._watch.start()
@@ -218,8 +222,6 @@ class ArchiveIndex:
     def refresh_if_older(self, seconds: float) -> None:
         """Refresh when the last scan is older than ``seconds`` (a refresh on request
         with a minimum interval)."""
-        import time
-
         if time.monotonic() - self.last_refresh >= seconds and not self._refresh_lock.locked():
             self.refresh()
 
