@@ -178,3 +178,23 @@ def test_unavailable_syntaxes_are_typed_errors(files_10):
             a.get_dicom_for_frame(0, force_uncompressed=True, transfer_syntax=JXL)
         # force_uncompressed keeps its meaning for every variant
         assert read(a.get_dicom_for_frame(1, True)).file_meta.TransferSyntaxUID == EXPLICIT_LE
+
+
+def test_without_a_jxl_decoder_only_the_stored_frames_go_out(files_10, tmp_path, monkeypatch):
+    from dicube.codecs import jxl
+    from dicube.exceptions import CodecUnavailableError
+
+    def gone():
+        raise CodecUnavailableError("JPEG XL frames need imagecodecs: pip install 'dicube[archive]'")
+
+    path, _ = _one_file("MR_small.dcm", tmp_path)  # signed without a rescale: nothing to serve
+    monkeypatch.setattr(jxl, "backend", gone)
+    with DcbStreamingReader(files_10["a"]) as a:
+        assert a.available_transfer_syntaxes() == (JXL,)
+        assert read(a.get_dicom_for_frame(1)).file_meta.TransferSyntaxUID == JXL
+        with pytest.raises(UnsupportedTransferSyntaxError):
+            a.get_dicom_for_frame(1, transfer_syntax=EXPLICIT_LE)
+    with DcbStreamingReader(path) as m:
+        with pytest.raises(CodecUnavailableError, match="archive") as e:
+            m.available_transfer_syntaxes()
+        assert "x.dcba" in str(e.value)

@@ -47,6 +47,7 @@ from .part10 import (
 from ..exceptions import (
     ClosedReaderError,
     CodecError,
+    CodecUnavailableError,
     ColourConversionWarning,
     DataConsistencyError,
     FrameIndexError,
@@ -240,6 +241,12 @@ class DcbStreamingReader:
             stored = (JXL_LOSSLESS,)
         except UnsupportedTransferSyntaxError:
             stored = ()
+        try:
+            jxl.backend()
+        except CodecUnavailableError as exc:  # no decoder: only the stored frames can go out
+            if stored:
+                return stored
+            raise CodecUnavailableError(exc.reason, self.path) from None
         return reencoded + stored + NATIVE
 
     def _mode(self, ts: str) -> str:
