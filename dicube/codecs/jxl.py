@@ -1,6 +1,8 @@
 """JPEG XL lossless frames (ISO/IEC 18181), the codec of the archive variant (.dcba).
 
-One JPEG XL codestream per frame, coded through imagecodecs' libjxl (the optional
+One JPEG XL image per frame (a bare codestream for 8-bit samples; for 16-bit ones the
+container with a level-10 ``jxll`` box, which lossless coding beyond 12 bits needs), coded
+through imagecodecs' libjxl (the optional
 ``archive`` extra: ``pip install dicube[archive]``). Measured on the shared CT (see
 docs/variants.md): effort 5 gives a 20.6% better ratio than HTJ2K lossless (files 17%
 smaller) and decodes at about 22 MB/s per core; effort 7 gains 0.6% and decodes 20% slower.
@@ -186,7 +188,7 @@ SAVE_NAME = None  # chosen by file_type "a", not by save(codec=...)
 FALLBACK = None
 CHECKS_CRCS = False
 decode_file = None
-header = None  # served decoded (uncompressed) by default: pydicom and GDCM cannot read JPEG XL
+header = None  # served re-encoded as HTJ2K by default (dicube.dicom.streaming): pydicom and GDCM cannot read JPEG XL
 
 
 def encode(volume, bits_stored, num_threads):
