@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import socket
 import struct
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Mapping
 
 from pydicom import Dataset
@@ -35,6 +37,8 @@ JPEG_XL_LOSSLESS = "1.2.840.10008.1.2.4.110"
 #: Syntaxes accepted for C-STORE sub-operations (C-GET role negotiation), best first.
 STORE_SYNTAXES = [HTJ2K_LOSSLESS, HTJ2K_RPCL, JPEG_XL_LOSSLESS, EXPLICIT_LE, IMPLICIT_LE]
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+PREFETCH = 3  # data sets encoded ahead per retrieve
+WORKERS = 4   # threads encoding data sets, shared by all associations
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2."  # Study Root Q/R models: .1 FIND, .2 MOVE, .3 GET
 # Keys of a query identifier that are not attributes to match or return.
 _CONTROL = {"QueryRetrieveLevel", "SpecificCharacterSet", "TimezoneOffsetFromUTC",
@@ -47,13 +51,15 @@ _SYNTAX_NAMES = {HTJ2K_LOSSLESS: "HTJ2K Lossless", HTJ2K_RPCL: "HTJ2K RPCL",
 class DimseServer:
     """A running DIMSE service (pynetdicom association server on its own threads)."""
 
-    def __init__(self, ae, server, ae_title: str, host: str, port: int):
-        self._ae, self._server = ae, server
+    def __init__(self, ae, server, ae_title: str, host: str, port: int, pool=None):
+        self._ae, self._server, self._pool = ae, server, pool
         self.ae_title, self.host, self.port = ae_title, host, port
 
     def shutdown(self) -> None:
         """Stop accepting associations and close the ones in progress."""
         self._server.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "DimseServer":
         return self
@@ -98,7 +104,7 @@ def start_dimse(index, ae_title: str = "DICUBE", host: str = "127.0.0.1", port: 
                 (evt.EVT_C_MOVE, services.on_move)]
     server = ae.start_server((host, port), block=False, evt_handlers=handlers)
     services.ae = ae
-    return DimseServer(ae, server, ae_title, host, server.server_address[1])
+    return DimseServer(ae, server, ae_title, host, server.server_address[1], services.pool)
 
 
 def _check_ae_title(title: str) -> None:
@@ -139,6 +145,14 @@ class _Pending(Dataset):
         self.SOPClassUID = sop_class
         self.SOPInstanceUID = sop_instance
         object.__setattr__(self, "_dicube_source", (source, frame))
+        object.__setattr__(self, "_dicube_body", None)  # (syntax, Future) when prefetched
+
+    def body(self, syntax: str) -> bytes:
+        ahead = self._dicube_body
+        if ahead is not None and ahead[0] == syntax:
+            return ahead[1].result()
+        source, frame = self._dicube_source
+        return source.body(frame, syntax)
 
 
 def _usable(assoc, sop_class: str, syntaxes) -> "tuple | None":
@@ -192,7 +206,7 @@ def _send_c_store(assoc, original, dataset, msg_id: int = 1, priority: int = 2,
     req.MoveOriginatorMessageID = originator_id
     req.AffectedSOPClassUID = sop_class
     req.AffectedSOPInstanceUID = str(dataset.SOPInstanceUID)
-    req.DataSet = io.BytesIO(source.body(frame, syntax))
+    req.DataSet = io.BytesIO(dataset.body(syntax))
     # As pynetdicom's send_c_store: pause the association's reactor while we wait for
     # the response, so it does not take the C-STORE-RSP off the queue.
     assoc._reactor_checkpoint.clear()
@@ -210,10 +224,28 @@ def _send_c_store(assoc, original, dataset, msg_id: int = 1, priority: int = 2,
 
 
 def _install_sender(assoc) -> None:
-    if not getattr(assoc, "_dicube_sender", False):
-        original = assoc.send_c_store
-        assoc.send_c_store = functools.partial(_send_c_store, assoc, original)
-        assoc._dicube_sender = True
+    """Make ``assoc`` send _Pending instances with _send_c_store, and acknowledge what
+    it receives at once."""
+    if getattr(assoc, "_dicube_sender", False):
+        return
+    original = assoc.send_c_store
+    assoc.send_c_store = functools.partial(_send_c_store, assoc, original)
+    assoc._dicube_sender = True
+    sock = getattr(assoc.dul, "socket", None)
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        sock.recv = functools.partial(_recv_quickack, sock, sock.recv)
+
+
+def _recv_quickack(sock, recv, n: int) -> bytes:
+    """AssociationSocket.recv that re-arms TCP_QUICKACK (Linux clears it as it goes).
+    Peers that write a PDU's header and body separately with Nagle on (dcmtk's storescp
+    and getscu) otherwise wait for our delayed ACK, 40 ms per C-STORE response."""
+    data = recv(n)
+    try:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+    except (OSError, AttributeError):
+        pass
+    return data
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -266,6 +298,7 @@ class _Services:
         self.destinations = {k.strip(): (str(v[0]), int(v[1])) for k, v in destinations.items()}
         self.ae = None
         self._sources: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dicube-dimse")
         self._lock = threading.Lock()
 
     def source(self, path) -> _Source:
@@ -368,11 +401,37 @@ class _Services:
                                      "Implicit VR LE needed")
             yield status, failed
             return
-        for pending in self._pending(refs):
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, pending
+        # The next few data sets are encoded on worker threads while the current one
+        # is on the wire (decoding a frame for a native syntax costs ~3 ms).
+        window: list = []
+        pendings = self._pending(refs)
+        try:
+            for pending in pendings:
+                window.append(self._prefetch(assoc, pending))
+                if len(window) <= PREFETCH:
+                    continue
+                if event.is_cancelled:
+                    yield 0xFE00, None
+                    return
+                yield 0xFF00, window.pop(0)
+            while window:
+                if event.is_cancelled:
+                    yield 0xFE00, None
+                    return
+                yield 0xFF00, window.pop(0)
+        finally:
+            for left in window:
+                if left._dicube_body is not None:
+                    left._dicube_body[1].cancel()
+
+    def _prefetch(self, assoc, pending: _Pending) -> _Pending:
+        source, frame = pending._dicube_source
+        chosen = _usable(assoc, str(pending.SOPClassUID), source.syntaxes)
+        if chosen is not None:
+            syntax = chosen[1]
+            object.__setattr__(pending, "_dicube_body",
+                               (syntax, self.pool.submit(source.body, frame, syntax)))
+        return pending
 
     def on_get(self, event) -> Iterator:
         refs, err = self._refs_or_error(event, "C-GET")
