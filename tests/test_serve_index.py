@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -215,3 +216,25 @@ def test_not_a_folder(tmp_path):
 
     with pytest.raises(DicomCubeError):
         ArchiveIndex(tmp_path / "missing")
+
+
+def test_synthetic_archive_helper_builds_servable_series(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from _serve_archive import make_archive
+    finally:
+        sys.path.pop(0)
+    done = make_archive(tmp_path, studies=2, series_per_study=2, instances_per_series=3, size=16)
+    assert (done["files"], done["instances"]) == (4, 12)
+    ix = ArchiveIndex(tmp_path)
+    assert ix.counts() == {"patients": 2, "studies": 2, "series": 4, "instances": 12, "errors": 0}
+    (study,) = ix.find("STUDY", {"PatientID": "PAT00001"})
+    assert study["NumberOfStudyRelatedInstances"] == 6
+    ref = ix.instances(study["StudyInstanceUID"])[-1]
+    ds = pydicom.dcmread(__import__("io").BytesIO(
+        ix.streaming_reader(ref.path).get_dicom_for_frame(ref.frame, force_uncompressed=True)))
+    assert ds.SOPInstanceUID == ref.sop_uid and ds.pixel_array.shape == (16, 16)
+    assert [r["InstanceNumber"] for r in ix.find("IMAGE", {"SeriesInstanceUID": ref.series_uid})] \
+        == [1, 2, 3]

@@ -235,3 +235,9 @@ def test_cors_lets_a_browser_viewer_call_with_credentials(serve_archive, serve_s
         assert "access-control-allow-origin" not in other.headers
     plain = _get(f"{serve_server.url}/studies", headers={"Origin": origin})
     assert "access-control-allow-origin" not in plain.headers
+
+
+def test_server_timing_reports_the_search_time(serve_server):
+    r = _get(f"{serve_server.url}/studies?PatientID=4MR1")
+    name, _, dur = r.headers["server-timing"].partition(";dur=")
+    assert name == "qido" and 0 < float(dur) < 10_000
