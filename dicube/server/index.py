@@ -57,6 +57,7 @@ _OWN = {"PATIENT": PATIENT_KEYS, "STUDY": STUDY_KEYS, "SERIES": SERIES_KEYS, "IM
 _TAGS = {kw: f"{tag_for_keyword(kw):08X}" for kw in
          PATIENT_KEYS + STUDY_KEYS + SERIES_KEYS + INSTANCE_KEYS}
 _STUDY_TAG = _TAGS["StudyInstanceUID"]
+_INSTANCE_SET = frozenset(INSTANCE_KEYS)
 
 
 def level_keys(level: str) -> tuple:
@@ -268,8 +269,9 @@ class ArchiveIndex:
         v = self._view
         if limit == 0:
             return []
-        if level == "IMAGE":
+        if level == "IMAGE":  # tested there: series first, then their instances
             records = self._image_records(v, dict(filters), tests)
+            tests = []
         else:
             records = _candidates(v, level, filters)
         out = []
@@ -299,21 +301,27 @@ class ArchiveIndex:
             keys = [k for k in v.series if k[1] in series]
         else:
             keys = list(v.series)
+        upper = [(kw, t) for kw, t in tests if kw not in _INSTANCE_SET]
+        lower = [(kw, t) for kw, t in tests if kw in _INSTANCE_SET]
+        above = [kw for kw in level_keys("SERIES") if kw not in COUNT_KEYS["SERIES"]]
         for key in keys:
             srec = v.series_records[key]
+            if not all(t(srec[kw]) for kw, t in upper):
+                continue
+            base = {kw: srec[kw] for kw in above}
             for part in v.series[key]:
-                base = {kw: srec[kw] for kw in level_keys("SERIES")
-                        if kw not in COUNT_KEYS["SERIES"]}
                 var = part.varying
                 for i, uid in enumerate(part.sops):
                     if sop is not None and uid not in sop:
                         continue
-                    rec = dict(base)
-                    rec["SOPInstanceUID"] = uid
+                    inst = {"SOPInstanceUID": uid}
                     for kw in INSTANCE_KEYS[1:]:
                         val = var[kw]
-                        rec[kw] = val[i] if isinstance(val, tuple) else val
-                    yield rec
+                        inst[kw] = val[i] if isinstance(val, tuple) else val
+                    if all(t(inst[kw]) for kw, t in lower):
+                        rec = dict(base)
+                        rec.update(inst)
+                        yield rec
 
     def instances(self, study: str, series: Optional[str] = None,
                   sop: Optional[str] = None) -> "list[InstanceRef]":
