@@ -238,3 +238,17 @@ def test_synthetic_archive_helper_builds_servable_series(tmp_path):
     assert ds.SOPInstanceUID == ref.sop_uid and ds.pixel_array.shape == (16, 16)
     assert [r["InstanceNumber"] for r in ix.find("IMAGE", {"SeriesInstanceUID": ref.series_uid})] \
         == [1, 2, 3]
+
+
+def test_archive_and_lossy_variants_are_indexed(tmp_path, serve_sources, capsys):
+    from cli_helpers import run_cli
+
+    for name, to in (("CT_small.dcbs", "dcba"), ("MR_small.dcbs", "dcbl")):
+        rc, out, err = run_cli(capsys, "convert", serve_sources[name], "-o", tmp_path, "--to", to)
+        assert rc == 0, err
+    ix = ArchiveIndex(tmp_path)
+    assert ix.errors() == {} and ix.counts()["instances"] == 2
+    for study in (CT_STUDY, MR_STUDY):
+        (ref,) = ix.instances(study)
+        assert ref.path.suffix == (".dcba" if study == CT_STUDY else ".dcbl")
+        assert ix.streaming_reader(ref.path).get_dataset(ref.frame).SOPInstanceUID == ref.sop_uid

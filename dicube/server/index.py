@@ -1,5 +1,5 @@
-"""The archive index: patient, study, series and instance attributes of every .dcbs/.dcba
-file under a folder, read from the files' heads only (never a frame).
+"""The archive index: patient, study, series and instance attributes of every .dcbs (.dcba,
+.dcbl) file under a folder, read from the files' heads only (never a frame).
 
 :class:`ArchiveIndex` lists the folder with :mod:`dicube.storage.listing`, reads the head
 of each new or changed file (size and modification time differ) and keeps compact
@@ -34,7 +34,7 @@ __all__ = ["ArchiveIndex", "InstanceRef", "LEVELS", "SUFFIXES"]
 
 log = logging.getLogger("dicube.server")
 
-SUFFIXES = (".dcbs", ".dcba")
+SUFFIXES = (".dcbs", ".dcba", ".dcbl")
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 PATIENT_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex")
@@ -124,7 +124,7 @@ class _View:
 
 
 class ArchiveIndex:
-    """Patient/study/series/instance records of the .dcbs (and .dcba) files under ``root``.
+    """Patient/study/series/instance records of the .dcbs (and .dcba, .dcbl) files under ``root``.
 
     ``header_cache`` bounds the streaming readers kept open (each holds the encoded data
     set of the frames it served, see :class:`~dicube.dicom.streaming.DcbStreamingReader`);
