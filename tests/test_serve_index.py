@@ -110,7 +110,7 @@ def _touch_later(path):
 
 
 def test_refresh_adds_removes_and_rereads_only_changed_files(serve_archive_copy, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, caplog):
     root = serve_archive_copy
     aside = tmp_path / "MR_small.dcbs"
     shutil.move(root / "MR_small.dcbs", aside)
@@ -132,7 +132,9 @@ def test_refresh_adds_removes_and_rereads_only_changed_files(serve_archive_copy,
     ix.refresh()
     assert reads == [os.fspath(root / "CT_small.dcbs")]
     os.remove(root / "sub" / "MR_small.dcbs")
-    ix.refresh()
+    with caplog.at_level("INFO", logger="dicube.server"):
+        ix.refresh()
+    assert "0 file(s) added, 0 changed, 1 removed" in caplog.text
     assert ix.find("STUDY", {"StudyInstanceUID": MR_STUDY}) == []
     assert ix.instances(MR_STUDY) == []
     assert ix.counts()["studies"] == 2

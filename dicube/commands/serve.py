@@ -75,5 +75,6 @@ def run(args) -> int:
         return 2
     serve(args.archive, http=http, dimse=args.dimse, destinations=destinations or None,
           auth=auth, watch_interval=args.watch_interval, cors_origins=args.cors,
+          log_requests=args.verbose > 0,
           print_fn=lambda text: print(text, flush=True))
     return 0

@@ -161,6 +161,7 @@ class ArchiveIndex:
                 return
             files: dict = {}
             changed = False
+            added = reread = 0
             for p in paths:
                 try:
                     st = os.stat(p)
@@ -172,13 +173,19 @@ class ArchiveIndex:
                     files[p] = prev
                     continue
                 changed = True
+                added += prev is None
+                reread += prev is not None
                 files[p] = self._index_file(p, st, prev)
                 self._drop_reader(p)
-            for p in old.keys() - files.keys():
+            removed = old.keys() - files.keys()
+            for p in removed:
                 changed = True
                 self._drop_reader(p)
             if changed or not self.last_refresh:
                 self._view = _build_view(files)
+                if self.last_refresh:
+                    log.info("index of %s: %d file(s) added, %d changed, %d removed", self.root,
+                             added, reread, len(removed))
             self.last_refresh = time.monotonic()
 
     def _index_file(self, path: str, st: os.stat_result, prev: Optional[_File]) -> _File:

@@ -101,12 +101,13 @@ class HttpServer:
 
 def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = None,
           readonly: bool = True, *, destinations: Optional[dict] = None, auth=None,
-          watch_interval: float = 2.0, cors_origins=(), print_fn: Callable[[str], None] = print,
+          watch_interval: float = 2.0, cors_origins=(), log_requests: bool = False, print_fn: Callable[[str], None] = print,
           stop: Optional[threading.Event] = None) -> None:
     """Index ``root`` and serve it over DICOMweb (``http`` "HOST:PORT") and/or DIMSE
     (``dimse`` "AET@HOST:PORT") until Ctrl-C / SIGTERM (or ``stop`` is set).
     ``auth``: an :class:`~dicube.server.app.Auth` (default: from the environment);
-    ``cors_origins``: browser origins allowed (see :func:`~dicube.server.app.create_app`)."""
+    ``cors_origins``: browser origins allowed (see :func:`~dicube.server.app.create_app`);
+    ``log_requests``: one log line per HTTP request (uvicorn's access log)."""
     from .app import BASE, Auth, create_app
     from .index import ArchiveIndex
 
@@ -131,7 +132,9 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
     try:
         if http_addr:
             web = HttpServer(create_app(index, auth=auth, refresh_interval=None,
-                                        cors_origins=cors_origins), *http_addr).start()
+                                        cors_origins=cors_origins), *http_addr,
+                             access_log=log_requests,
+                             log_level="info" if log_requests else "warning").start()
             servers.append(web)
             print_fn(f"DICOMweb: {web.url}{BASE}  (QIDO-RS, WADO-RS; read-only"
                      + (", authentication required" if auth else "") + ")")
