@@ -254,3 +254,21 @@ def test_archive_and_lossy_variants_are_indexed(tmp_path, serve_sources, capsys)
         (ref,) = ix.instances(study)
         assert ref.path.suffix == (".dcba" if study == CT_STUDY else ".dcbl")
         assert ix.streaming_reader(ref.path).get_dataset(ref.frame).SOPInstanceUID == ref.sop_uid
+
+
+def test_hostile_wildcards_and_long_values_stay_fast(serve_archive):
+    from dicube.server import qido
+
+    ix = ArchiveIndex(serve_archive)
+    started = time.monotonic()
+    assert ix.find("STUDY", {"PatientName": "*s*t*e*n*t*Z*", "StudyDescription": "*1*1*1*5*"}) \
+        != []
+    test = qido.matcher("PatientName", "*a" * 40 + "*b")
+    assert not test("a" * 20000)                 # a backtracking regex would not return
+    assert time.monotonic() - started < 5
+    for pattern, text, expected in [("a*b*c", "aXbYc", True), ("a*b*c", "aXbY", False),
+                                    ("*ab*ab", "abab", True), ("*ab*ab", "aab", False),
+                                    ("?*?", "ab", True), ("?*?", "a", False)]:
+        assert qido.matcher("PatientID", pattern)(text) is expected
+    with pytest.raises(ValueError):
+        ix.find("STUDY", {"PatientID": "x" * 5000})

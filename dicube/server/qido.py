@@ -18,6 +18,8 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 __all__ = ["matcher", "keyword_of", "vr_of", "UNIVERSAL"]
 
 UNIVERSAL = None  # matcher() returns it for a key that matches everything
+#: Longest query value accepted (a list of 60 UIDs; any single DICOM value is shorter).
+MAX_VALUE = 4096
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
@@ -104,20 +106,51 @@ def _range(vr: str, value: str, keyword: str) -> Callable[[str], bool]:
 
 
 @lru_cache(maxsize=1024)
-def _wildcard(pattern: str, ignore_case: bool) -> "re.Pattern[str]":
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body + r"\Z", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+def _wildcard(pattern: str, ignore_case: bool) -> Callable[[str], bool]:
+    """A test of text against ``pattern`` (``*`` any run, ``?`` one character), in time
+    proportional to len(pattern) x len(text) whatever the stars (a regular expression with
+    several ``.*`` backtracks exponentially on hostile patterns or values)."""
+    while "**" in pattern:
+        pattern = pattern.replace("**", "*")
+    if pattern.count("*") <= 1:  # one star cannot backtrack more than once per position
+        body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        rx = re.compile(body + r"\Z", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+        return lambda text: rx.match(text) is not None
+    pat = pattern.casefold() if ignore_case else pattern
+    return lambda text: _glob(pat, text.casefold() if ignore_case else text)
+
+
+def _glob(p: str, t: str) -> bool:
+    """Wildcard matching with one backtracking point (the last star)."""
+    pi = ti = 0
+    star, mark = -1, 0
+    np, nt = len(p), len(t)
+    while ti < nt:
+        if pi < np and (p[pi] == "?" or p[pi] == t[ti]):
+            pi += 1
+            ti += 1
+        elif pi < np and p[pi] == "*":
+            star, mark = pi, ti
+            pi += 1
+        elif star >= 0:
+            pi = star + 1
+            mark += 1
+            ti = mark
+        else:
+            return False
+    while pi < np and p[pi] == "*":
+        pi += 1
+    return pi == np
 
 
 def _text(value: str, vr: str, fuzzy: bool) -> Callable[[str], bool]:
     pn = vr == "PN"
     if pn and fuzzy:  # any name component starting with the value, case-insensitive
-        rx = _wildcard(value.rstrip("*") + "*", True)
-        return lambda stored: any(rx.match(p) for p in re.split(r"[\^ =,]+", stored) if p) \
-            or bool(rx.match(stored))
+        test = _wildcard(value.rstrip("*") + "*", True)
+        return lambda stored: any(test(p) for p in re.split(r"[\^ =,]+", stored) if p) \
+            or test(stored)
     if "*" in value or "?" in value:
-        rx = _wildcard(value, pn)
-        return lambda stored: bool(rx.match(stored))
+        return _wildcard(value, pn)
     if pn:
         low = value.lower()
         return lambda stored: stored.lower() == low
@@ -129,6 +162,8 @@ def matcher(keyword: str, value: str, fuzzy: bool = False) -> Optional[Callable[
     matches) for the query ``value``; None (UNIVERSAL) when the key matches everything.
     Raises ValueError for a malformed value."""
     vr = vr_of(keyword)
+    if len(value) > MAX_VALUE:
+        raise ValueError(f"{keyword}: a query value of {len(value)} characters (at most {MAX_VALUE})")
     value = value.strip(" ") if vr != "PN" else value
     if value in ("", "*") or (vr == "PN" and value.strip("*") == "" and value):
         return UNIVERSAL
