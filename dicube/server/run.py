@@ -120,6 +120,7 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
     if auth is None:
         auth = Auth.from_env()
     started = time.perf_counter()
+    print_fn(f"Indexing {os.fspath(root)} (file heads only) ...")
     index = ArchiveIndex(root)
     n = index.counts()
     print_fn(f"Indexed {os.fspath(root)} in {time.perf_counter() - started:.2f} s: "
