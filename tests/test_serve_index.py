@@ -272,3 +272,17 @@ def test_hostile_wildcards_and_long_values_stay_fast(serve_archive):
         assert qido.matcher("PatientID", pattern)(text) is expected
     with pytest.raises(ValueError):
         ix.find("STUDY", {"PatientID": "x" * 5000})
+
+
+def test_an_unexpected_error_in_one_file_does_not_stop_the_index(serve_archive_copy, monkeypatch):
+    real = index_mod._read_parts
+
+    def flaky(path):
+        if path.endswith("MR_small.dcbs"):
+            raise KeyError("surprise")
+        return real(path)
+
+    monkeypatch.setattr(index_mod, "_read_parts", flaky)
+    ix = ArchiveIndex(serve_archive_copy)
+    assert ix.errors() == {serve_archive_copy / "MR_small.dcbs": "KeyError: 'surprise'"}
+    assert ix.counts()["studies"] == 2

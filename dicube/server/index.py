@@ -192,8 +192,9 @@ class ArchiveIndex:
         entry = _File(st.st_size, st.st_mtime_ns)
         try:
             entry.parts = _read_parts(path)
-        except (DicomCubeError, OSError, ValueError) as exc:
-            entry.error = _reason(exc)
+        except Exception as exc:  # one bad file never stops the index (dicube's are typed)
+            entry.error = _reason(exc) if isinstance(exc, (DicomCubeError, OSError)) \
+                else f"{type(exc).__name__}: {exc}"
             entry.study_uid = (prev.parts[0].study_uid if prev is not None and prev.parts
                                else prev.study_uid if prev is not None else "") or _guess_study(path)
             log.error("cannot index %s: %s", path, entry.error)
