@@ -118,7 +118,7 @@ def test_bound_in_real_units(tmp_path):
     dicube.save(_image(vol, [1.0, 2.0, 1.0], [0.0, 0.0, 0.0]), tmp_path / "b.dcbl", bound=3)
     assert loss_of(tmp_path / "b.dcbl")["bound"] == 1
     # no rescale: stored units, whole numbers
-    dicube.save(_image(vol), tmp_path / "c.dcbl", bound=4)
+    dicube.save(_image(vol), tmp_path / "c.dcbl", bound=np.int64(4))  # numpy numbers too
     assert (loss_of(tmp_path / "c.dcbl")["units"], loss_of(tmp_path / "c.dcbl")["bound"]) == ("stored", 4)
     with pytest.raises(DataConsistencyError, match="whole number"):
         dicube.save(_image(vol), tmp_path / "d.dcbl", bound=2.5)

@@ -24,8 +24,11 @@ error bound in real units (HU for CT) into stored units.
 from __future__ import annotations
 
 import math
+import numbers
 import uuid
 from typing import Optional, Sequence, Tuple
+
+import numpy as np
 
 from ..exceptions import DataConsistencyError
 
@@ -56,14 +59,15 @@ def stored_bound(bound, slopes: Sequence[float], rescaled: bool, modality: Optio
     RescaleType, else "rescaled". Without a rescale, ``bound`` is in stored units and must
     be a whole number. DataConsistencyError when it is below one stored unit.
     """
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) \
-            or bound <= 0:
+    if isinstance(bound, (bool, np.bool_)) or not isinstance(bound, numbers.Real) \
+            or not math.isfinite(bound) or bound <= 0:
         raise DataConsistencyError(f"the error bound must be a positive number, not {bound!r}")
     if not rescaled:
         if bound != int(bound):
             raise DataConsistencyError(f"the error bound {bound} must be a whole number of stored "
                                        "units (the image has no rescale)")
         return int(bound), "stored", float(int(bound))
+    bound = float(bound)
     scale = max(abs(float(s)) for s in slopes) if slopes else 1.0
     if not math.isfinite(scale) or scale <= 0:
         raise DataConsistencyError(f"RescaleSlope {scale} cannot carry an error bound")
