@@ -97,6 +97,7 @@ def test_includefield(client, serve_sources):
     # an attribute the index does not hold is read from the file's metadata
     (s,) = client.search_for_series(study_instance_uid=ct.StudyInstanceUID,
                                     fields=["SliceThickness", "00080070"])
+    assert isinstance(s["00180050"]["Value"][0], (int, float))      # DS as a JSON number
     ds = Dataset.from_json(s)
     assert ds.SliceThickness == ct.SliceThickness
     assert ds.Manufacturer == ct.Manufacturer

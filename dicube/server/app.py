@@ -231,8 +231,8 @@ class _Qido:
             for rec in found:
                 rec["RetrieveURL"] = _retrieve_url(base, level, rec)
                 out.append(dicom_json(rec, keys))
-            if extra:
-                self._add_extra(level, found, out, extra)
+            if extra:  # file heads are read: off the event loop
+                await run_in_threadpool(self._add_extra, level, found, out, extra)
             body = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         else:
             body = self._cached_body(level, found, keys, base, view)
@@ -276,14 +276,25 @@ class _Qido:
             except Exception as exc:  # the file changed since it was indexed
                 log.warning("%s: %s", refs[0].path, exc)
                 continue
+            found_elems = {}
             for kw in wanted:
                 tag = _tag(kw)
                 elem = meta.get_element(tag, refs[0].frame)
                 if elem is not None and "InlineBinary" not in elem:
-                    item[tag] = elem
+                    found_elems[tag] = elem
+            item.update(_web_json(found_elems))
         for item in out:
             for k in sorted(item):
                 item[k] = item.pop(k)
+
+
+def _web_json(elements: dict) -> dict:
+    """PS3.18 F.2 form of dicube's lossless DICOM JSON (DS/IS as numbers, no padding)."""
+    try:
+        from .wado import web_json
+    except ModuleNotFoundError:  # pragma: no cover - WADO not installed: as stored
+        return elements
+    return web_json(elements)
 
 
 def _retrieve_url(base: str, level: str, rec: dict) -> str:
