@@ -146,3 +146,16 @@ def test_dimse_option_starts_the_dimse_server(serve_archive):
         rc, out, err = _stop(proc, signal.SIGTERM)
     assert rc == 0, err
     assert "Stopped." in out
+
+
+def test_a_port_in_use_is_one_error_line(capsys, serve_archive):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, out, err = run_cli(capsys, "serve", serve_archive, "--http", f"127.0.0.1:{port}")
+    assert rc == 1
+    assert f"dicube serve: error: the HTTP server did not start on 127.0.0.1:{port}" in err
+    assert "Stopped." in out

@@ -64,16 +64,23 @@ class HttpServer:
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
                                 access_log=access_log, timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="dicube-http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="dicube-http", daemon=True)
         self.host = host
         self.port = port
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind: start() reports it
+            pass
 
     def start(self, timeout: float = 20.0) -> "HttpServer":
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise DicomCubeError(f"the HTTP server did not start on {self.host}:{self.port}")
+                raise DicomCubeError(f"the HTTP server did not start on {self.host}:{self.port} "
+                                     "(address in use or not this machine's?)")
             time.sleep(0.01)
         sock = self._server.servers[0].sockets[0]
         self.port = sock.getsockname()[1]
