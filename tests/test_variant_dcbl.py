@@ -296,12 +296,20 @@ def _crafted_with_loss(path, tmp_path, change: dict, name="bad.dcbl"):
 ], ids=lambda c: ",".join(f"{k}={str(v)[:8]}" for k, v in c.items()))
 def test_crafted_loss_values_are_codec_errors(files, tmp_path, change):
     bad = _crafted_with_loss(files[0]["l"], tmp_path, change)
-    with pytest.raises(CodecError, match="LOSS|bounded-error parameters") as e:
+    with pytest.raises(CodecError, match="LOSS") as e:
         dicube.load(bad)
     assert "bad.dcbl" in str(e.value)
-    rc = __import__("dicube.commands.info", fromlist=["describe"])
-    with pytest.raises(CodecError):
-        rc.describe(bad)
+    from dicube.commands.info import describe
+
+    with pytest.raises(CodecError, match="LOSS"):
+        describe(bad)
+
+
+def test_verify_fails_on_a_crafted_loss(files, tmp_path, capsys):
+    bad = _crafted_with_loss(files[0]["l"], tmp_path, {"step": 9})
+    rc, out, _ = run_cli(capsys, "verify", files[0]["l"], bad)
+    assert rc == 1
+    assert "ct.dcbl: OK" in out and "bad.dcbl: FAILED" in out and "LOSS section" in out
 
 
 def test_hostile_loss_sections(files, tmp_path):

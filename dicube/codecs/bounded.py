@@ -230,7 +230,10 @@ def parse_loss(doc, dtype, bits_stored: int) -> Tuple[BoundedParams, dict]:
     and q of ``bits_stored`` bits; CodecError on anything missing, inconsistent or hostile."""
     if not isinstance(doc, dict):
         raise CodecError(f"LOSS section is not a JSON object: {_short(doc)}")
-    params = BoundedParams.from_dict(doc)
+    try:
+        params = BoundedParams.from_dict(doc)
+    except CodecError as exc:
+        raise CodecError(f"LOSS section: {exc.reason}") from None
     if np.dtype(params.dtype).newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
         raise CodecError(f"LOSS section rebuilds {params.dtype}, the header declares {np.dtype(dtype)}")
     if params.bits != bits_stored:
