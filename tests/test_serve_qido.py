@@ -242,3 +242,39 @@ def test_server_timing_reports_the_search_time(serve_server):
     r = _get(f"{serve_server.url}/studies?PatientID=4MR1")
     name, _, dur = r.headers["server-timing"].partition(";dur=")
     assert name == "qido" and 0 < float(dur) < 10_000
+
+
+def test_concurrent_searches_while_files_come_and_go(serve_archive_copy, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = serve_archive_copy
+    aside = tmp_path / "MR_small.dcbs"
+    with start_serve_server(root, refresh_interval=0.0) as served:
+        stop = time.monotonic() + 3
+
+        def churn():
+            n = 0
+            while time.monotonic() < stop:
+                shutil.move(root / "MR_small.dcbs", aside)
+                time.sleep(0.01)
+                shutil.move(aside, root / "MR_small.dcbs")
+                time.sleep(0.01)
+                n += 1
+            return n
+
+        def client(_):
+            seen = set()
+            with httpx.Client(timeout=10) as c:
+                while time.monotonic() < stop:
+                    r = c.get(f"{served.url}/studies")
+                    assert r.status_code == 200
+                    seen.add(len(r.json()))
+                    r = c.get(f"{served.url}/studies/{MR_STUDY}/series")
+                    assert r.status_code == 200 and len(r.json()) in (0, 1)
+            return seen
+
+        with ThreadPoolExecutor(9) as pool:
+            moved = pool.submit(churn)
+            seen = set().union(*pool.map(client, range(8)))
+        assert moved.result() > 0
+        assert seen <= {2, 3}
