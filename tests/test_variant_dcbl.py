@@ -140,6 +140,15 @@ def test_bound_in_real_units(tmp_path):
     assert loss_of(tmp_path / "e.bin")["inner"] == "htj2k"
 
 
+def test_rebuilt_values_stay_in_the_source_range(tmp_path):
+    """12-bit data from 1 to 4095 at N = 3: 4095 is q = 585, which alone would rebuild as
+    1 + 7 * 585 = 4096, beyond BitsStored 12; the recorded maximum clips it back."""
+    vol = np.array([[[1, 4095, 4094, 2000], [4093, 4095, 1, 7]]], np.uint16)
+    dicube.save(_image(vol), tmp_path / "x.dcbl", bound=3)
+    back = dicube.load(tmp_path / "x.dcbl").raw_image
+    assert back.max() == 4095 and back.min() == 1 and error(back, vol) <= 3
+
+
 @pytest.mark.parametrize("name, bound", [("CT_small.dcm", 1), ("MR_small.dcm", 2),
                                          ("examples_overlay.dcm", 5), ("SC_rgb_small_odd.dcm", 1),
                                          ("examples_palette.dcm", 3)])
