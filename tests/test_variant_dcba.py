@@ -14,21 +14,20 @@ from dicube.dicom.streaming import DcbStreamingReader
 from dicube.exceptions import CodecError, CodecUnavailableError, CorruptFileError
 from dicube.storage.reader import DcbsReader
 from tests.crafting import Crafted
+from tests.dcba_cases import sample_10_files
 
 pytest.importorskip("imagecodecs")
 
 
 @pytest.fixture(scope="module")
 def ct(sample_10):
-    return dicube.load_from_dicom_folder(sample_10)
+    return sample_10_files(sample_10)["img"]
 
 
 @pytest.fixture(scope="module")
-def pair(ct, tmp_path_factory):
-    d = tmp_path_factory.mktemp("dcba")
-    a, s = d / "ct.dcba", d / "ct.dcbs"
-    sizes = {"a": dicube.save(ct, a), "s": dicube.save(ct, s)}
-    return a, s, sizes
+def pair(sample_10):
+    f = sample_10_files(sample_10)
+    return f["a"], f["s"], {"a": f["a"].stat().st_size, "s": f["s"].stat().st_size}
 
 
 def _same_meta(x, y):
@@ -52,7 +51,8 @@ def test_round_trip_exact_and_smaller(ct, pair):
         assert r.layout.header.variant == "a" and r.frame_codec == 4
 
 
-def test_file_type_explicit_and_inferred(ct, tmp_path):
+def test_file_type_explicit_and_inferred(pair, tmp_path):
+    ct = dicube.load(pair[1], frames=[0, 1])
     p = tmp_path / "x.bin"
     dicube.save(ct, p, file_type="a")
     assert p.read_bytes()[:8] == b"DCMCUBEA"
@@ -181,20 +181,23 @@ def _inflate_jxl(monkeypatch):
     monkeypatch.setattr(jxl, "_stored_size", size)
 
 
-def test_never_larger_than_dcbs(ct, pair, tmp_path, monkeypatch):
+def test_never_larger_than_dcbs(pair, tmp_path, monkeypatch):
+    ct = dicube.load(pair[1], frames=[0, 1, 2])
+    dcbs = tmp_path / "three.dcbs"
+    dcbs_size = dicube.save(ct, dcbs)
     _inflate_jxl(monkeypatch)
     path = tmp_path / "fallback.dcba"
     with pytest.warns(jxl.ArchiveFallbackWarning, match="HTJ2K"):
         size = dicube.save(ct, path)
-    assert size == pair[2]["s"]  # the .dcbs with another magic
-    with DcbsReader(path) as r, DcbsReader(pair[1]) as s:
+    assert size == dcbs_size  # the .dcbs with another magic
+    with DcbsReader(path) as r, DcbsReader(dcbs) as s:
         assert r.layout.header.variant == "a" and r.frame_codec == 1
         assert "codec" not in r.section_json(b"INFO")
         assert [r.codestream(i) for i in range(3)] == [s.codestream(i) for i in range(3)]
     np.testing.assert_array_equal(dicube.load(path).raw_image, ct.raw_image)
-    with DcbStreamingReader(path) as st:  # served as the .dcbs is: stored HTJ2K
+    with DcbStreamingReader(path) as st, DcbStreamingReader(dcbs) as ss:  # served as stored HTJ2K
         assert jxl.TRANSFER_SYNTAX not in st.available_transfer_syntaxes()
-        assert st.get_dicom_for_frame(2) == DcbStreamingReader(pair[1]).get_dicom_for_frame(2)
+        assert st.get_dicom_for_frame(2) == ss.get_dicom_for_frame(2)
 
 
 def test_tiny_image_where_the_info_entry_outweighs_the_gain(tmp_path):

@@ -19,17 +19,15 @@ from dicube.dicom import DcbStreamingReader
 from dicube.exceptions import CodecError, CodecUnavailableError, CorruptFileError
 from dicube.storage.reader import DcbsReader
 from tests.crafting import Crafted
+from tests.dcba_cases import sample_10_files
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
 
 @pytest.fixture(scope="module")
-def files(sample_10, tmp_path_factory):
-    d = tmp_path_factory.mktemp("dcba_checks")
-    img = dicube.load_from_dicom_folder(sample_10)
-    dicube.save(img, d / "ct.dcba")
-    dicube.save(img, d / "ct.dcbs")
-    return d / "ct.dcba", d / "ct.dcbs", img
+def files(sample_10):
+    f = sample_10_files(sample_10)
+    return f["a"], f["s"], f["img"]
 
 
 def _verify(capsys, path):

@@ -15,6 +15,7 @@ from dicube.codecs import jxl
 from dicube.commands.convert import convert_cube
 from dicube.exceptions import CodecError
 from dicube.storage.reader import DcbsReader
+from tests.dcba_cases import sample_10_files
 
 pytest.importorskip("imagecodecs")
 
@@ -22,10 +23,8 @@ METADATA = (b"META", b"SPAC", b"PIXH", b"QCRP")
 
 
 @pytest.fixture(scope="module")
-def dcbs_10(sample_10, tmp_path_factory):
-    path = tmp_path_factory.mktemp("conv") / "ct.dcbs"
-    dicube.save(dicube.load_from_dicom_folder(sample_10), path)
-    return path
+def dcbs_10(sample_10):
+    return sample_10_files(sample_10)["s"]
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +100,9 @@ def test_zstd_and_legacy_sources(dcbs_3, legacy_dcbs, tmp_path):
                                   dicube.load(dcbs_3).raw_image)
     assert _sections(tmp_path / "z.dcba") == _sections(dcbs_3)
     with pytest.warns(UserWarning):  # what dicube 0.3.0 lost, as load() says
-        convert_cube(legacy_dcbs, tmp_path / "l.dcba", "a")
+        convert_cube(legacy_dcbs, tmp_path / "l.dcbs", "s")  # version 1: through load/save
     with pytest.warns(UserWarning):
-        np.testing.assert_array_equal(dicube.load(tmp_path / "l.dcba").raw_image,
+        np.testing.assert_array_equal(dicube.load(tmp_path / "l.dcbs").raw_image,
                                       dicube.load(legacy_dcbs).raw_image)
 
 

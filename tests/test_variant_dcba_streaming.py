@@ -25,6 +25,7 @@ import dicube
 from dicube.dicom import DcbStreamingReader
 from dicube.exceptions import UnsupportedTransferSyntaxError
 from dicube.storage.reader import DcbsReader
+from tests.dcba_cases import sample_10_files
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
@@ -34,15 +35,9 @@ HTJ2K_SYNTAXES = {"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
 
 
 @pytest.fixture(scope="module")
-def files_10(sample_10, tmp_path_factory):
+def files_10(sample_10):
     """sample_10 as .dcba, .dcbs and zstd-plane .dcbs."""
-    d = tmp_path_factory.mktemp("dcba_stream")
-    img = dicube.load_from_dicom_folder(sample_10)
-    out = {"a": d / "ct.dcba", "s": d / "ct.dcbs", "z": d / "z.dcbs"}
-    dicube.save(img, out["a"])
-    dicube.save(img, out["s"])
-    dicube.save(img, out["z"], codec="zstd")
-    return out
+    return sample_10_files(sample_10)
 
 
 def _one_file(name, tmp_path, suffix=".dcba"):
