@@ -23,6 +23,8 @@ import logging
 import os
 import re
 import struct
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
 
@@ -44,12 +46,15 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 BULK_MIN = 1024
 _BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PIXEL_DATA = "7FE00010"
+_NATIVE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 #: Padding that is not part of a value (PS3.5 6.2): both ends, or trailing spaces only.
 _STRIPPED = {"AE": " ", "AS": " ", "CS": " ", "DA": " ", "DT": " ", "TM": " ", "UI": "\0 "}
 _PADDED = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "UR"})
 #: Parts prepared ahead of the one being sent (decoding on worker threads meanwhile).
 LOOKAHEAD = 4
 _MAX_FRAME_LIST = 4096  # characters of a frame list
+#: Bytes of decoded frames kept (``DICUBE_SERVE_CACHE_MB`` overrides; 0 = none).
+CACHE_BYTES = 256 << 20
 _pool: Optional[ThreadPoolExecutor] = None
 
 
@@ -166,12 +171,62 @@ def _ahead(fn: Callable, items: list, window: int = LOOKAHEAD) -> Iterator:
             f.cancel()
 
 
+class ByteCache:
+    """A thread-safe LRU of bytes values bounded by their total size (``limit`` bytes;
+    0 disables it): decoded frames, so that a frame or an uncompressed instance asked
+    again costs no decoding."""
+
+    def __init__(self, limit: int):
+        self.limit = max(0, int(limit))
+        self.size = 0
+        self._items: "OrderedDict[tuple, bytes]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> Optional[bytes]:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value: bytes) -> bytes:
+        if len(value) > self.limit // 4:  # one value never pushes out most of the others
+            return value
+        with self._lock:
+            old = self._items.pop(key, None)
+            self.size += len(value) - (len(old) if old is not None else 0)
+            self._items[key] = value
+            while self.size > self.limit:
+                _, dropped = self._items.popitem(last=False)
+                self.size -= len(dropped)
+        return value
+
+
+class _NeedThread(Exception):
+    """Raised by work run on the event loop when it would block (not cached)."""
+
+
 # ---------------------------------------------------------------------- the handlers
 class Wado:
-    """WADO-RS handlers bound to an index (see :func:`routes`)."""
+    """WADO-RS handlers bound to an index (see :func:`routes`); ``cache_bytes`` bounds
+    the decoded frames kept."""
 
-    def __init__(self, index):
+    def __init__(self, index, cache_bytes: int = CACHE_BYTES):
         self.index = index
+        self.cache = ByteCache(cache_bytes)
+
+    def _native(self, reader, frame: int, ts: str, instance: bool, loop: bool = False) -> bytes:
+        """Frame ``frame``'s uncompressed instance (``instance``) or native pixel bytes in
+        ``ts``, from the cache when there; ``loop``: raise _NeedThread instead of decoding."""
+        key = (reader, frame, ts, instance)
+        data = self.cache.get(key)
+        if data is None:
+            if loop:
+                raise _NeedThread
+            data = (reader.get_dicom_for_frame(frame, transfer_syntax=ts) if instance
+                    else reader.get_pixel_data(frame, ts))
+            self.cache.put(key, data)
+        return data
 
     # -- lookup --------------------------------------------------------------------
     def _refs(self, request: Request, level: str) -> list:
@@ -192,7 +247,12 @@ class Wado:
             raise _HttpError(404, f"{what} not found")
         return refs
 
-    def _reader(self, path):
+    def _reader(self, path, loop: bool = False):
+        if loop:  # on the event loop: only a reader the index holds open already
+            reader = getattr(self.index, "_readers", {}).get(os.fspath(path))
+            if reader is None:
+                raise _NeedThread
+            return reader
         try:
             return self.index.streaming_reader(path)
         except (DicomCubeError, OSError) as exc:
@@ -217,10 +277,16 @@ class Wado:
         except ValueError as exc:
             raise _HttpError(400, str(exc)) from exc
 
-    async def _run(self, request: Request, work: Callable, *args) -> Response:
-        """``work(request, *args)`` on a worker thread; _HttpError and NotAcceptable become
-        JSON errors."""
+    async def _run(self, request: Request, work: Callable, *args, fast: bool = False) -> Response:
+        """``work(request, *args)`` on a worker thread (``fast``: first on the event loop,
+        where it raises _NeedThread unless all it needs is cached); _HttpError and
+        NotAcceptable become JSON errors."""
         try:
+            if fast:
+                try:
+                    return work(request, *args, loop=True)
+                except _NeedThread:
+                    pass
             return await run_in_threadpool(work, request, *args)
         except _HttpError as exc:
             return _error(exc.status, exc.message, **exc.extra)
@@ -236,6 +302,11 @@ class Wado:
 
         return StreamingResponse(iterate_in_threadpool(body()), 200, media_type=ctype)
 
+    @staticmethod
+    def _whole(parts: list, boundary: str, ctype: str) -> Response:
+        """A small multipart response in one piece (no streaming overhead)."""
+        return Response(b"".join(multipart.encode_parts(parts, boundary)), 200, media_type=ctype)
+
     # -- retrieval ------------------------------------------------------------------
     def _retrieve(self, request: Request, level: str) -> Response:
         refs = self._refs(request, level)
@@ -246,8 +317,12 @@ class Wado:
 
         def part(ref):
             ts = chosen[ref.path]
+            reader = files[ref.path][0]
             try:
-                data = files[ref.path][0].get_dicom_for_frame(ref.frame, transfer_syntax=ts)
+                if ts in _NATIVE:
+                    data = self._native(reader, ref.frame, ts, True)
+                else:
+                    data = reader.get_dicom_for_frame(ref.frame, transfer_syntax=ts)
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
             return f"application/dicom; transfer-syntax={ts}", data
@@ -257,9 +332,11 @@ class Wado:
         ctype = multipart.content_type(boundary, "application/dicom",
                                        next(iter(single)) if len(single) == 1 else None)
         first = [part(refs[0])]
+        if len(refs) == 1:
+            return self._whole(first, boundary, ctype)
         return self._stream(first, _logged(_ahead(part, refs[1:]), request), boundary, ctype)
 
-    def _frames(self, request: Request) -> Response:
+    def _frames(self, request: Request, loop: bool = False) -> Response:
         try:
             numbers = parse_frames(request.path_params["frames"])
         except ValueError as exc:
@@ -268,15 +345,17 @@ class Wado:
         for n in numbers:
             if n != 1:  # every served instance is one frame of its file
                 raise _HttpError(404, f"frame {n} not found: instance {ref.sop_uid} has 1 frame")
-        return self._pixels(request, ref, len(numbers))
+        return self._pixels(request, ref, len(numbers), loop)
 
-    def _bulkdata(self, request: Request) -> Response:
+    def _bulkdata(self, request: Request, loop: bool = False) -> Response:
         tag = request.path_params["tag"].upper()
         if not re.fullmatch(r"[0-9A-F]{8}", tag):
             raise _HttpError(400, f"bulk data tag {tag!r} is not 8 hexadecimal digits")
         (ref,) = self._refs(request, "instance")
         if tag == _PIXEL_DATA:
-            return self._pixels(request, ref, 1)
+            return self._pixels(request, ref, 1, loop)
+        if loop:
+            raise _NeedThread
         reader = self._reader(ref.path)
         try:
             elem = reader.get_json(ref.frame, EXPLICIT_LE).get(tag)
@@ -288,20 +367,26 @@ class Wado:
 
         data = base64.b64decode(elem.get("InlineBinary", ""))
         boundary = multipart.new_boundary()
-        return self._stream([(OCTET, data)], iter(()), boundary,
-                            multipart.content_type(boundary, OCTET))
+        return self._whole([(OCTET, data)], boundary, multipart.content_type(boundary, OCTET))
 
-    def _pixels(self, request: Request, ref, count: int) -> Response:
+    def _pixels(self, request: Request, ref, count: int, loop: bool = False) -> Response:
         accept = self._accept(request)
-        reader = self._reader(ref.path)
+        reader = self._reader(ref.path, loop)
         try:
+            if loop and reader._syntaxes is None:  # found once per reader, reading a frame
+                raise _NeedThread
             available = reader.available_transfer_syntaxes()
         except (DicomCubeError, OSError) as exc:
             raise _file_error(ref.path, exc) from exc
         media, ts = negotiation.frame_media(accept, available)
         read_ts = next(t for t in available if t in HTJ2K_SYNTAXES) if ts == HTJ2K else ts
+        if loop and ts not in _NATIVE:
+            raise _NeedThread
         try:
-            data = reader.get_pixel_data(ref.frame, read_ts)
+            if ts in _NATIVE:
+                data = self._native(reader, ref.frame, ts, False, loop)
+            else:
+                data = reader.get_pixel_data(ref.frame, read_ts)
             if media == JPH:
                 from ..codecs.jph import read_header
 
@@ -310,8 +395,8 @@ class Wado:
             raise _file_error(ref.path, exc) from exc
         part_type = f"{media}; transfer-syntax={ts}"
         boundary = multipart.new_boundary()
-        return self._stream([(part_type, data)] * count, iter(()), boundary,
-                            multipart.content_type(boundary, media, ts))
+        return self._whole([(part_type, data)] * count, boundary,
+                           multipart.content_type(boundary, media, ts))
 
     # -- metadata -------------------------------------------------------------------
     def _metadata(self, request: Request, level: str) -> Response:
@@ -383,9 +468,9 @@ class Wado:
         S, SE, I = ("/studies/{study}", "/studies/{study}/series/{series}",
                     "/studies/{study}/series/{series}/instances/{sop}")
 
-        def h(work, *args):
+        def h(work, *args, fast: bool = False):
             async def handler(request: Request) -> Response:
-                return await self._run(request, work, *args)
+                return await self._run(request, work, *args, fast=fast)
             return handler
 
         out = []
@@ -394,12 +479,12 @@ class Wado:
                     Route(prefix + "/metadata", h(self._metadata, level), methods=["GET"]),
                     Route(prefix + "/rendered", h(self._rendered, level, False), methods=["GET"]),
                     Route(prefix + "/thumbnail", h(self._rendered, level, True), methods=["GET"])]
-        out += [Route(I + "/frames/{frames}", h(self._frames), methods=["GET"]),
+        out += [Route(I + "/frames/{frames}", h(self._frames, fast=True), methods=["GET"]),
                 Route(I + "/frames/{frames}/rendered", h(self._rendered, "instance", False),
                       methods=["GET"]),
                 Route(I + "/frames/{frames}/thumbnail", h(self._rendered, "instance", True),
                       methods=["GET"]),
-                Route(I + "/bulkdata/{tag}", h(self._bulkdata), methods=["GET"])]
+                Route(I + "/bulkdata/{tag}", h(self._bulkdata, fast=True), methods=["GET"])]
         return out
 
 
@@ -447,6 +532,10 @@ def _logged(parts: Iterator, request: Request) -> Iterator:
         raise
 
 
-def routes(index) -> list:
-    """The WADO-RS routes over ``index``, to mount under ``/dicom-web``."""
-    return Wado(index).routes()
+def routes(index, cache_bytes: Optional[int] = None) -> list:
+    """The WADO-RS routes over ``index``, to mount under ``/dicom-web``; ``cache_bytes``
+    bounds the decoded frames kept (default: ``DICUBE_SERVE_CACHE_MB`` MiB, else 256 MiB)."""
+    if cache_bytes is None:
+        env = os.environ.get("DICUBE_SERVE_CACHE_MB", "").strip()
+        cache_bytes = int(float(env) * (1 << 20)) if env else CACHE_BYTES
+    return Wado(index, cache_bytes).routes()
