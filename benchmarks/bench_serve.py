@@ -179,8 +179,8 @@ def getscu(server: Server, study: str, series: str, out: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     series_arg(ap)
-    ap.add_argument("--repeat", type=int, default=7, help="rounds per measurement (--quick: 2)")
-    ap.add_argument("--frames", type=int, default=200,
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per measurement (--quick: 2)")
+    ap.add_argument("--frames", type=int, default=50,
                     help="one-frame requests per client and server (--quick: 10)")
     args = ap.parse_args(argv)
     folder = series_of(args)
@@ -266,7 +266,7 @@ def run(servers, study, series, sops, repeat, per_client, work, httpx, qido_call
     # C-GET with getscu
     out["cget"] = interleave({f"{s.name} getscu C-GET": (
         lambda s=s: getscu(s, study, series, work / f"get-{s.name}")) for s in servers},
-        repeat, warmup=0)
+        repeat)  # after a warm-up round: readers open, Orthanc's caches warm
     return out
 
 

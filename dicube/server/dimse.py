@@ -503,13 +503,15 @@ def _answer(level: str, requested: list, match: Mapping) -> Dataset:
             ds.add_new(elem.tag, "SQ", [])
             continue
         if value == "" or value is None:
-            ds.add_new(elem.tag, elem.VR, None)
-            continue
-        if isinstance(value, str):
+            value = None
+        elif isinstance(value, str):
             texts.append(value)
             if "\\" in value and elem.VR not in ("LT", "ST", "UT"):
                 value = value.split("\\")
-        ds.add_new(elem.tag, elem.VR, value)
+        try:
+            ds.add_new(elem.tag, elem.VR, value)
+        except (ValueError, TypeError, KeyError):  # an ambiguous VR ("US or SS") and the like
+            ds.add_new(elem.tag, "UN", None)
     if not all(t.isascii() for t in texts):
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.QueryRetrieveLevel = level
