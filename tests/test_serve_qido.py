@@ -278,3 +278,18 @@ def test_concurrent_searches_while_files_come_and_go(serve_archive_copy, tmp_pat
             seen = set().union(*pool.map(client, range(8)))
         assert moved.result() > 0
         assert seen <= {2, 3}
+
+
+def test_pixel_data_is_never_gzipped(serve_server):
+    ix = serve_server.index
+    (ref,) = ix.instances(MR_STUDY)
+    base = f"{serve_server.url}/studies/{MR_STUDY}/series/{ref.series_uid}/instances/{ref.sop_uid}"
+    with httpx.Client(headers={"Accept-Encoding": "gzip"}, timeout=10) as c:
+        frame = c.get(f"{base}/frames/1", headers={"Accept": "application/octet-stream"})
+        assert frame.status_code == 200 and len(frame.content) >= 64 * 64 * 2
+        whole = c.get(base, headers={"Accept": 'multipart/related; type="application/dicom"'})
+        assert whole.status_code == 200
+        meta = c.get(f"{base}/metadata")
+        assert meta.status_code == 200
+    assert "content-encoding" not in frame.headers and "content-encoding" not in whole.headers
+    assert meta.headers.get("content-encoding") == "gzip"          # JSON: yes
