@@ -40,6 +40,7 @@ def test_search_for_studies_with_filters(client, serve_sources):
     assert one.ModalitiesInStudy == "CT"
     assert one.NumberOfStudyRelatedSeries == 1
     assert one.NumberOfStudyRelatedInstances == 10
+    assert one.InstanceAvailability == "ONLINE"
     assert one.RetrieveURL.endswith(f"/dicom-web/studies/{ct.StudyInstanceUID}")
 
     def ids(**kw):
@@ -86,6 +87,7 @@ def test_search_for_series_and_instances(client, serve_sources):
         assert i.InstanceNumber == src[i.SOPInstanceUID].InstanceNumber
         assert i.SOPClassUID == src[i.SOPInstanceUID].SOPClassUID
         assert (i.Rows, i.Columns) == (512, 512)
+        assert i.InstanceAvailability == "ONLINE"
     assert len(client.search_for_instances(study_instance_uid=first.StudyInstanceUID)) == 10
     assert len(client.search_for_instances()) == 12
     assert len(client.search_for_instances(search_filters={"PatientID": "4MR1"})) == 1

@@ -45,14 +45,16 @@ SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescripti
                "PerformedProcedureStepStartTime")
 INSTANCE_KEYS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
                  "BitsAllocated", "NumberOfFrames")
-#: Attributes computed by the index, per level.
+#: Attributes computed by the index, per level (every instance is ONLINE).
 COUNT_KEYS = {
     "PATIENT": ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
                 "NumberOfPatientRelatedInstances"),
-    "STUDY": ("ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
-    "SERIES": ("NumberOfSeriesRelatedInstances",),
-    "IMAGE": (),
+    "STUDY": ("ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+              "InstanceAvailability"),
+    "SERIES": ("NumberOfSeriesRelatedInstances", "InstanceAvailability"),
+    "IMAGE": ("InstanceAvailability",),
 }
+ONLINE = "ONLINE"
 _OWN = {"PATIENT": PATIENT_KEYS, "STUDY": STUDY_KEYS, "SERIES": SERIES_KEYS, "IMAGE": INSTANCE_KEYS}
 _TAGS = {kw: f"{tag_for_keyword(kw):08X}" for kw in
          PATIENT_KEYS + STUDY_KEYS + SERIES_KEYS + INSTANCE_KEYS}
@@ -322,7 +324,7 @@ class ArchiveIndex:
                 for i, uid in enumerate(part.sops):
                     if sop is not None and uid not in sop:
                         continue
-                    inst = {"SOPInstanceUID": uid}
+                    inst = {"SOPInstanceUID": uid, "InstanceAvailability": ONLINE}
                     for kw in INSTANCE_KEYS[1:]:
                         val = var[kw]
                         inst[kw] = val[i] if isinstance(val, tuple) else val
@@ -549,6 +551,7 @@ def _build_view(files: dict) -> _View:
         rec.update(zip(STUDY_KEYS, first.study))
         rec.update(zip(SERIES_KEYS, first.series))
         rec["NumberOfSeriesRelatedInstances"] = sum(len(p.sops) for p in parts)
+        rec["InstanceAvailability"] = ONLINE
         v.series_records[key] = rec
     for study, parts in v.studies.items():
         first = parts[0]
@@ -558,6 +561,7 @@ def _build_view(files: dict) -> _View:
         rec["ModalitiesInStudy"] = "\\".join(mods)
         rec["NumberOfStudyRelatedSeries"] = len({p.series_uid for p in parts})
         rec["NumberOfStudyRelatedInstances"] = sum(len(p.sops) for p in parts)
+        rec["InstanceAvailability"] = ONLINE
         v.study_records[study] = rec
     for study, rec in v.study_records.items():
         key = (rec["PatientID"], rec["PatientName"])
