@@ -20,9 +20,8 @@ from dicube.server import multipart, negotiation
 from dicube.server.negotiation import NotAcceptable, instance_syntax, parse_accept
 from dicube.server.rendered import parse_params, voi
 from dicube.server.wado import jph_file, parse_frames, web_json
+from serve_fixtures import start_serve_server
 from streaming_cases import body, sources_by_uid
-
-pytest_plugins = ["serve_fixtures"]
 
 CT10_STUDY = "1.3.46.670589.50.2.37266317681035895631.31745749383280305035"
 CT10_SERIES = "1.3.46.670589.50.2.5382016093075676224.32125520682478807182"
@@ -331,9 +330,9 @@ def test_errors(http, sources):
     assert "Explicit VR Little Endian" in r.json()["error"]
     r = http.get(f"{base}/instances/{uid}/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'})
     assert r.status_code == 406
-    for path in (f"/studies/1.2.3", f"/studies/{CT10_STUDY}/series/1.2.3",
+    for path in ("/studies/1.2.3", f"/studies/{CT10_STUDY}/series/1.2.3",
                  f"{base}/instances/1.2.3", f"{base}/instances/1.2.3/frames/1",
-                 f"{base}/instances/1.2.3/metadata", f"/studies/1.2.3/metadata",
+                 f"{base}/instances/1.2.3/metadata", "/studies/1.2.3/metadata",
                  f"/studies/{MR_STUDY}/series/{CT10_SERIES}", f"{base}/instances/{uid}/frames/2"):
         r = http.get(path)
         assert r.status_code == 404, path
@@ -346,22 +345,80 @@ def test_errors(http, sources):
 
 
 def test_corrupt_file_fails_its_study_only(serve_archive_copy, caplog):
-    """A frame whose checksum fails answers 500 naming the file, with a log line; the
-    other studies keep serving."""
+    """Frame 5 fails its checksum: that instance answers 500 naming the file, the study's
+    answer stops short (no close delimiter: clients see the failure), each with a log
+    line; the other studies keep serving."""
     from dicube.storage.reader import DcbsReader
-    from serve_fixtures import start_serve_server
 
     path = serve_archive_copy / "ct" / "sample_10.dcbs"
     with DcbsReader(path) as r:
-        at = r.layout.header.frames_offset + int(r.layout.index[0]["offset"]) + 200
+        at = r.layout.header.frames_offset + int(r.layout.index[5]["offset"]) + 200
     data = bytearray(path.read_bytes())
     data[at] ^= 0xFF
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.ERROR, logger="dicube.server"):
         with start_serve_server(serve_archive_copy) as served, httpx.Client(timeout=60) as c:
-            r = c.get(f"{served.url}/studies/{CT10_STUDY}")
+            ref = served.index.instances(CT10_STUDY)[5]
+            assert ref.frame == 5
+            r = c.get(f"{served.url}/studies/{CT10_STUDY}/series/{CT10_SERIES}/instances/{ref.sop_uid}")
             assert r.status_code == 500
             assert "sample_10.dcbs" in r.json()["error"] and "checksum" in r.json()["error"]
+            try:
+                r = c.get(f"{served.url}/studies/{CT10_STUDY}")
+                assert r.status_code == 200 and not r.content.rstrip().endswith(b"--")
+            except httpx.RemoteProtocolError:
+                pass  # the connection closed before the end of the chunked body
             r = c.get(f"{served.url}/studies/{MR_STUDY}")
             assert r.status_code == 200 and len(parts_of(r)) == 1
-    assert any("checksum" in rec.getMessage() for rec in caplog.records)
+    lines = [rec.getMessage() for rec in caplog.records if "checksum" in rec.getMessage()]
+    assert len(lines) >= 2 and any("cut short" in m for m in lines)
+
+
+def test_series_is_streamed_and_frames_cached(serve_server, http, monkeypatch):
+    """Many instances go out as a chunked stream; a frame asked again is not decoded again."""
+    from dicube.dicom.streaming import DcbStreamingReader
+    from dicube.server.wado import ByteCache
+
+    with http.stream("GET", f"/studies/{CT10_STUDY}/series/{CT10_SERIES}") as r:
+        assert r.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.headers
+        assert sum(len(c) for c in r.iter_raw()) > 10 * 512 * 512 * 2
+    calls = []
+    real = DcbStreamingReader.get_pixel_data
+    monkeypatch.setattr(DcbStreamingReader, "get_pixel_data",
+                        lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    uid = serve_server.index.instances(CT10_STUDY)[7].sop_uid
+    url = f"/studies/{CT10_STUDY}/series/{CT10_SERIES}/instances/{uid}/frames/1"
+    first, second = http.get(url), http.get(url)
+    assert first.status_code == second.status_code == 200
+    assert parts_of(first)[0][1] == parts_of(second)[0][1] and len(calls) <= 1
+    cache = ByteCache(1000)
+    for k in range(6):
+        cache.put(k, bytes(200))
+    assert cache.size == 1000 and cache.get(0) is None and cache.get(5) == bytes(200)
+    cache.put("big", bytes(300))                      # more than a quarter: not kept
+    assert cache.get("big") is None and cache.size <= 1000
+
+
+def test_dcba_served_in_each_syntax(tmp_path, serve_sources):
+    """A .dcba (JPEG XL frames): "*" gives HTJ2K re-encoded, JPEG XL Lossless on request
+    (the stored codestream), Explicit VR LE by default; pixels equal the source."""
+    from pydicom.data import get_testdata_file
+
+    root = tmp_path / "archive"
+    root.mkdir()
+    dicube.save(dicube.load_from_dicom_folder(serve_sources["CT_small.dcbs"]), root / "ct.dcba")
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    with start_serve_server(root) as served, httpx.Client(timeout=60) as c:
+        url = f"{served.url}/studies/{src.StudyInstanceUID}"
+        for ts, want in (("*", ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202")),
+                         ("1.2.840.10008.1.2.4.110", ("1.2.840.10008.1.2.4.110",)),
+                         (None, (EXPLICIT,))):
+            r = c.get(url, headers={"Accept": DICOM_TS.format(ts)} if ts else {})
+            assert r.status_code == 200, r.text
+            ((_, data),) = parts_of(r)
+            ds = pydicom.dcmread(io.BytesIO(data))
+            assert ds.file_meta.TransferSyntaxUID in want
+            if ds.file_meta.TransferSyntaxUID != "1.2.840.10008.1.2.4.110":
+                np.testing.assert_array_equal(ds.pixel_array, src.pixel_array)
+        r = c.get(url, headers={"Accept": DICOM_TS.format("1.2.840.10008.1.2.4.50")})
+        assert r.status_code == 406 and "1.2.840.10008.1.2.4.110" in r.json()["error"]
