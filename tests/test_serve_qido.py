@@ -295,3 +295,12 @@ def test_pixel_data_is_never_gzipped(serve_server):
         assert meta.status_code == 200
     assert "content-encoding" not in frame.headers and "content-encoding" not in whole.headers
     assert meta.headers.get("content-encoding") == "gzip"          # JSON: yes
+
+
+def test_results_are_capped_and_paged(serve_archive):
+    with start_serve_server(serve_archive, max_results=2) as served:
+        r = _get(f"{served.url}/instances")
+        assert len(r.json()) == 2 and "additional results" in r.headers["warning"]
+        assert len(_get(f"{served.url}/instances?limit=5").json()) == 2
+        client = DICOMwebClient(served.url)
+        assert len(client.search_for_instances(get_remaining=True)) == 12

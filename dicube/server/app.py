@@ -43,7 +43,8 @@ DICOM_JSON = "application/dicom+json"
 #: time than it saves on loopback and LAN, and HTJ2K does not shrink).
 NO_GZIP = DEFAULT_EXCLUDED_CONTENT_TYPES + ("application/dicom", "application/octet-stream",
                                             "multipart/*", "image/*")
-_QUERY_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+#: Most results one search answers (more: page with offset; the Warning header says so).
+MAX_RESULTS = 10000
 #: Query parameters PS3.18 defines that a search accepts and ignores.
 _IGNORED_PARAMS = {"charset", "accept", "_", "orderby"}
 
@@ -185,9 +186,11 @@ class _Qido:
     #: index changes or the cache is full. About 1 KB each.
     CACHE_ENTRIES = 20000
 
-    def __init__(self, index: ArchiveIndex, refresh_interval: Optional[float]):
+    def __init__(self, index: ArchiveIndex, refresh_interval: Optional[float],
+                 max_results: int = MAX_RESULTS):
         self.index = index
         self.refresh_interval = refresh_interval
+        self.max_results = max(1, int(max_results))
         self._cache: dict = {}
         self._cache_view = None
 
@@ -214,14 +217,14 @@ class _Qido:
             if bad:
                 return _study_error(study, bad)
         view = self.index._view
+        limit = self.max_results if limit is None else min(limit, self.max_results)
         try:
             # one more than asked tells whether to warn that results were left out
-            found = self.index.find(level, filters, limit=None if limit is None else limit + 1,
-                                    offset=offset, fuzzy=fuzzy)
+            found = self.index.find(level, filters, limit=limit + 1, offset=offset, fuzzy=fuzzy)
         except ValueError as exc:
             return _error(400, str(exc))
         headers = {}
-        if limit is not None and len(found) > limit:
+        if len(found) > limit:
             found = found[:limit]
             headers["Warning"] = "299 dicube: There are additional results that can be requested"
         keys = _DEFAULT[level] + extra + (("RetrieveURL",) if level != "PATIENT" else ())
@@ -367,16 +370,17 @@ def _study_error(study: str, bad: dict) -> JSONResponse:
 
 def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
                refresh_interval: Optional[float] = 2.0, gzip: bool = True,
-               cors_origins: Sequence[str] = ()) -> Starlette:
+               cors_origins: Sequence[str] = (), max_results: int = MAX_RESULTS) -> Starlette:
     """The DICOMweb application over ``index`` (``/dicom-web/...``).
 
     ``auth``: credentials every request must carry (401 otherwise); ``refresh_interval``:
     when the index is not watched, a search rescans the folder if the last scan is older
     (None: never); ``gzip``: compress JSON answers for clients that accept it;
     ``cors_origins``: web origins allowed to call from a browser (e.g. an OHIF viewer
-    served from another port; ``"*"`` for any), none by default.
+    served from another port; ``"*"`` for any), none by default; ``max_results``: the
+    most results one search answers (a larger or no ``limit`` is cut, with a Warning).
     """
-    q = _Qido(index, refresh_interval)
+    q = _Qido(index, refresh_interval, max_results)
 
     async def studies(request: Request) -> Response:
         return await q.search(request, "STUDY", {})
