@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route
 
 from ..dicom.dicom_json import _pn_component
 from . import qido
-from .index import COUNT_KEYS, LEVELS, ArchiveIndex, level_keys
+from .index import LEVELS, ArchiveIndex, level_keys
 
 __all__ = ["create_app", "Auth", "serve", "dicom_json", "BASE"]
 
@@ -88,7 +88,7 @@ class Auth:
         return False
 
     def challenge(self) -> str:
-        return ", ".join(([f'Basic realm="dicube"'] if self.user else [])
+        return ", ".join((['Basic realm="dicube"'] if self.user else [])
                          + (['Bearer realm="dicube"'] if self.token else []))
 
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from pydicom.datadict import tag_for_keyword
+
 from ..dicom.dicom_json import _pn_text
 from ..exceptions import DicomCubeError, DicomReadError
 from ..storage.listing import list_files
-from pydicom.datadict import tag_for_keyword
-
 from . import qido
 
 __all__ = ["ArchiveIndex", "InstanceRef", "LEVELS", "SUFFIXES"]
