@@ -193,3 +193,60 @@ def test_without_a_jxl_decoder_only_the_stored_frames_go_out(files_10, tmp_path,
         with pytest.raises(CodecUnavailableError, match="archive") as e:
             m.available_transfer_syntaxes()
         assert "x.dcba" in str(e.value)
+
+
+def test_metadata_needs_no_decode(files_10, monkeypatch):
+    """The precision of the re-encoded frames is recorded (INFO codec.htj2k_bits): data sets
+    and DICOM JSON of the default syntax come without decoding a JPEG XL frame."""
+    from dicube.codecs import jxl
+    from dicube.exceptions import CodecError
+
+    with DcbsReader(files_10["a"]) as r:
+        assert r.section_json(b"INFO")["codec"]["htj2k_bits"] == 16
+    with DcbStreamingReader(files_10["s"]) as s:
+        want = [s.get_json(i) for i in range(3)]
+
+    def no_decode(*a, **k):
+        raise CodecError("decoded")
+
+    monkeypatch.setattr(jxl, "decode_batch", no_decode)
+    with DcbStreamingReader(files_10["a"]) as a:
+        assert [a.get_json(i) for i in range(3)] == want
+        assert a.get_dataset(1).file_meta.TransferSyntaxUID == BUILD_HTJ2K_SYNTAX
+        with pytest.raises(CodecError, match="decoded"):
+            a.get_dicom_for_frame(1)
+
+
+def test_12_bit_series_reencoded_at_12_bits(sample_10, tmp_path):
+    """BitsStored 12: the .dcba records 12 and serves what the .dcbs serves, byte for byte."""
+    folder = tmp_path / "s12"
+    folder.mkdir()
+    for k, p in enumerate(sorted(sample_10.iterdir())[:2]):
+        ds = pydicom.dcmread(p)
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.save_as(folder / f"{k}.dcm")
+    img = dicube.load_from_dicom_folder(folder)
+    dicube.save(img, tmp_path / "x.dcba")
+    dicube.save(img, tmp_path / "x.dcbs")
+    with DcbStreamingReader(tmp_path / "x.dcba") as a, DcbStreamingReader(tmp_path / "x.dcbs") as s:
+        for i in range(2):
+            assert a.get_dicom_for_frame(i) == s.get_dicom_for_frame(i)
+        assert read(a.get_dicom_for_frame(0)).BitsStored == 12
+
+
+def test_recorded_precision_that_does_not_fit_is_a_codec_error(files_10, tmp_path):
+    import json
+
+    from dicube.exceptions import CodecError
+    from tests.crafting import Crafted
+
+    c = Crafted.read(files_10["a"])
+    info = json.loads(c.section(b"INFO").raw)
+    info["codec"]["htj2k_bits"] = 8  # the CT goes up to 4095
+    c.set_section(b"INFO", json.dumps(info).encode())
+    bad = c.write(tmp_path / "bits.dcba")
+    with DcbStreamingReader(bad) as a:
+        assert a.get_dataset(0).BitsStored == 8  # metadata as recorded...
+        with pytest.raises(CodecError, match="do not fit the 8 bits") as e:
+            a.get_dicom_for_frame(0)  # ...but no instance that would contradict it
+        assert "bits.dcba" in str(e.value)

@@ -216,7 +216,9 @@ def transfer_syntax(facts):
 
 
 def params(bits: int, signed: bool, effort: int = DEFAULT_EFFORT) -> dict:
-    """What the writer records in INFO ``codec`` for these frames (docs/format.md)."""
+    """What the writer records in INFO ``codec`` for these frames (docs/format.md);
+    :func:`archive_frames` adds ``htj2k_bytes`` and ``htj2k_bits`` (the HTJ2K frames a
+    .dcbs would hold: their size, and the precision served instances are re-encoded at)."""
     return {"name": NAME, "effort": int(effort), "bits": int(bits),
             "signed_offset": (1 << (bits - 1)) if signed else 0, "library": library()}
 
@@ -260,6 +262,7 @@ def archive_frames(volume, bits_stored: Optional[int] = None,
     if other is None:
         return ArchiveFrames(CODEC_ID, frames, bits, info)
     hb = info["htj2k_bytes"] = _stored_size(other[0])
+    info["htj2k_bits"] = other[1]  # the precision streaming re-encodes frames at
     jb = _stored_size(frames)
     extra = len(json.dumps({"codec": info})) + 8  # INFO entry, alignment padding
     if jb + extra > hb:

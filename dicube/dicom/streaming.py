@@ -49,11 +49,13 @@ from ..exceptions import (
     CodecError,
     CodecUnavailableError,
     ColourConversionWarning,
+    DicomCubeError,
     DataConsistencyError,
     FrameIndexError,
     MetaDataError,
     UnsupportedTransferSyntaxError,
 )
+from ..storage.format import SEC_INFO
 from ..storage.reader import DcbsReader
 
 __all__ = ["DcbStreamingReader"]
@@ -67,6 +69,19 @@ JXL_LOSSLESS = jxl.TRANSFER_SYNTAX
 _STORED, _NATIVE, _REENCODE = "stored", "native", "htj2k"
 #: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
 _STORED_UNIT_TAGS = STORED_UNIT_TAGS
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the pixel module of a re-encoded HTJ2K frame depends on (a CodestreamInfo subset:
+    dicube's encoder, reversible, no colour transform)."""
+
+    bits_stored: int
+    signed: bool
+    components: int
+    transfer_syntax: str
+    color_transform: bool = False
+    reversible: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class DcbStreamingReader:
         self._cache: dict = {}          # (frame, transfer syntax) -> _Prefix; values immutable
         self._syntaxes = None           # available_transfer_syntaxes(), found once
         self._bits = None               # (series Bits Stored or 0,) for HTJ2K re-encoding
+        self._plan = None               # (HTJ2K precision recorded by a .dcba,) or ()
         self._build_lock = threading.Lock()
         self._state = threading.Condition()
         self._busy = 0
@@ -349,7 +365,7 @@ class DcbStreamingReader:
             if mode == _STORED and self._codec.header is not None:
                 prefix = self._prefix(k, ts, self._codestream_info(k, self._codestream(k)))
             elif mode == _REENCODE:
-                prefix = self._prefix(k, ts, read_header(self._htj2k(k)))
+                prefix = self._prefix(k, ts, self._reencoded_info(k))
             else:
                 prefix = self._prefix(k, ts, None)
         return prefix
@@ -382,14 +398,47 @@ class DcbStreamingReader:
         return self._encapsulated(prefix, data)
 
     def _htj2k(self, k: int) -> bytes:
-        """Frame ``k`` decoded and coded as HTJ2K (precision: the series' Bits Stored when
-        the values fit it, as ``save`` codes a .dcbs)."""
+        """Frame ``k`` decoded and coded as HTJ2K (precision: the one the .dcba recorded for
+        the HTJ2K frames of its .dcbs, else the series' Bits Stored when the values fit it,
+        as ``save`` codes a .dcbs)."""
         frames = self._reader.read_frames([k], num_threads=1)
+        bits = self._recorded_bits()
+        if bits is not None:
+            try:
+                return encode_batch(frames, bits_stored=bits, num_threads=1)[0]
+            except CodecError as exc:
+                raise CodecError(f"frame {k}: its values do not fit the {bits} bits the file "
+                                 f"records for HTJ2K ({exc.reason})", self.path) from exc
         done = htj2k.encode(frames, self._bits_stored(), 1)
         if done is None:  # cannot happen for the 8/16-bit samples JPEG XL frames hold
             raise CodecError(f"frame {k}: {frames.dtype} samples cannot be coded as HTJ2K",
                              self.path)
         return done[0][0]
+
+    def _recorded_bits(self):
+        """INFO ``codec.htj2k_bits`` of a .dcba (the HTJ2K precision of its .dcbs frames), or None."""
+        if self._plan is None:
+            plan = ()
+            if self._reader.frame_codec == jxl.CODEC_ID and self._reader.version == 2:
+                try:
+                    info = self._reader.section_json(SEC_INFO)
+                except DicomCubeError:
+                    info = None
+                codec = info.get("codec") if isinstance(info, dict) else None
+                b = codec.get("htj2k_bits") if isinstance(codec, dict) else None
+                if type(b) is int and 1 <= b <= self._reader.dtype.itemsize * 8:
+                    plan = (b,)
+            self._plan = plan
+        return self._plan[0] if self._plan else None
+
+    def _reencoded_info(self, k: int):
+        """Facts of frame ``k`` re-encoded as HTJ2K, known without decoding it when the file
+        records the precision (metadata requests need no frame), else by coding it."""
+        bits = self._recorded_bits()
+        if bits is None:
+            return read_header(self._htj2k(k))
+        return _Facts(bits, self._reader.dtype.kind == "i", 1 if len(self._reader.frame_shape) == 2
+                      else 3, self.available_transfer_syntaxes()[0])
 
     def _bits_stored(self):
         if self._bits is None:
@@ -401,6 +450,10 @@ class DcbStreamingReader:
     def _reencoded(self, k: int, ts: str) -> bytes:
         data = self._htj2k(k)
         prefix = self._cache.get((k, ts)) or self._prefix(k, ts, read_header(data))
+        bits = first_value(prefix.image_pixel, "00280101")
+        if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
+            raise CodecError(f"frame {k}: HTJ2K precision {read_header(data).bits_stored} "
+                             f"differs from Bits Stored {bits}", self.path)
         return self._encapsulated(prefix, data)
 
     def _uncompressed(self, k: int, ts: str = EXPLICIT_LE) -> bytes:
