@@ -24,6 +24,7 @@ import os
 import re
 import struct
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
@@ -218,7 +219,9 @@ class Wado:
     def _native(self, reader, frame: int, ts: str, instance: bool, loop: bool = False) -> bytes:
         """Frame ``frame``'s uncompressed instance (``instance``) or native pixel bytes in
         ``ts``, from the cache when there; ``loop``: raise _NeedThread instead of decoding."""
-        key = (reader, frame, ts, instance)
+        # a weak reference: the cache must not keep readers the index let go open; a
+        # replaced file's new reader never matches the old (dead references are unequal)
+        key = (weakref.ref(reader), frame, ts, instance)
         data = self.cache.get(key)
         if data is None:
             if loop:
