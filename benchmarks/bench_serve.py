@@ -206,7 +206,7 @@ def main(argv=None) -> int:
             servers.append(start_dicube(work / "archive", log))
             servers.append(start_orthanc(work, files, log))
             results = run(servers, study, series, sops, repeat, per_client, work, httpx,
-                          20 if args.quick else 200)
+                          20 if args.quick else 200, args.quick)
             if not args.quick:
                 results["qido1000"] = qido_1000(work, log, repeat)
         finally:
@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(servers, study, series, sops, repeat, per_client, work, httpx, qido_calls) -> dict:
+def run(servers, study, series, sops, repeat, per_client, work, httpx, qido_calls,
+        quick=False) -> dict:
     out: dict = {"bytes": {}}
     series_url = {s.name: f"{s.base}/studies/{study}/series/{series}" for s in servers}
     # whole series, curl
@@ -266,7 +267,7 @@ def run(servers, study, series, sops, repeat, per_client, work, httpx, qido_call
     # C-GET with getscu
     out["cget"] = interleave({f"{s.name} getscu C-GET": (
         lambda s=s: getscu(s, study, series, work / f"get-{s.name}")) for s in servers},
-        repeat)  # after a warm-up round: readers open, Orthanc's caches warm
+        repeat, warmup=0 if quick else 1)  # warm-up: readers open, Orthanc's caches warm
     return out
 
 

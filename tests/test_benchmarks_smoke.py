@@ -18,8 +18,9 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 
 SCRIPTS = ["bench_codec", "bench_container", "bench_streaming", "bench_dataloader",
-           "bench_ingest", "bench_preview", "bench_cli", "bench_concurrency"]
+           "bench_ingest", "bench_preview", "bench_cli", "bench_concurrency", "bench_serve"]
 NEEDS_NGINX = {"bench_preview", "bench_concurrency"}
+NEEDS_ORTHANC = {"bench_serve"}  # Orthanc + orthanc-dicomweb, dcmtk, curl
 # scripts stating ratios print the ratio table
 RATIOS = set(SCRIPTS)
 
@@ -31,6 +32,8 @@ def outputs(sample_10):
     for name in SCRIPTS:
         if name in NEEDS_NGINX and not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
             continue  # its test skips (or fails under CI) below
+        if name in NEEDS_ORTHANC and not (shutil.which("Orthanc") or os.path.exists("/usr/sbin/Orthanc")):
+            continue
         procs[name] = subprocess.Popen(
             [sys.executable, str(BENCH / f"{name}.py"), str(sample_10), "--quick"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=BENCH.parent)
@@ -51,7 +54,8 @@ def test_quick_run_reports_medians_min_max_and_load(outputs, name):
     if name not in outputs:
         from preview_servers import require_tool
 
-        require_tool(None, "nginx (Debian package nginx)")
+        require_tool(None, "Orthanc (Debian packages orthanc, orthanc-dicomweb)"
+                     if name in NEEDS_ORTHANC else "nginx (Debian package nginx)")
     code, text = outputs[name]
     assert code == 0, text
     assert re.search(r"^machine: \d+ cores .*Python 3\.\d+.*dicube \S+.*OpenJPH \d+\.\d+", text, re.M), text
