@@ -248,10 +248,11 @@ def test_dicom_export_carries_the_lossy_attributes(ct, files, sample_10, tmp_pat
         dicube.load_meta(paths["l"]).to_json()
 
 
-def test_streaming_serves_rebuilt_values(ct, files):
+def test_streaming_serves_rebuilt_values(ct, files, sample_10, tmp_path):
     import io
 
     import pydicom
+    from streaming_cases import dciodvfy_errors, gdcm_pixels
 
     from dicube.dicom.streaming import DcbStreamingReader
 
@@ -261,10 +262,15 @@ def test_streaming_serves_rebuilt_values(ct, files):
         assert syntaxes[0] in ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202")
         assert "1.2.840.10008.1.2.4.110" not in syntaxes  # the q frames are never served
         for ts in (None, "1.2.840.10008.1.2.1"):
-            ds = pydicom.dcmread(io.BytesIO(r.get_dicom_for_frame(3, transfer_syntax=ts)))
+            data = r.get_dicom_for_frame(3, transfer_syntax=ts)
+            ds = pydicom.dcmread(io.BytesIO(data))
             assert error(ds.pixel_array, ct.raw_image[3]) == 3
             assert ds.LossyImageCompression == "01" and ds.ImageType[0] == "DERIVED"
             assert ds.RescaleSlope == 1 and ds.BitsStored == 16
+    f = tmp_path / "f3.dcm"
+    f.write_bytes(data)  # the native instance: GDCM and dciodvfy
+    assert error(gdcm_pixels(f), ct.raw_image[3]) == 3
+    assert not dciodvfy_errors(f) - dciodvfy_errors(sample_10 / ct.dicom_meta.filenames[3])
 
 
 def test_independent_decoders_read_the_stored_frames(ct, files, tmp_path):
