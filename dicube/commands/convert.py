@@ -56,10 +56,13 @@ CUBE_MAGICS = (b"DCMCUBES", b"DCMCUBEA", b"DCMCUBEL")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="convert DICOM series to .dcbs files",
+    p = sub.add_parser("convert", help="convert DICOM series (or dicube files) to .dcbs/.dcba/.dcbl files",
                        description="Convert every DICOM series found under each SRC to "
-                                   "OUT/<PatientID>_<Modality>_S<SeriesNumber>.dcbs.")
-    p.add_argument("sources", nargs="+", metavar="SRC", help="DICOM series folder, or a root holding series")
+                                   "OUT/<PatientID>_<Modality>_S<SeriesNumber>.dcbs (.dcba, .dcbl "
+                                   "with --to); a SRC that is a .dcbs/.dcba file is converted to "
+                                   "the --to variant exactly, as OUT/<its name>.<variant>.")
+    p.add_argument("sources", nargs="+", metavar="SRC",
+                   help="DICOM series folder, a root holding series, or a .dcbs/.dcba file")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
                    help="series converted at once, in separate processes (default 1; 0 = one per core)")
