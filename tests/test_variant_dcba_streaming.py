@@ -250,3 +250,21 @@ def test_recorded_precision_that_does_not_fit_is_a_codec_error(files_10, tmp_pat
         with pytest.raises(CodecError, match="do not fit the 8 bits") as e:
             a.get_dicom_for_frame(0)  # ...but no instance that would contradict it
         assert "bits.dcba" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["s", "a"])
+def test_damaged_frame_0_leaves_the_other_frames_servable(files_10, tmp_path, kind):
+    """The syntaxes offered are found once; a bad first frame fails only itself (for a
+    .dcbs, HTJ2K Lossless .201 is offered then: every dicube HTJ2K frame meets it)."""
+    from dicube.exceptions import CorruptFileError
+
+    data = bytearray(files_10[kind].read_bytes())
+    with DcbsReader(files_10[kind]) as r:
+        data[r.layout.header.frames_offset + 30] ^= 0x01
+    bad = tmp_path / f"bad0.dcb{kind}"
+    bad.write_bytes(bytes(data))
+    with DcbStreamingReader(bad) as st, DcbStreamingReader(files_10["s"]) as good:
+        assert st.available_transfer_syntaxes()[0] in HTJ2K_SYNTAXES
+        assert st.get_dicom_for_frame(3) == good.get_dicom_for_frame(3)
+        with pytest.raises(CorruptFileError, match="frame 0"):
+            st.get_dicom_for_frame(0)

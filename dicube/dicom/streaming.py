@@ -240,7 +240,10 @@ class DcbStreamingReader:
     def _find_syntaxes(self) -> tuple:
         codec_id = self._reader.frame_codec
         if self._codec.header is not None:
-            first = self._codec.transfer_syntax(self._codestream_info(0, self._codestream(0)))
+            try:
+                first = self._codec.transfer_syntax(self._codestream_info(0, self._codestream(0)))
+            except DicomCubeError:  # a damaged frame 0 must not make the others unservable:
+                first = HTJ2K_LOSSLESS if self._codec.CODEC_ID == htj2k.CODEC_ID else None
             stored = (first,) if first else ()
             if first == HTJ2K_LOSSLESS_RPCL:
                 stored += (HTJ2K_LOSSLESS,)
