@@ -187,6 +187,22 @@ def test_jph_file_boxes():
     assert data[data.index(b"ihdr") + 4:][:8] == (48).to_bytes(4, "big") + (64).to_bytes(4, "big")
 
 
+def test_streaming_pieces_join_to_the_instance(serve_archive):
+    """get_dicom_pieces (what series retrieval sends, the codestream not copied) joins to
+    get_dicom_for_frame's bytes in every syntax; get_pixel_data is its Pixel Data value."""
+    with dicube.DcbStreamingReader(serve_archive / "ct" / "sample_10.dcbs") as r:
+        for ts in r.available_transfer_syntaxes():
+            for k in (0, 9):
+                pieces = r.get_dicom_pieces(k, ts)
+                data = r.get_dicom_for_frame(k, transfer_syntax=ts)
+                assert b"".join(pieces) == data
+                pixel = r.get_pixel_data(k, ts)
+                value = pydicom.dcmread(io.BytesIO(data)).PixelData
+                assert value == pixel if ts != HTJ2K else value[20:20 + len(pixel)] == pixel
+                if ts == HTJ2K:
+                    assert len(pieces) == 3 and pieces[1] == pixel
+
+
 # ---------------------------------------------------------------------- dicomweb-client
 UNCOMPRESSED = (("application/dicom", EXPLICIT),)
 

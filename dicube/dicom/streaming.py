@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import operator
 import os
+import struct
 import threading
 import warnings
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from .photometric import CONVERTED, output_photometric, set_pixel_module, to_out
 from .part10 import (
     EXPLICIT_LE,
     IMPLICIT_LE,
+    SEQ_DELIM,
     PixelElement,
     dicube_file_meta,
     encapsulate_frames,
@@ -313,6 +315,27 @@ class DcbStreamingReader:
             return self._uncompressed(k, ts)
         finally:
             self._leave()
+
+    def get_dicom_pieces(self, i: int, transfer_syntax: "str | None" = None) -> list:
+        """:meth:`get_dicom_for_frame` as a list of bytes whose join is the instance, the
+        stored codestream one piece of its own (not copied): for servers sending many."""
+        k = self._enter(i)
+        try:
+            ts = self._syntax(False, transfer_syntax)
+            if self._mode(ts) != _STORED:
+                return [self.get_dicom_for_frame(k, transfer_syntax=ts)]
+            data = self._codestream(k)
+            prefix = self._cache.get((k, ts))
+            if prefix is None:
+                info = self._codestream_info(k, data) if self._codec.header is not None else None
+                prefix = self._prefix(k, ts, info)
+        finally:
+            self._leave()
+        pad = len(data) % 2
+        opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
+        items = struct.pack("<HHIIHHI", 0xFFFE, 0xE000, 4, 0, 0xFFFE, 0xE000, len(data) + pad)
+        return [b"".join([prefix.before, opening[:-len(SEQ_DELIM)], items]), data,
+                b"".join([b"\0" * pad, SEQ_DELIM, prefix.after])]
 
     def get_pixel_data(self, i: int, transfer_syntax: "str | None" = None) -> bytes:
         """The Pixel Data value of the instance :meth:`get_dicom_for_frame` returns for

@@ -36,18 +36,21 @@ def closing(boundary: str) -> bytes:
     return f"--{boundary}--\r\n".encode("ascii")
 
 
-def encode_parts(parts: Iterable[Tuple[str, bytes]], boundary: str,
+def encode_parts(parts: Iterable[Tuple[str, "bytes | list"]], boundary: str,
                  chunk: int = CHUNK) -> Iterator[bytes]:
-    """Body chunks of the parts ``(part content type, bytes)``, in order, closed."""
+    """Body chunks of the parts ``(part content type, bytes or a list of bytes to join)``,
+    in order, closed; each part's bytes are copied once, into its chunk."""
     buf: list = []
     size = 0
     for ctype, data in parts:
         head = part_head(boundary, ctype)
-        if size and size + len(data) > chunk:
+        pieces = data if isinstance(data, list) else [data]
+        n = sum(len(p) for p in pieces)
+        if size and size + n > chunk:
             yield b"".join(buf)
             buf, size = [], 0
-        buf += [head, data, b"\r\n"]
-        size += len(head) + len(data) + 2
+        buf += [head, *pieces, b"\r\n"]
+        size += len(head) + n + 2
         if size >= chunk:
             yield b"".join(buf)
             buf, size = [], 0

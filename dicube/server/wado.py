@@ -325,7 +325,7 @@ class Wado:
                 if ts in _NATIVE:
                     data = self._native(reader, ref.frame, ts, True)
                 else:
-                    data = reader.get_dicom_for_frame(ref.frame, transfer_syntax=ts)
+                    data = reader.get_dicom_pieces(ref.frame, ts)
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
             return f"application/dicom; transfer-syntax={ts}", data
