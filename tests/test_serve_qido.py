@@ -303,3 +303,14 @@ def test_results_are_capped_and_paged(serve_archive):
         assert len(_get(f"{served.url}/instances?limit=5").json()) == 2
         client = DICOMwebClient(served.url)
         assert len(client.search_for_instances(get_remaining=True)) == 12
+
+
+@pytest.mark.parametrize("accept,status", [
+    ("application/dicom+json", 200), ("application/json", 200), ("*/*", 200), ("", 200),
+    ("multipart/related; type=\"application/dicom+xml\", application/json;q=0.5", 200),
+    ("multipart/related; type=\"application/dicom+xml\"", 406),
+    ("application/dicom+json;q=0", 406), ("text/html", 406),
+])
+def test_searches_negotiate_json(serve_server, accept, status):
+    r = _get(f"{serve_server.url}/studies", headers={"Accept": accept} if accept else {})
+    assert r.status_code == status

@@ -201,6 +201,8 @@ class _Qido:
                 await run_in_threadpool(ix.refresh_if_older, self.refresh_interval)
 
     async def search(self, request: Request, level: str, fixed: dict) -> Response:
+        if not _accepts_json(request.headers.get("accept", "")):
+            return _error(406, "searches answer application/dicom+json only (no XML)")
         await self._fresh()
         started = time.perf_counter()
         try:
@@ -289,6 +291,22 @@ class _Qido:
         for item in out:
             for k in sorted(item):
                 item[k] = item.pop(k)
+
+
+_JSON_TYPES = frozenset({"*/*", "application/*", "application/json", DICOM_JSON})
+
+
+def _accepts_json(accept: str) -> bool:
+    """Whether an Accept header allows DICOM JSON (no header: yes; q=0 refuses a type)."""
+    if not accept.strip():
+        return True
+    for item in accept.split(","):
+        media, *params = [p.strip() for p in item.split(";")]
+        if media.lower() in _JSON_TYPES and not any(
+                p.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+                for p in params):
+            return True
+    return False
 
 
 def _web_json(elements: dict) -> dict:
