@@ -130,11 +130,12 @@ class ArchiveIndex:
 
     ``header_cache`` bounds the streaming readers kept open (each holds the encoded data
     set of the frames it served, see :class:`~dicube.dicom.streaming.DcbStreamingReader`);
-    ``cached_frames`` bounds the frames of all open readers together. Thread-safe.
+    ``cached_frames`` bounds the frames of all open readers together (the most recent
+    reader stays whatever its size). Thread-safe.
     """
 
     def __init__(self, root: "os.PathLike[str] | str", *, header_cache: int = 256,
-                 cached_frames: int = 8192):
+                 cached_frames: int = 2048):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DicomReadError("not a folder", os.fspath(root))
