@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlsplit
@@ -61,6 +62,23 @@ def _suffix_ok(path: Any) -> bool:
     if "://" in s:
         s = urlsplit(s).path  # a signed URL's query is not part of the name
     return s.lower().endswith(SUFFIXES)
+
+
+def _checked_frames(frames: Any) -> Any:
+    """``frames`` when every file can give its slab an affine (int, slice, range, or
+    evenly spaced indices, all negative or none); ValueError otherwise, rather than a volume
+    whose affine would be the identity."""
+    if frames is None or isinstance(frames, (int, np.integer, slice, range)):
+        return frames
+    sel = np.asarray(frames)
+    if sel.ndim != 1 or sel.size == 0 or sel.dtype.kind not in "iu":
+        raise ValueError(f"frames must be an int, slice, range or non-empty integer sequence, "
+                         f"got {frames!r}")
+    step = np.diff(sel)
+    if (step == 0).any() or (step != step[:1]).any() or ((sel < 0).any() and (sel >= 0).any()):
+        raise ValueError("frames must be evenly spaced (and not mix negative and other "
+                         "indices): the slab needs an affine")
+    return frames
 
 
 def _worker_threads() -> Optional[int]:
@@ -132,7 +150,8 @@ class DcbsImageReader(ImageReader):
         affine_lps_to_ras: RAS affine (default, as ``ITKReader`` and ``NibabelReader``);
             False keeps DICOM's LPS (``meta["space"]`` says which).
         frames: a slab: the frames (slices) to read, as for :func:`dicube.load` (int, slice,
-            range or evenly spaced indices); the affine's origin and z step follow them.
+            range or evenly spaced indices; ValueError for others, which have no affine);
+            the affine's origin and z step follow them.
         dtype: output type of the real values ``raw * RescaleSlope + RescaleIntercept``
             (per slice when the rescale varies). Default float32, the type ``LoadImage``
             converts to anyway, so no second conversion happens there. None: float32 when
@@ -157,7 +176,7 @@ class DcbsImageReader(ImageReader):
         super().__init__()
         self.channel_dim = float("nan") if channel_dim == "no_channel" else channel_dim
         self.affine_lps_to_ras = affine_lps_to_ras
-        self.frames = frames
+        self.frames = _checked_frames(frames)
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.rescale = rescale
         self.series_meta = series_meta
@@ -284,6 +303,8 @@ class DcbsImageReader(ImageReader):
         PydicomReader does when the position tags are missing)."""
         affine = np.eye(4)
         if space is None:
+            warnings.warn("the file has no geometry (space): its affine is the identity",
+                          stacklevel=4)
             return affine
         for i, axis in enumerate((space.x_orientation, space.y_orientation, space.z_orientation)):
             affine[:3, i] = np.asarray(axis, float) * float(space.spacing[i])

@@ -180,6 +180,12 @@ def test_slab_frames_are_slices_of_the_full_read_with_shifted_affine(ct, ours):
     step[2, 3] = 1
     np.testing.assert_allclose(every2.affine.numpy(), full.affine.numpy() @ step, atol=1e-9)
     np.testing.assert_allclose(every2.meta["spacing"], [0.4296875, 0.4296875, 0.9])
+    backwards = load(DcbsImageReader(frames=[4, 2, 0]), ct)
+    assert torch.equal(backwards, full[:, :, [4, 2, 0]])
+    np.testing.assert_allclose(backwards.affine.numpy()[:3, 2], -2 * full.affine.numpy()[:3, 2])
+    for uneven in ([0, 1, 5], [3, 3], [-1, 0, 1], []):  # no affine fits: refused at once
+        with pytest.raises(ValueError, match="frames"):
+            DcbsImageReader(frames=uneven)
     # the slab's first slice metadata is frame 3's
     meta = load(DcbsImageReader(frames=slice(3, 8), series_meta=["InstanceNumber"]), ct).meta
     assert meta["InstanceNumber"] == str(dicube.load_meta(ct).get_values("InstanceNumber")[3])
@@ -232,6 +238,34 @@ def test_rgb_is_channel_last_like_itk(tmp_path):
     assert first.shape == (3, 30, 20, 4)
     np.testing.assert_allclose(first.affine.numpy(), [[-0.5, 0, 0, -1], [0, -0.6, 0, -2],
                                                       [0, 0, 2, 3], [0, 0, 0, 1]])
+
+
+def test_a_file_without_geometry_gets_the_identity_with_a_warning(tmp_path):
+    path = tmp_path / "nospace.dcbs"
+    dicube.save(dicube.DicomCubeImage(np.arange(24, dtype=np.int16).reshape(2, 3, 4)), path)
+    reader = DcbsImageReader()
+    with pytest.warns(UserWarning, match="no geometry"):
+        arr, meta = reader.get_data(reader.read(str(path)))
+    np.testing.assert_array_equal(meta["affine"], np.eye(4))
+    np.testing.assert_array_equal(arr, np.arange(24).reshape(2, 3, 4).transpose(2, 1, 0))
+
+
+def test_monai_dataloader_workers_collate_named_keys(ct, tmp_path):
+    from monai.data import DataLoader, Dataset
+
+    shutil.copyfile(ct, tmp_path / "b.dcbs")
+    items = [{"image": ct}, {"image": str(tmp_path / "b.dcbs")}]
+    tf = Compose([LoadImaged("image", reader=DcbsImageReader(
+        frames=slice(0, 4), series_meta=["Modality", "SeriesInstanceUID"])),
+        EnsureChannelFirstd("image")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = next(iter(DataLoader(Dataset(items, tf), batch_size=2, num_workers=2)))
+    img = batch["image"]
+    assert img.shape == (2, 1, 512, 512, 4) and torch.equal(img[0], img[1])
+    np.testing.assert_array_equal(img[0, 0].numpy(),
+                                  dicube.load(ct, frames=slice(0, 4)).get_fdata().transpose(2, 1, 0))
+    assert img.meta["Modality"] == ["CT", "CT"] and len(img.meta["SeriesInstanceUID"]) == 2
 
 
 def test_several_files_stack_as_channels(ct, tmp_path):
