@@ -236,6 +236,7 @@ def test_retrieve_frames_octet_stream(client, sources):
 def test_series_metadata_and_bulk_data(client, exported, sources):
     meta = client.retrieve_series_metadata(CT10_STUDY, CT10_SERIES)
     assert len(meta) == 10
+    assert client.retrieve_series_metadata(CT10_STUDY, CT10_SERIES) == meta  # cached: the same
     for item in meta:
         bulk = {tag: elem.pop("BulkDataURI") for tag, elem in item.items()
                 if "BulkDataURI" in elem}

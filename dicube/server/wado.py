@@ -410,6 +410,10 @@ class Wado:
         def item(ref) -> bytes:
             inst = (f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}"
                     f"/instances/{ref.sop_uid}")
+            key = (weakref.ref(files[ref.path]), ref.frame, "metadata", inst)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
             try:
                 data = files[ref.path].get_json(ref.frame, EXPLICIT_LE)
             except (DicomCubeError, OSError) as exc:
@@ -418,7 +422,8 @@ class Wado:
             bits = ((data.get("00280100") or {}).get("Value") or [16])[0]
             out[_PIXEL_DATA] = {"vr": "OB" if bits == 8 else "OW",
                                 "BulkDataURI": f"{inst}/bulkdata/{_PIXEL_DATA}"}
-            return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            return self.cache.put(key, json.dumps(out, separators=(",", ":"),
+                                                  ensure_ascii=False).encode("utf-8"))
 
         first = item(refs[0])
 
