@@ -281,6 +281,10 @@ def test_instance_rendered_and_thumbnail(client, http, sources):
     parts = parts_of(r)
     assert len(parts) == 10 and all(h["Content-Type"] == "image/jpeg" for h, _ in parts)
     assert http.get(f"{base}/instances/{uid}/rendered", params={"window": "1,2,cubic"}).status_code == 400
+    r = http.get(f"{base}/instances/{uid}/rendered", params={"viewport": "64,64,600,0,10,10"})
+    assert r.status_code == 400 and "outside" in r.json()["error"]
+    r = http.get(f"{base}/instances/{uid}/rendered", params={"viewport": "64,64,256,256,256,128"})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (64, 32)
     assert http.get(f"{base}/instances/{uid}/rendered", headers={"Accept": "image/gif"}).status_code == 406
 
 

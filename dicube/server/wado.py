@@ -461,6 +461,8 @@ class Wado:
         def image(ref) -> bytes:
             try:
                 return rendered.render(ref.path, ref.frame, params, media)
+            except ValueError as exc:  # a viewport region outside the image
+                raise _HttpError(400, str(exc)) from exc
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
 
