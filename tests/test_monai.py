@@ -296,6 +296,21 @@ def test_verify_suffix_and_auto_selection(ct, ours):
         assert torch.equal(loader(ct), ours["load"])
 
 
+def test_archive_variant_reads_like_the_speed_one(tmp_path):
+    pytest.importorskip("imagecodecs")  # the archive extra (JPEG XL)
+    from spacetransformer import Space
+
+    vol = np.random.default_rng(5).integers(0, 3000, (3, 16, 24), dtype=np.uint16)
+    img = dicube.DicomCubeImage(vol, PixelDataHeader(RescaleSlope=1.0, RescaleIntercept=-1024.0,
+                                                     OriginalPixelDtype="uint16", PixelDtype="uint16"),
+                                None, Space(shape=(24, 16, 3), spacing=(0.7, 0.7, 1.5)))
+    dicube.save(img, tmp_path / "a.dcba")
+    dicube.save(img, tmp_path / "s.dcbs")
+    a, s = load(DcbsImageReader(), tmp_path / "a.dcba"), load(DcbsImageReader(), tmp_path / "s.dcbs")
+    assert torch.equal(a, s) and float(a[0, 0, 0]) == vol[0, 0, 0] - 1024.0
+    np.testing.assert_array_equal(a.affine.numpy(), s.affine.numpy())
+
+
 def test_bad_file_is_a_typed_error_naming_it(tmp_path):
     bad = tmp_path / "bad.dcbs"
     bad.write_bytes(b"not a cube at all" * 10)
