@@ -223,3 +223,31 @@ def test_info_command_shows_codec(pair, capsys):
     assert json.loads(out)["codec"]["name"] == "jxl"
     code, out, _ = run_cli(capsys, "info", "--json", pair[1])
     assert json.loads(out)["codec"] is None
+
+
+def test_the_written_file_is_checked(pair, tmp_path, monkeypatch):
+    """Frames each right but stored in the wrong order (a writer bug, not an encoder one):
+    only decoding the written file catches it; the target is left as it was."""
+    ct = dicube.load(pair[1], frames=[0, 1, 2])
+    real = jxl.archive_frames
+
+    def shuffled(*a, **k):
+        done = real(*a, **k)
+        return done._replace(frames=done.frames[::-1])
+
+    monkeypatch.setattr(jxl, "archive_frames", shuffled)
+    target = tmp_path / "t.dcba"
+    target.write_bytes(b"old")
+    with pytest.raises(CodecError, match="frame 0 differs") as e:
+        dicube.save(ct, target)
+    assert "t.dcba" in str(e.value)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["t.dcba"]
+
+
+def test_lossy_encoder_is_caught(pair, tmp_path, monkeypatch):
+    ct = dicube.load(pair[1], frames=[0, 1])
+    real = jxl.encode_batch
+    monkeypatch.setattr(jxl, "encode_batch", lambda vol, *a, **k: real(vol // 2 * 2, *a, **k))
+    with pytest.raises(CodecError, match="not exact"):
+        dicube.save(ct, tmp_path / "l.dcba")
+    assert not (tmp_path / "l.dcba").exists()

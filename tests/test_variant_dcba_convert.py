@@ -110,8 +110,8 @@ def test_written_file_is_checked(dcbs_3, tmp_path, monkeypatch):
     """Frames that do not decode to the source's are refused before the output appears."""
     real = jxl.archive_frames
 
-    def wrong(vol, bits, threads):
-        return real(vol + 1, bits, threads)
+    def wrong(vol, bits, threads, **kw):
+        return real(vol + 1, bits, threads, **kw)
 
     monkeypatch.setattr(jxl, "archive_frames", wrong)
     with pytest.raises(CodecError, match="do not decode to the source") as e:

@@ -173,9 +173,18 @@ def verify_batch(frames: Sequence, volume, bits_stored: Optional[int] = None,
     that differs (an encoder that lost precision)."""
     vol = np.asarray(volume)
     got = decode_batch(frames, np.empty(vol.shape, _check_dtype(vol.dtype)), num_threads, bits_stored)
+    check_exact(vol, got, "JPEG XL round trip")
+
+
+def check_exact(volume: np.ndarray, got: np.ndarray, what: str) -> None:
+    """CodecError naming the first frame where ``got`` differs from ``volume``."""
+    vol = np.asarray(volume)
+    if got.shape != vol.shape or got.dtype != vol.dtype:
+        raise CodecError(f"{what} is not exact: {got.shape} {got.dtype} instead of "
+                         f"{vol.shape} {vol.dtype}")
     bad = np.flatnonzero((got != vol).reshape(len(vol), -1).any(axis=1))
     if bad.size:
-        raise CodecError(f"JPEG XL round trip is not exact: frame {int(bad[0])} differs "
+        raise CodecError(f"{what} is not exact: frame {int(bad[0])} differs "
                          f"({bad.size} frames of {len(vol)})")
 
 
@@ -241,22 +250,26 @@ class ArchiveFallbackWarning(UserWarning):
 
 
 def archive_frames(volume, bits_stored: Optional[int] = None,
-                   num_threads: Optional[int] = None) -> Optional[ArchiveFrames]:
+                   num_threads: Optional[int] = None, verify: bool = True) -> Optional[ArchiveFrames]:
     """The frames of a .dcba: JPEG XL (every frame decoded and compared), unless the HTJ2K
     frames a .dcbs would hold (``bits_stored`` as ``save`` gives it) make a file no larger:
     then those, with an :class:`ArchiveFallbackWarning` and no INFO ``codec`` entry, so a
     .dcba is never larger than the .dcbs of the same image (the entry's bytes and the
     8-byte alignment are counted). None for sample types JPEG XL cannot hold. The HTJ2K
-    encode costs about 5% of the JPEG XL one (docs/variants.md)."""
+    encode costs about 5% of the JPEG XL one (docs/variants.md). ``verify=False`` leaves
+    the decode-and-compare to the caller (``save`` checks the written file instead)."""
     import json
 
     from . import htj2k
 
-    done = encode(volume, None, num_threads)
-    if done is None:
-        return None
-    frames, bits = done
     vol = np.asarray(volume)
+    if vol.dtype.newbyteorder("=") not in _DTYPES:
+        return None
+    vol = np.ascontiguousarray(vol, dtype=vol.dtype.newbyteorder("="))
+    if verify:
+        frames, bits = encode(vol, None, num_threads)
+    else:
+        frames, bits = encode_batch(vol, num_threads=num_threads), vol.dtype.itemsize * 8
     other = htj2k.encode(vol, bits_stored, num_threads)
     info = params(bits, vol.dtype.kind == "i")
     if other is None:

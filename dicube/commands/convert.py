@@ -340,7 +340,7 @@ def convert_cube(src, dst, file_type: str = "a", *, codec: Optional[str] = None,
     codec_info = None
     try:
         if file_type == "a":
-            done = jxl.archive_frames(raw, bits, num_threads)
+            done = jxl.archive_frames(raw, bits, num_threads, verify=False)  # the file is checked
             if done is None:
                 raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, "
                                            f"not {raw.dtype}")

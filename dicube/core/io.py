@@ -88,19 +88,27 @@ def encode_frames(volume: np.ndarray, bits_stored: Optional[int] = None,
 
 def _archive_frames(volume: np.ndarray, num_threads: Optional[int],
                     bits_stored: Optional[int] = None) -> tuple:
-    """(FrameSet, INFO codec) of the archive variant: JPEG XL frames (verified by the
-    codec), or HTJ2K when those are smaller (:func:`dicube.codecs.jxl.archive_frames`);
-    DataConsistencyError for samples JPEG XL cannot hold (floats, 32-bit)."""
-    from ..codecs.jxl import archive_frames
+    """(FrameSet, INFO codec, check) of the archive variant: JPEG XL frames, or HTJ2K when
+    those are smaller (:func:`dicube.codecs.jxl.archive_frames`), and the check for
+    write_dcbs that decodes the written file and compares every frame (CodecError), in
+    place of a check of the encoder output alone; DataConsistencyError for samples JPEG
+    XL cannot hold (floats, 32-bit)."""
+    from ..codecs.jxl import archive_frames, check_exact
 
     vol = np.asarray(volume)
     if vol.ndim not in (3, 4) or (vol.ndim == 4 and vol.shape[-1] != 3) or 0 in vol.shape[:3]:
         raise DataConsistencyError(f"cannot store an image of shape {vol.shape}")
-    done = archive_frames(vol, bits_stored, num_threads)
+    vol = vol.astype(vol.dtype.newbyteorder("="), copy=False)
+    done = archive_frames(vol, bits_stored, num_threads, verify=False)
     if done is None:
         raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, not {vol.dtype}")
+
+    def check(source) -> None:
+        with DcbsReader(source) as r:
+            check_exact(vol, r.read_frames(num_threads=num_threads), "the written .dcba")
+
     return FrameSet(done.frames, done.codec, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
-                    vol.dtype.newbyteorder("="), done.bits_stored), done.info
+                    vol.dtype.newbyteorder("="), done.bits_stored), done.info, check
 
 
 def _lossy_frames(image: DicomCubeImage, bound, inner: Optional[str], effort: Optional[int],
@@ -230,7 +238,7 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
     codec_info, check, sections = None, None, None
     try:
         if file_type == "a":
-            fs, codec_info = _archive_frames(raw, num_threads, _bits_stored(image))
+            fs, codec_info, check = _archive_frames(raw, num_threads, _bits_stored(image))
         elif file_type == "l":
             fs, loss, lossy_meta = _lossy_frames(image, DEFAULT_BOUND if bound is None else bound,
                                                  inner, effort, num_threads)
