@@ -286,3 +286,27 @@ def test_an_unexpected_error_in_one_file_does_not_stop_the_index(serve_archive_c
     ix = ArchiveIndex(serve_archive_copy)
     assert ix.errors() == {serve_archive_copy / "MR_small.dcbs": "KeyError: 'surprise'"}
     assert ix.counts()["studies"] == 2
+
+
+def test_a_long_scan_publishes_what_it_found_so_far(serve_archive_copy, tmp_path, monkeypatch):
+    root = serve_archive_copy
+    (tmp_path / "later").mkdir()
+    for name in ("CT_small.dcbs", "MR_small.dcbs"):
+        shutil.move(root / name, tmp_path / "later" / name)
+    ix = ArchiveIndex(root)
+    assert ix.counts()["studies"] == 1
+    for name in ("CT_small.dcbs", "MR_small.dcbs"):
+        shutil.copyfile(tmp_path / "later" / name, root / name)
+    seen = []
+    real = index_mod._read_parts
+
+    def spy(path):
+        seen.append((os.path.basename(path), ix.counts()["studies"]))
+        return real(path)
+
+    monkeypatch.setattr(index_mod, "_read_parts", spy)
+    monkeypatch.setattr(index_mod, "PUBLISH_EVERY", 0.0)
+    ix.refresh()
+    # the second new file is read after the first one was published; sample_10 never vanished
+    assert seen == [("CT_small.dcbs", 1), ("MR_small.dcbs", 2)]
+    assert ix.counts()["studies"] == 3

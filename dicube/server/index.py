@@ -55,6 +55,8 @@ COUNT_KEYS = {
     "IMAGE": ("InstanceAvailability",),
 }
 ONLINE = "ONLINE"
+#: Seconds between publications of a long scan's partial results.
+PUBLISH_EVERY = 5.0
 _OWN = {"PATIENT": PATIENT_KEYS, "STUDY": STUDY_KEYS, "SERIES": SERIES_KEYS, "IMAGE": INSTANCE_KEYS}
 _TAGS = {kw: f"{tag_for_keyword(kw):08X}" for kw in
          PATIENT_KEYS + STUDY_KEYS + SERIES_KEYS + INSTANCE_KEYS}
@@ -165,7 +167,13 @@ class ArchiveIndex:
             files: dict = {}
             changed = False
             added = reread = 0
-            for p in paths:
+            published = time.monotonic()
+            for n, p in enumerate(paths):
+                if changed and time.monotonic() - published > PUBLISH_EVERY:
+                    # a long scan (many new files) shows what it found so far
+                    self._view = _build_view({**{q: old[q] for q in paths[n:] if q in old},
+                                              **files})
+                    published = time.monotonic()
                 try:
                     st = os.stat(p)
                 except OSError:
