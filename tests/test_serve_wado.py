@@ -342,6 +342,29 @@ def test_instance_from_other_studies_and_implicit(http):
     np.testing.assert_array_equal(ds.pixel_array, src.pixel_array)
 
 
+def test_many_clients_at_once(serve_server, sources):
+    """8 clients asking for frames and instances together each get their own bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = f"{serve_server.url}/studies/{CT10_STUDY}/series/{CT10_SERIES}/instances"
+    uids = sorted(sources)
+
+    def fetch(k: int):
+        uid = uids[k % len(uids)]
+        with httpx.Client(timeout=60) as c:
+            if k % 2:
+                ((_, data),) = parts_of(c.get(f"{base}/{uid}/frames/1"))
+                return uid, data
+            ((_, data),) = parts_of(c.get(f"{base}/{uid}", headers={"Accept": DICOM_TS.format("*")}))
+            ds = pydicom.dcmread(io.BytesIO(data))
+            ds.pixel_array_options(decoding_plugin="pylibjpeg")
+            return uid, ds.pixel_array.tobytes()
+
+    with ThreadPoolExecutor(8) as pool:
+        for uid, data in pool.map(fetch, range(40)):
+            assert data == sources[uid][1].PixelData
+
+
 # ---------------------------------------------------------------------- errors
 def test_errors(http, sources):
     base = f"/studies/{CT10_STUDY}/series/{CT10_SERIES}"
