@@ -38,7 +38,7 @@ from ..exceptions import DicomCubeError
 from . import multipart, negotiation
 from .negotiation import EXPLICIT_LE, HTJ2K, HTJ2K_SYNTAXES, JPH, OCTET, NotAcceptable
 
-__all__ = ["routes", "web_json", "parse_frames", "jph_file"]
+__all__ = ["routes", "web_json", "parse_frames", "jph_file", "base_url", "ByteCache"]
 
 log = logging.getLogger("dicube.server")
 
@@ -405,7 +405,7 @@ class Wado:
     def _metadata(self, request: Request, level: str) -> Response:
         refs = self._refs(request, level)
         files = {ref.path: self._reader(ref.path) for ref in refs}
-        base = _base_url(request)
+        base = base_url(request)
 
         def item(ref) -> bytes:
             inst = (f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}"
@@ -498,7 +498,7 @@ class Wado:
         return out
 
 
-def _base_url(request: Request) -> str:
+def base_url(request: Request) -> str:
     """The DICOMweb base URL the client used (up to ``/studies``). A Host field without a
     port naming the very address the server listens on gets the server's port: some
     clients (dicomweb-client 0.61) drop the port from Host."""
