@@ -44,7 +44,7 @@ def test_setup_installs_torch_only_for_the_tests(tmp_path):
     assert not any("torch" in c or "[test" in c for c in plain)
     for calls in (_setup_calls(tmp_path / "a", "--test"),
                   _setup_calls(tmp_path / "b", DICUBE_SETUP_TEST="1")):
-        assert calls[-1] == ('python3 -m pip install -q --no-build-isolation -e .[test,torch] '
+        assert calls[-1] == ('python3 -m pip install -q --no-build-isolation -e .[test,torch,serve,monai] '
                              'torch==2.13.0')
     # CI installs everything the tests need, torch included, then runs the README's command
     ci = _setup_calls(tmp_path / "c", script=".ci/run", DICUBE_CI_WHEEL="0")
