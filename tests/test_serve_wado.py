@@ -256,6 +256,15 @@ def test_series_metadata_and_bulk_data(client, exported, sources):
         assert isinstance(item["00280030"]["Value"][0], float)   # DS as JSON numbers
 
 
+def test_study_and_instance_metadata(client, sources):
+    study = client.retrieve_study_metadata(CT10_STUDY)
+    assert sorted(item["00080018"]["Value"][0] for item in study) == sorted(sources)
+    uid = sorted(sources)[4]
+    item = client.retrieve_instance_metadata(CT10_STUDY, CT10_SERIES, uid)  # the one item
+    assert item["00080018"]["Value"] == [uid] and "0002" not in "".join(k[:4] for k in item)
+    assert item["00200013"]["Value"] == [int(sources[uid][1].InstanceNumber)]   # IS as a number
+
+
 def test_instance_rendered_and_thumbnail(client, http, sources):
     from PIL import Image
 
