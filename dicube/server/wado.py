@@ -24,6 +24,7 @@ import os
 import re
 import struct
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ _STRIPPED = {"AE": " ", "AS": " ", "CS": " ", "DA": " ", "DT": " ", "TM": " ", "
 _PADDED = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "UR"})
 #: Parts prepared ahead of the one being sent (decoding on worker threads meanwhile).
 LOOKAHEAD = 4
+#: Seconds above which the first part of an answer says the others are worth threads.
+SLOW_PART = 0.001
 _MAX_FRAME_LIST = 4096  # characters of a frame list
 #: Bytes of decoded frames kept (``DICUBE_SERVE_CACHE_MB`` overrides; 0 = none).
 CACHE_BYTES = 256 << 20
@@ -334,10 +337,15 @@ class Wado:
         single = set(chosen.values())
         ctype = multipart.content_type(boundary, "application/dicom",
                                        next(iter(single)) if len(single) == 1 else None)
+        t0 = time.perf_counter()
         first = [part(refs[0])]
         if len(refs) == 1:
             return self._whole(first, boundary, ctype)
-        return self._stream(first, _logged(_ahead(part, refs[1:]), request), boundary, ctype)
+        # parts that cost codec work (decoding, a header built) are made ahead on worker
+        # threads; cheap ones (a stored codestream, a cached frame) faster in line
+        slow = time.perf_counter() - t0 > SLOW_PART
+        rest = _ahead(part, refs[1:]) if slow else map(part, refs[1:])
+        return self._stream(first, _logged(rest, request), boundary, ctype)
 
     def _frames(self, request: Request, loop: bool = False) -> Response:
         try:
