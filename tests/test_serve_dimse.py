@@ -442,3 +442,19 @@ def test_a_corrupt_file_fails_its_study_only(serve_archive_copy, tmp_path, caplo
         server.shutdown()
         index.close()
     assert "CT_small.dcbs" in caplog.text
+
+
+def test_concurrent_getscu_clients(dimse, tmp_path, study_uid, expected):
+    """Four getscu processes at once: each gets every instance, unchanged."""
+    procs = []
+    for k in range(4):
+        out = tmp_path / f"get{k}"
+        out.mkdir()
+        procs.append((out, subprocess.Popen(
+            [dcmtk("getscu"), "-S", "-v", "+B", "-od", str(out), *map(str, _peer(dimse.port)),
+             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    for out, proc in procs:
+        text, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "Number of Completed Suboperations : 10" in text, text
+        assert_same_instances(out, expected)
