@@ -458,3 +458,26 @@ def test_concurrent_getscu_clients(dimse, tmp_path, study_uid, expected):
         text, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0 and "Number of Completed Suboperations : 10" in text, text
         assert_same_instances(out, expected)
+
+
+def test_a_file_broken_after_indexing_fails_the_retrieve_with_a_reason(serve_archive_copy,
+                                                                      tmp_path):
+    from pydicom.data import get_testdata_file
+
+    from dicube.server import ArchiveIndex
+    from dicube.server.dimse import start_dimse
+
+    ct_study = pydicom.dcmread(get_testdata_file("CT_small.dcm")).StudyInstanceUID
+    index = ArchiveIndex(serve_archive_copy)
+    path = serve_archive_copy / "CT_small.dcbs"
+    path.write_bytes(path.read_bytes()[:100])  # after indexing, before any retrieve
+    server = start_dimse(index, "DICUBE", "127.0.0.1", 0)
+    try:
+        res = _run([dcmtk("getscu"), "-S", "-d", "-od", tmp_path, *_peer(server.port),
+                    "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={ct_study}"])
+    finally:
+        server.shutdown()
+        index.close()
+    text = res.stdout + res.stderr
+    assert "0xc001" in text.lower() and "unable to process" in text, text
+    assert [p for p in tmp_path.iterdir() if p.is_file()] == []

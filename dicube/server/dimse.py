@@ -428,34 +428,49 @@ class _Services:
 
     def _suboperations(self, event, assoc, refs) -> Iterator:
         """(status, dataset) of every sub-operation, after checking the association can
-        carry the instances at all (else one failure status saying why)."""
-        first = next(self._pending(refs[:1]))
+        carry the instances at all (else one failure status saying why). A file that
+        cannot be opened ends the retrieve with 0xC001 and the reason."""
+        done = 0
+
+        def failure(code: int, comment: str):
+            failed = Dataset()
+            failed.FailedSOPInstanceUIDList = [r.sop_uid for r in refs[done:]]
+            return _status(code, comment), failed
+
+        try:
+            first = next(self._pending(refs[:1]))
+        except (DicomCubeError, OSError) as exc:
+            log.error("retrieve failed: %s", exc)
+            yield failure(0xC001, f"unable to process: {exc}")
+            return
         if _usable(assoc, str(first.SOPClassUID), first._dicube_source[0].syntaxes) is None:
             msg = _refusal(assoc, str(first.SOPClassUID), first._dicube_source[0].syntaxes)
             log.warning("retrieve refused: %s", msg)
-            failed = Dataset()
-            failed.FailedSOPInstanceUIDList = [r.sop_uid for r in refs]
-            status = _status(0xA702, "no acceptable transfer syntax: HTJ2K, Explicit or "
-                                     "Implicit VR LE needed")
-            yield status, failed
+            yield failure(0xA702, "no acceptable transfer syntax: HTJ2K, Explicit or "
+                                  "Implicit VR LE needed")
             return
         # The next few data sets are encoded on worker threads while the current one
         # is on the wire (decoding a frame for a native syntax costs ~3 ms).
         window: list = []
         pendings = self._pending(refs)
         try:
-            for pending in pendings:
-                window.append(self._prefetch(assoc, pending))
-                if len(window) <= PREFETCH:
-                    continue
+            while True:
+                try:
+                    pending = next(pendings, None)
+                except (DicomCubeError, OSError) as exc:
+                    log.error("retrieve failed: %s", exc)
+                    yield failure(0xC001, f"unable to process: {exc}")
+                    return
+                if pending is not None:
+                    window.append(self._prefetch(assoc, pending))
+                    if len(window) <= PREFETCH:
+                        continue
+                if not window:
+                    return
                 if event.is_cancelled:
                     yield 0xFE00, None
                     return
-                yield 0xFF00, window.pop(0)
-            while window:
-                if event.is_cancelled:
-                    yield 0xFE00, None
-                    return
+                done += 1
                 yield 0xFF00, window.pop(0)
         finally:
             for left in window:
