@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from ..dicom.dicom_json import _pn_component
-from . import qido
+from . import qido, wado
+from .wado import client_url
 from .index import LEVELS, ArchiveIndex, level_keys
 
 __all__ = ["create_app", "Auth", "serve", "dicom_json", "BASE"]
@@ -230,7 +231,7 @@ class _Qido:
             found = found[:limit]
             headers["Warning"] = "299 dicube: There are additional results that can be requested"
         keys = _DEFAULT[level] + extra + (("RetrieveURL",) if level != "PATIENT" else ())
-        base = str(request.base_url).rstrip("/") + BASE
+        base = str(client_url(request, request.base_url)).rstrip("/") + BASE
         if extra or level not in ("STUDY", "SERIES"):
             out = []
             for rec in found:
@@ -433,7 +434,7 @@ def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
         Route("/studies/{study}/instances", study_instances, methods=["GET"]),
         Route("/studies/{study}/series/{series}/instances", series_instances, methods=["GET"]),
     ]
-    routes += _wado_routes(index)
+    routes += list(wado.routes(index))
     middleware = []
     if cors_origins:  # outermost: a browser's preflight carries no credentials
         from starlette.middleware.cors import CORSMiddleware
@@ -450,18 +451,6 @@ def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
     app = Starlette(routes=[Mount(BASE, routes=routes)], middleware=middleware)
     app.state.index = index
     return app
-
-
-def _wado_routes(index: ArchiveIndex) -> list:
-    """WADO-RS routes of :mod:`dicube.server.wado`, when that module is there."""
-    try:
-        from .wado import routes
-    except ModuleNotFoundError as exc:
-        if exc.name != __package__ + ".wado":
-            raise
-        log.warning("WADO-RS is not available (dicube.server.wado missing)")
-        return []
-    return list(routes(index))
 
 
 def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = None,

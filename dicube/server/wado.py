@@ -506,17 +506,21 @@ class Wado:
         return out
 
 
-def base_url(request: Request) -> str:
-    """The DICOMweb base URL the client used (up to ``/studies``). A Host field without a
-    port naming the very address the server listens on gets the server's port: some
-    clients (dicomweb-client 0.61) drop the port from Host."""
-    url = request.url.replace(query="")
+def client_url(request: Request, url):
+    """``url`` (a starlette URL of this request) with the port the client meant. A Host
+    field without a port naming the very address the server listens on gets the server's
+    port: some clients (dicomweb-client 0.61) drop the port from Host."""
     host = request.headers.get("host", "")
     server = request.scope.get("server") or (None, None)
     if host and ":" not in host.rsplit("]", 1)[-1] and host.strip("[]") == server[0] \
             and server[1] not in (None, 80, 443):
         url = url.replace(port=server[1])
-    text = str(url)
+    return url
+
+
+def base_url(request: Request) -> str:
+    """The DICOMweb base URL the client used (up to ``/studies``)."""
+    text = str(client_url(request, request.url.replace(query="")))
     return text[:text.index("/studies/")]
 
 
