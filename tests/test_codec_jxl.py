@@ -3,7 +3,6 @@ trips on the shared CT and pydicom's bundled images, an independent decoder (Deb
 djxl 0.7), typed errors for a missing backend and for damaged codestreams."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from pydicom.data import get_testdata_file
 import dicube
 from dicube.codecs import jph, jxl
 from dicube.exceptions import CodecError, CodecUnavailableError
+from streaming_cases import require_tool
 
 pytest.importorskip("imagecodecs")
 
@@ -104,11 +104,11 @@ def test_unsupported_sample_types_refused():
         jxl.encode_batch(np.zeros((2, 3), np.uint16))
 
 
-@pytest.mark.skipif(shutil.which("djxl") is None, reason="djxl (Debian libjxl-tools) not installed")
 def test_djxl_decodes_our_frames_exactly(ct20, tmp_path):
     """An independent JPEG XL decoder (Debian's libjxl 0.7 djxl) reads our frames bit-exactly.
     djxl 0.7 writes 12-bit images scaled to 16 bits under a 4095 maxval, so we ask it for
     16-bit output and scale back (exact, since the scaling is a bijection)."""
+    require_tool("djxl")
     vol = ct20[:3]
     for bits in (12, 16):
         for k, data in enumerate(jxl.encode_batch(vol, bits_stored=bits)):

@@ -1,13 +1,13 @@
 """NIfTI in and out, LPS <-> RAS, checked against dcm2niix on the same series."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 import dicube
+from streaming_cases import require_tool
 
 
 def test_roundtrip(sample_10, tmp_path):
@@ -23,6 +23,7 @@ def test_roundtrip(sample_10, tmp_path):
 
 
 def _ours_and_dcm2niix(folder, tmp_path):
+    require_tool("dcm2niix")
     """Our NIfTI and dcm2niix's of a DICOM folder (canonical orientation), checked to agree:
     same shape and data, affines within 1e-3 mm."""
     import nibabel as nib
@@ -38,7 +39,6 @@ def _ours_and_dcm2niix(folder, tmp_path):
     return ours, ref
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix not installed")
 def test_agrees_with_dcm2niix(sample_10, tmp_path):
     ours, ref = _ours_and_dcm2niix(sample_10, tmp_path)
     assert np.allclose(ours.get_fdata(), ref.get_fdata())
@@ -63,7 +63,6 @@ GEOMETRIES = {
 }
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix not installed")
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_non_axial_series_agree_with_dcm2niix(sample_10, tmp_path, name):
     """Copies of 4 slices of sample_10 given another orientation, slice order and unequal
