@@ -270,7 +270,13 @@ def _install_sender(assoc) -> None:
     assoc.send_c_store = functools.partial(_send_c_store, assoc, original)
     assoc._dicube_sender = True
     sock = getattr(assoc.dul, "socket", None)
-    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+    if sock is None:
+        return
+    try:  # a C-STORE goes out as many small PDUs: Nagle would hold each behind an ACK
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+    if hasattr(socket, "TCP_QUICKACK"):
         sock.recv = functools.partial(_recv_quickack, sock, sock.recv)
 
 
