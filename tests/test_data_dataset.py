@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 import dicube
 from dicube.core.pixel_header import PixelDataHeader
@@ -241,6 +242,17 @@ def test_find_dcbs_and_from_folder(dcbs_samples, tmp_path):
         DcbsDataset.from_folder(tmp_path)
     with pytest.raises(ValueError, match="mode"):
         DcbsDataset([], "cube")
+
+
+def test_from_folder_finds_every_variant(dcbs_samples, tmp_path):
+    """.dcba and .dcbl files are series too; other files are not."""
+    img = dicube.load(dcbs_samples["sample_10"], frames=[0, 1])
+    for name in ("a.dcbs", "b.dcba", "c.dcbl"):
+        dicube.save(img, tmp_path / name)
+    (tmp_path / "d.dcbx").write_bytes(b"not a series")
+    assert [Path(p).name for p in find_dcbs(tmp_path)] == ["a.dcbs", "b.dcba", "c.dcbl"]
+    ds = DcbsDataset.from_folder(tmp_path, "slice", random=False)
+    assert len(ds) == 6
 
 
 def test_torch_adapter_without_torch_says_how_to_install():

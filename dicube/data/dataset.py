@@ -43,7 +43,11 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
-def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = "**/*.dcbs", *,
+#: .dcbs, .dcba and .dcbl files at any depth
+DEFAULT_PATTERN = "**/*.dcb[sal]"
+
+
+def find_dcbs(folder: "os.PathLike[str] | str", pattern: str = DEFAULT_PATTERN, *,
               timeouts=None, storage_options: Optional[dict] = None) -> list[str]:
     """The files under ``folder`` matching ``pattern`` (``**/`` for any depth), sorted.
 
@@ -174,7 +178,7 @@ class DcbsDataset:
 
     @classmethod
     def from_folder(cls, folder: "os.PathLike[str] | str", mode: str = "volume",
-                    pattern: str = "**/*.dcbs", **kwargs) -> "DcbsDataset":
+                    pattern: str = DEFAULT_PATTERN, **kwargs) -> "DcbsDataset":
         """A dataset over the .dcbs files under ``folder``, a local folder or an s3:// or
         http(s):// prefix (see :func:`find_dcbs`)."""
         opts = kwargs.get("source_options") or {}
