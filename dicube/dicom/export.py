@@ -58,6 +58,7 @@ from .photometric import (
     CONVERTED,
     output_photometric,
     pack_ybr_422,
+    replace_group_0028,
     set_pixel_module,
     to_output_colour,
 )
@@ -294,25 +295,6 @@ def _ds_text(v: float) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else format_number_as_ds(float(v))
 
 
-def _update_group(header: dict, new: dict, implicit: bool = False) -> None:
-    """Replace group 0028 elements of ``header`` by ``new`` (a whole group), keeping a
-    (0028,0000) group length right."""
-    from .part10 import encode_dataset
-
-    group = {k: v for k, v in header.items() if k.startswith("0028") and k != "00280000"}
-    length = header.get("00280000")
-    if length and length.get("Value"):
-        sizes = []
-        for g in (group, new):
-            out = bytearray()
-            encode_dataset(g, ["iso8859"], implicit, out)
-            sizes.append(len(out))
-        header["00280000"] = {"vr": "UL", "Value": [int(length["Value"][0]) + sizes[1] - sizes[0]]}
-    for key in set(group) - set(new):
-        del header[key]
-    header.update(new)
-
-
 def match_jxl(header: dict, bits: int, signed: bool, colour: bool) -> None:
     """Set the pixel module of ``header`` for an encapsulated dicube JPEG XL codestream
     (:mod:`dicube.codecs.jxl`: ``bits`` coded, unsigned; signed samples stored offset by
@@ -365,7 +347,7 @@ def match_jxl(header: dict, bits: int, signed: bool, colour: bool) -> None:
                 new[key] = {"vr": "US", "Value": [v + half for v in values]}
             else:
                 del new[key]
-    _update_group(header, new)
+    replace_group_0028(header, new)
 
 
 def _jxl_frames(frames: np.ndarray, header: dict) -> list[bytes]:

@@ -135,8 +135,6 @@ def set_pixel_module(header: dict, photometric: Optional[str], planar: Optional[
     """Set Photometric Interpretation (and Planar Configuration when given) in ``header``
     (DICOM JSON) for the pixel data written; a JPEG-lossy source gets Lossy Image
     Compression 01 if it did not say so. A group length (0028,0000) follows the change."""
-    from .part10 import encode_dataset
-
     group = {k: v for k, v in header.items() if k.startswith("0028") and k != "00280000"}
     new = dict(group)
     if photometric is not None and _value(header, PI) != photometric:
@@ -146,8 +144,16 @@ def set_pixel_module(header: dict, photometric: Optional[str], planar: Optional[
     if source_syntax(header) in JPEG_LOSSY and LOSSY not in header:
         new[LOSSY] = {"vr": "CS", "Value": ["01"]}
         new.setdefault(LOSSY_METHOD, {"vr": "CS", "Value": ["ISO_10918_1"]})
-    if new == group:
-        return
+    if new != group:
+        replace_group_0028(header, new, implicit)
+
+
+def replace_group_0028(header: dict, new: dict, implicit: bool = False) -> None:
+    """Replace the group 0028 elements of ``header`` by ``new`` (a whole group), keeping a
+    (0028,0000) group length right."""
+    from .part10 import encode_dataset
+
+    group = {k: v for k, v in header.items() if k.startswith("0028") and k != "00280000"}
     length = header.get("00280000")
     if length and length.get("Value"):
         sizes = []
@@ -156,6 +162,8 @@ def set_pixel_module(header: dict, photometric: Optional[str], planar: Optional[
             encode_dataset(g, ["iso8859"], implicit, out)
             sizes.append(len(out))
         header["00280000"] = {"vr": "UL", "Value": [int(length["Value"][0]) + sizes[1] - sizes[0]]}
+    for key in set(group) - set(new):
+        del header[key]
     header.update(new)
 
 
