@@ -178,6 +178,20 @@ def test_no_random_parts(dcbs_10, emitted_10):
             assert again.get_dicom_for_frame(i, True) == out[i][1]
 
 
+def test_shared_element_encodings_change_nothing(dcbs_10, emitted_10):
+    """A reader encodes the elements its frames share once; every frame, asked in any
+    order and in several syntaxes, is byte for byte what a fresh reader makes of it."""
+    _, out = emitted_10
+    with DcbStreamingReader(dcbs_10) as warm:
+        for i in (9, 3, 0, 5):
+            assert warm.get_dicom_for_frame(i, True) == out[i][1]
+            assert warm.get_dicom_for_frame(i) == out[i][0]
+        assert len(warm._encoded) > 100
+    for i in (3, 5):
+        with DcbStreamingReader(dcbs_10) as fresh:
+            assert fresh.get_dicom_for_frame(i) == out[i][0]
+
+
 def test_12_bit_series(sample_10, tmp_path):
     """Bits Stored 12: the codestreams have 12-bit precision and the data set stays the source's."""
     import pydicom

@@ -105,12 +105,26 @@ def _charset(data: dict, encodings: list[str]) -> list[str]:
 
 
 def encode_dataset(data: dict, encodings: list[str], implicit: bool, out: bytearray,
-                   big: bool = False) -> None:
+                   big: bool = False, cache: Optional[dict] = None) -> None:
     """Append the elements of DICOM JSON ``data`` (ascending tags) to ``out``
-    (little endian, or explicit VR big endian when ``big``)."""
+    (little endian, or explicit VR big endian when ``big``).
+
+    ``cache`` (a dict kept by the caller) holds each element's encoding keyed by its tag and
+    the very element object: the slices of a series share their common element objects, so
+    each is encoded once per series (element objects are never changed in place)."""
     encodings = _charset(data, encodings)
+    flags = (tuple(encodings), implicit, big)
     for key in sorted(data, key=lambda k: int(k, 16)):
         elem = data[key]
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None and hit[0] is elem and hit[1] == flags:
+                out += hit[2]
+                continue
+            start = len(out)
+            encode_dataset({key: elem}, list(encodings), implicit, out, big)
+            cache[key] = (elem, flags, bytes(out[start:]))
+            continue
         tag = int(key, 16)
         vr = elem.get("vr", "UN")
         if vr == "SQ" and "InlineBinary" not in elem:
@@ -154,8 +168,8 @@ def pixel_element_bytes(pixel: PixelElement, transfer_syntax: str) -> bytes:
     return _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
 
 
-def _split_body(header: dict, pixel_tag: Optional[int], transfer_syntax: str
-                ) -> tuple[dict, bytes, bytes]:
+def _split_body(header: dict, pixel_tag: Optional[int], transfer_syntax: str,
+                cache: Optional[dict] = None) -> tuple[dict, bytes, bytes]:
     """(file meta JSON, data set bytes before the pixel element, bytes after it)."""
     cut = pixel_tag if pixel_tag is not None else 1 << 32
     meta = {k: v for k, v in header.items() if k.startswith("0002")}
@@ -164,21 +178,23 @@ def _split_body(header: dict, pixel_tag: Optional[int], transfer_syntax: str
     implicit = transfer_syntax == IMPLICIT_LE
     big = transfer_syntax == EXPLICIT_BE
     low, high = bytearray(), bytearray()
-    encode_dataset(low_json, ["iso8859"], implicit, low, big)
+    encode_dataset(low_json, ["iso8859"], implicit, low, big, cache)
     if high_json:  # e.g. Data Set Trailing Padding: same character set, after the pixels
         encode_dataset(high_json, _charset(low_json, ["iso8859"]), implicit, high, big)
     return meta, bytes(low), bytes(high)
 
 
 def encode_part10_parts(header: dict, pixel_tag: Optional[int], transfer_syntax: str,
-                        preamble: Optional[bytes] = None) -> tuple[bytes, bytes]:
+                        preamble: Optional[bytes] = None, cache: Optional[dict] = None
+                        ) -> tuple[bytes, bytes]:
     """``(before, after)``: the file of :func:`encode_part10` is
     ``before + pixel_element_bytes(pixel, transfer_syntax) + after`` for a pixel element
     of tag ``pixel_tag``; elements with higher tags (e.g. Data Set Trailing Padding) are
-    in ``after``. Not for deflated syntaxes, whose data set is compressed as a whole."""
+    in ``after``. Not for deflated syntaxes, whose data set is compressed as a whole.
+    ``cache``: see :func:`encode_dataset`."""
     if transfer_syntax in DEFLATED:
         raise ValueError("a deflated data set cannot be split around its pixel data")
-    meta, low, high = _split_body(header, pixel_tag, transfer_syntax)
+    meta, low, high = _split_body(header, pixel_tag, transfer_syntax, cache)
     return _preamble(preamble) + b"DICM" + file_meta_bytes(meta) + low, high
 
 

@@ -138,6 +138,7 @@ class DcbStreamingReader:
         self._bits = None               # (series Bits Stored or 0,) for HTJ2K re-encoding
         self._plan = None               # (HTJ2K precision recorded by a .dcba,) or ()
         self._build_lock = threading.Lock()
+        self._encoded: dict = {}  # element encodings shared by the frames' headers
         self._state = threading.Condition()
         self._busy = 0
         self._closed = False
@@ -552,7 +553,7 @@ class DcbStreamingReader:
             del header[key]
         header.update(dicube_file_meta(sop_class, sop_instance, ts))
         try:
-            before, after = encode_part10_parts(header, tag, ts, preamble)
+            before, after = encode_part10_parts(header, tag, ts, preamble, self._encoded)
         except MetaDataError as exc:
             raise MetaDataError(f"frame {k}: {exc.reason}", self.path) from exc
         image_pixel = MappingProxyType({key: v for key, v in header.items() if key.startswith("0028")})
