@@ -49,8 +49,8 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from _common import (default_series, print_load_after, print_machine, print_results, print_table,
-                     ratio, scaled)
+from _common import (default_series, evict, print_load_after, print_machine, print_results,
+                     print_table, ratio, scaled)
 
 import dicube
 
@@ -186,12 +186,7 @@ def drop_cache(files: List[Path]) -> str:
         return "echo 3 > /proc/sys/vm/drop_caches"
     except OSError:
         pass
-    for f in files:
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    evict(files)
     return "posix_fadvise(DONTNEED) on every file"
 
 

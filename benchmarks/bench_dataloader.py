@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from _common import (interleave, print_load_after, print_machine, print_results, series_arg,
+from _common import (evict, interleave, print_load_after, print_machine, print_results, series_arg,
                      series_of)
 
 import dicube
@@ -126,16 +126,6 @@ def _draw(args) -> int:
     for _ in range(count):
         fn(rng)
     return count
-
-
-def evict(paths) -> None:
-    """Drop the files' pages from the page cache (theirs only: other processes' files stay)."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def rates(key, seconds: float, repeat: int, pool=None, cold=None) -> dict:

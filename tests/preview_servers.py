@@ -2,7 +2,8 @@
 
 - :func:`start_nginx`: Debian's nginx serving a folder with Range support and a JSON
   directory index; its access log records the body bytes sent per request.
-- :func:`start_moto`: moto's S3-compatible server.
+- :func:`start_moto`: moto's S3-compatible server; :func:`s3_env`, a fixture putting the
+  ``moto`` fixture's credentials and endpoint in the AWS environment.
 
 A missing server binary skips the test on a developer machine and fails it under CI.
 """
@@ -188,3 +189,11 @@ def start_moto(log_dir: Path) -> Moto:
     endpoint = f"http://127.0.0.1:{port}"
     _wait(endpoint + "/", proc, log, "moto_server", timeout=60)
     return Moto(proc, endpoint)
+
+
+@pytest.fixture
+def s3_env(moto, monkeypatch):
+    """The AWS environment pointing at the test module's ``moto`` server."""
+    for k, v in moto.env.items():
+        monkeypatch.setenv(k, v)
+    return moto

@@ -17,7 +17,7 @@ from dicube.preview.series import HEADER_PREFETCH
 from dicube.storage.format import FIRST_READ
 from dicube.storage.reader import DcbsReader
 from dicube.storage.sources import RemoteFile, list_folder
-from preview_servers import publish, start_moto, start_nginx
+from preview_servers import publish, s3_env, start_moto, start_nginx  # noqa: F401  (s3_env: a fixture)
 
 UUID = "1b3c5d7e-0000-4000-8000-00000000beef"
 
@@ -47,13 +47,6 @@ def moto(tmp_path_factory, sample_10, nginx):
     obstore.put(store, "root/0aaaaaaa-0000-4000-8000-000000000000.dcbs", b"not used")
     yield server
     server.stop()
-
-
-@pytest.fixture
-def s3_env(moto, monkeypatch):
-    for k, v in moto.env.items():
-        monkeypatch.setenv(k, v)
-    return moto
 
 
 def test_remote_dcbs_reads_only_needed_frames(nginx):

@@ -10,7 +10,7 @@ from dicube.data import DcbsDataset
 from dicube.exceptions import CubeFileNotFoundError, SourceError
 from dicube.storage.reader import DcbsReader
 from dicube.storage.sources import REMOTE_FIRST_READ, TransferStats
-from preview_servers import start_moto
+from preview_servers import s3_env, start_moto  # noqa: F401  (s3_env: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,6 @@ def moto(tmp_path_factory, dcbs_samples):
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def s3_env(moto, monkeypatch):
-    for k, v in moto.env.items():
-        monkeypatch.setenv(k, v)
-    return moto
 
 
 @pytest.fixture(scope="module")
