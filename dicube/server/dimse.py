@@ -261,15 +261,17 @@ def _send_pdvs(assoc, context_id: int, command: bytes, body: bytes) -> None:
             assoc.dul.send_pdu(pdata)
 
 
-def _install_sender(assoc) -> None:
+def _install_sender(assoc):
     """Make ``assoc`` send _Pending instances with _send_c_store, and acknowledge what
-    it receives at once."""
-    if getattr(assoc, "_dicube_sender", False):
-        return
-    original = assoc.send_c_store
-    assoc.send_c_store = functools.partial(_send_c_store, assoc, original)
-    assoc._dicube_sender = True
-    sock = getattr(assoc.dul, "socket", None)
+    it receives at once; returns ``assoc``."""
+    if not getattr(assoc, "_dicube_sender", False):
+        assoc.send_c_store = functools.partial(_send_c_store, assoc, assoc.send_c_store)
+        assoc._dicube_sender = True
+        _tune_socket(getattr(assoc.dul, "socket", None))
+    return assoc
+
+
+def _tune_socket(sock) -> None:
     if sock is None:
         return
     try:  # a C-STORE goes out as many small PDUs: Nagle would hold each behind an ACK
@@ -494,15 +496,7 @@ class _Services:
 
     def on_get(self, event) -> Iterator:
         refs, err = self._refs_or_error(event, "C-GET")
-        if err is not None:
-            yield 1
-            yield err, None
-            return
-        yield len(refs)
-        if not refs:
-            return
-        _install_sender(event.assoc)
-        yield from self._suboperations(event, event.assoc, refs)
+        yield from self._retrieve(event, refs, err, lambda: _install_sender(event.assoc))
 
     def on_move(self, event) -> Iterator:
         from pynetdicom import build_context, evt
@@ -517,8 +511,7 @@ class _Services:
         holder = {}
 
         def established(ev):
-            _install_sender(ev.assoc)
-            holder["assoc"] = ev.assoc
+            holder["assoc"] = _install_sender(ev.assoc)
 
         from pynetdicom.sop_class import Verification
 
@@ -531,14 +524,18 @@ class _Services:
             err = _status(0xA702, "more SOP classes than one association can carry")
         yield address[0], address[1], {"contexts": contexts,
                                        "evt_handlers": [(evt.EVT_ESTABLISHED, established)]}
+        yield from self._retrieve(event, refs, err, lambda: holder["assoc"])
+
+    def _retrieve(self, event, refs, err, assoc_of) -> Iterator:
+        """The rest of a C-GET/C-MOVE handler: the number of sub-operations, then their
+        statuses (one failure when ``err``), sent on the association ``assoc_of()`` gives."""
         if err is not None:
             yield 1
             yield err, None
             return
         yield len(refs)
-        if not refs:
-            return
-        yield from self._suboperations(event, holder["assoc"], refs)
+        if refs:
+            yield from self._suboperations(event, assoc_of(), refs)
 
     def _proposals(self, refs) -> dict:
         """SOP class -> transfer syntaxes to propose (one presentation context each)."""
