@@ -103,10 +103,7 @@ def _archive_frames(volume: np.ndarray, num_threads: Optional[int],
     if done is None:
         raise DataConsistencyError(f"the archive variant holds 8 or 16-bit integers, not {vol.dtype}")
 
-    def check(source) -> None:
-        with DcbsReader(source) as r:
-            check_exact(vol, r.read_frames(num_threads=num_threads), "the written .dcba")
-
+    check = _written_check(lambda got: check_exact(vol, got, "the written .dcba"), num_threads)
     return FrameSet(done.frames, done.codec, vol.shape[1], vol.shape[2], 1 if vol.ndim == 3 else 3,
                     vol.dtype.newbyteorder("="), done.bits_stored), done.info, check
 
@@ -152,15 +149,13 @@ def _lossy_frames(image: DicomCubeImage, bound, inner: Optional[str], effort: Op
     return fs, doc, meta
 
 
-def _bound_checker(volume: np.ndarray, bound: int, num_threads: Optional[int]):
-    """check(source) for write_dcbs: decode the written file and prove |error| <= bound on
-    every pixel (ErrorBoundError otherwise)."""
-    from ..codecs.bounded import check_bound
-
+def _written_check(compare, num_threads: Optional[int]):
+    """check(source) for write_dcbs: decode every frame of the written file and hand them
+    to ``compare`` (which raises when they are not what was meant)."""
     def check(source) -> None:
         with DcbsReader(source) as r:
             got = r.read_frames(num_threads=num_threads)
-        check_bound(volume, got, bound)
+        compare(got)
 
     return check
 
@@ -244,7 +239,9 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
                                                  inner, effort, num_threads)
             sections = _sections(image, fs, {"name": "bounded", "inner": loss["inner"]}, lossy_meta,
                                  [(SEC_LOSS, json.dumps(loss).encode(), False)])
-            check = _bound_checker(raw, loss["bound"], num_threads)
+            from ..codecs.bounded import check_bound
+
+            check = _written_check(lambda got: check_bound(raw, got, loss["bound"]), num_threads)
         else:
             fs = encode_frames(raw, _bits_stored(image), num_threads, codec)
     except (CodecError, DataConsistencyError) as exc:  # name the file being written
