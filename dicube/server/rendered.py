@@ -94,15 +94,19 @@ def parse_params(query, thumbnail: bool = False) -> RenderParams:
 
 
 def voi(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """uint8 display values by the VOI LUT functions of PS3.3 C.11.2.1.2 and C.11.2.1.3."""
+    """uint8 display values by the VOI LUT functions of PS3.3 C.11.2.1.2 and C.11.2.1.3
+    (LINEAR as the previews apply it: :func:`dicube.preview.apply_window`)."""
+    if function == "linear" and width > 1:
+        from ..preview import apply_window
+
+        return apply_window(values, width, center)
     v = np.asarray(values, np.float64)
     if function == "sigmoid":
         y = 255.0 / (1.0 + np.exp(-4.0 * (v - center) / width))
     elif function == "linear-exact":
         y = ((v - center) / width + 0.5) * 255.0
-    else:
-        y = ((v - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0 if width > 1 else \
-            np.where(v > center - 0.5, 255.0, 0.0)
+    else:  # LINEAR with a width of 1: a step at the center
+        y = np.where(v > center - 0.5, 255.0, 0.0)
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
