@@ -6,9 +6,10 @@ Both servers on loopback, each in its own process: dicube serves the series' .dc
 its own storage of the original files. Interleaved server by server, round by round:
 WADO-RS whole series with curl (the server's own cost; Explicit VR LE for both, and as
 stored HTJ2K for dicube) and through dicomweb-client; one frame (`.../frames/1`, multipart
-octet-stream, `Accept-Encoding: identity`, httpx keep-alive clients) median and p99 with 1
-and 8 concurrent clients; QIDO `/studies`; C-GET of the series with dcmtk getscu; bytes on
-the wire. Without --quick, QIDO on a 1,000-series archive too (dicube; built with
+octet-stream, `Accept-Encoding: identity`, keep-alive) median and p99 with 1 and 8
+concurrent curl processes (each transfer timed by curl: the server's cost) and one Python
+httpx client (which adds ~2 ms of its own per 512 KB frame); QIDO `/studies`; C-GET of the
+series with dcmtk getscu; bytes on the wire. Without --quick, QIDO on a 1,000-series archive too (dicube; built with
 benchmarks/_serve_archive.py). Goals (issue 14): series as HTJ2K <= 0.05 s, uncompressed
 <= 0.11 s; one frame <= 2 ms median with 1 client and <= 10 ms with 8; QIDO <= 5 ms on a
 1,000-series archive; C-GET of the series <= 1 s.
@@ -130,32 +131,60 @@ def pctl(xs, q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def frame_latencies(client_count: int, urls: list, per_client: int) -> tuple[list, float, int]:
-    """Latencies (s) of one-frame requests by ``client_count`` concurrent httpx clients,
-    the wall time, and the bytes received."""
+FRAME_HEADERS = {  # Orthanc answers frames only as multipart (400 for bare octet-stream)
+    "Accept": 'multipart/related; type="application/octet-stream"', "Accept-Encoding": "identity"}
+
+
+def frame_latencies(client_count: int, urls: list, per_client: int,
+                    client: str = "curl") -> tuple[list, float, int]:
+    """Latencies (s) of one-frame requests by ``client_count`` concurrent keep-alive clients
+    (``curl``: one curl process each, every transfer timed by curl itself; ``httpx``: Python
+    threads), the wall time, and the bytes received."""
+    rngs = [random.Random(k) for k in range(client_count)]
+    picks = [[urls[0]] + [r.choice(urls) for _ in range(per_client)] for r in rngs]  # [0]: connect
+    if client == "httpx":
+        return _httpx_latencies(picks)
+    procs = []
+    t0 = time.perf_counter()
+    for mine in picks:
+        args = [program("curl"), "-s", "-f"]
+        for k, v in FRAME_HEADERS.items():
+            args += ["-H", f"{k}: {v}"]
+        for u in mine:
+            args += ["-o", "/dev/null", "-w", "%{time_total} %{size_download}\n", u]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True))
+    outs = [p.communicate()[0] for p in procs]
+    wall = time.perf_counter() - t0
+    lat, nbytes = [], 0
+    for p, out in zip(procs, outs):
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        if p.returncode or len(rows) != per_client + 1:
+            raise RuntimeError(f"curl frames: exit {p.returncode}, {len(rows)} answers")
+        lat += [float(t) for t, _ in rows[1:]]
+        nbytes += sum(int(n) for _, n in rows[1:])
+    return lat, wall, nbytes
+
+
+def _httpx_latencies(picks: list) -> tuple[list, float, int]:
     import httpx
 
     lat, nbytes, lock = [], [0], threading.Lock()
-    # Orthanc answers frames only as multipart (400 for a bare application/octet-stream)
-    headers = {"Accept": 'multipart/related; type="application/octet-stream"',
-               "Accept-Encoding": "identity"}
 
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        mine, got = [], 0
-        with httpx.Client(headers=headers, timeout=60) as c:
-            c.get(urls[0]).raise_for_status()  # connect first
-            for _ in range(per_client):
+    def client(mine: list) -> None:
+        times, got = [], 0
+        with httpx.Client(headers=FRAME_HEADERS, timeout=60) as c:
+            c.get(mine[0]).raise_for_status()
+            for u in mine[1:]:
                 t = time.perf_counter()
-                r = c.get(rng.choice(urls))
-                mine.append(time.perf_counter() - t)
+                r = c.get(u)
+                times.append(time.perf_counter() - t)
                 r.raise_for_status()
                 got += len(r.content)
         with lock:
-            lat.extend(mine)
+            lat.extend(times)
             nbytes[0] += got
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(client_count)]
+    threads = [threading.Thread(target=client, args=(m,)) for m in picks]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -248,11 +277,12 @@ def run(servers, study, series, sops, repeat, per_client, work, httpx, qido_call
     out["frames"] = {}
     for k in range(repeat):
         order = servers if k % 2 == 0 else servers[::-1]
-        for n_clients in (1, 8):
+        for client, n_clients in (("curl", 1), ("curl", 8), ("httpx", 1)):
             for s in order:
-                lat, wall, nbytes = frame_latencies(n_clients, frame_urls[s.name], per_client)
-                rec = out["frames"].setdefault((s.name, n_clients), {"lat": [], "wall": 0.0,
-                                                                     "n": 0, "bytes": 0})
+                lat, wall, nbytes = frame_latencies(n_clients, frame_urls[s.name], per_client,
+                                                    client)
+                rec = out["frames"].setdefault((s.name, client, n_clients),
+                                               {"lat": [], "wall": 0.0, "n": 0, "bytes": 0})
                 rec["lat"] += lat
                 rec["wall"] += wall
                 rec["n"] += len(lat)
@@ -303,13 +333,14 @@ def report(r: dict) -> None:
     print(f"Orthanc asked for HTJ2K (.201): {r['orthanc_htj2k']}")
     print("\nWADO-RS whole series through dicomweb-client (s):")
     print_results(r["dwc"], "s")
-    print("\nOne frame (.../frames/1, octet-stream, identity), httpx keep-alive clients:")
+    print("\nOne frame (.../frames/1, octet-stream, identity), keep-alive clients (curl: the"
+          " server's own cost; httpx: with a Python client's):")
     rows = []
-    for (name, n), rec in r["frames"].items():
+    for (name, client, n), rec in r["frames"].items():
         ms = [x * 1e3 for x in rec["lat"]]
-        rows.append([name, n, rec["n"], statistics.median(ms), pctl(ms, 0.99),
+        rows.append([name, client, n, rec["n"], statistics.median(ms), pctl(ms, 0.99),
                      rec["n"] / rec["wall"], rec["bytes"]])
-    print_table(["server", "clients", "requests", "median ms", "p99 ms", "frames/s",
+    print_table(["server", "client", "clients", "requests", "median ms", "p99 ms", "frames/s",
                  "bytes/frame"], rows)
     print("\nQIDO (ms):")
     print_results(scaled(r["qido"], 1e3), "ms")

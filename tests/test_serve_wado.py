@@ -201,6 +201,9 @@ def test_streaming_pieces_join_to_the_instance(serve_archive):
                 assert value == pixel if ts != HTJ2K else value[20:20 + len(pixel)] == pixel
                 if ts == HTJ2K:
                     assert len(pieces) == 3 and pieces[1] == pixel
+                else:  # built around pixels the caller kept: not decoded again
+                    kept = r.get_dicom_pieces(k, ts, pixel_data=pixel)
+                    assert b"".join(kept) == data and kept[1] is pixel
 
 
 # ---------------------------------------------------------------------- dicomweb-client
@@ -475,3 +478,105 @@ def test_dcba_served_in_each_syntax(tmp_path, serve_sources):
                 np.testing.assert_array_equal(ds.pixel_array, src.pixel_array)
         r = c.get(url, headers={"Accept": DICOM_TS.format("1.2.840.10008.1.2.4.50")})
         assert r.status_code == 406 and "1.2.840.10008.1.2.4.110" in r.json()["error"]
+
+
+def _count_decodes(monkeypatch) -> list:
+    from dicube.dicom.streaming import DcbStreamingReader
+
+    calls: list = []
+    real = DcbStreamingReader.get_pixel_data
+    monkeypatch.setattr(DcbStreamingReader, "get_pixel_data",
+                        lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    return calls
+
+
+def _wait_for(predicate, seconds: float = 20.0) -> bool:
+    import time
+
+    end = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < end:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_frame_request_prefetches_its_series_and_instances_share_it(serve_archive_copy,
+                                                                    monkeypatch, sources):
+    """One frame asked for decodes its series' other frames in the background, nearest
+    first; uncompressed instances are then built around those cached pixels (no decoding),
+    and equal the source files."""
+    from serve_fixtures import start_serve_server
+
+    calls = _count_decodes(monkeypatch)
+    with start_serve_server(serve_archive_copy) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
+        refs = srv.index.instances(CT10_STUDY)
+        url = f"/studies/{CT10_STUDY}/series/{CT10_SERIES}/instances/{refs[4].sop_uid}/frames/1"
+        assert http.get(url).status_code == 200
+        assert _wait_for(lambda: len(calls) >= len(refs))
+        assert [a[0] for a in calls][:3] == [refs[4].frame, refs[4].frame - 1, refs[4].frame + 1]
+        r = http.get(f"/studies/{CT10_STUDY}/series/{CT10_SERIES}",
+                     headers={"Accept": DICOM_TS.format(EXPLICIT)})
+        assert r.status_code == 200 and len(calls) == len(refs)
+        for _, data in parts_of(r):
+            ds = pydicom.dcmread(io.BytesIO(data))
+            assert ds.PixelData == sources[str(ds.SOPInstanceUID)][1].PixelData
+
+
+def test_no_prefetch_when_the_series_does_not_fit_half_the_cache(serve_archive_copy,
+                                                                 monkeypatch):
+    import time
+
+    from serve_fixtures import start_serve_server
+
+    monkeypatch.setenv("DICUBE_SERVE_CACHE_MB", "4")  # 10 frames of 512 KB: more than half
+    calls = _count_decodes(monkeypatch)
+    with start_serve_server(serve_archive_copy) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
+        uid = srv.index.instances(CT10_STUDY)[2].sop_uid
+        url = f"/studies/{CT10_STUDY}/series/{CT10_SERIES}/instances/{uid}/frames/1"
+        assert http.get(url).status_code == 200 and http.get(url).status_code == 200
+        time.sleep(1.0)
+        assert len(calls) == 1
+
+
+def test_pumped_body_makes_ahead_stops_with_its_consumer_and_raises_errors():
+    """The response body thread: chunks in order; the producer closes its iterator when the
+    client goes away (no thread left behind); an error reaches the consumer."""
+    import asyncio
+    import threading
+
+    from dicube.server.wado import _pumped
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield bytes([k % 256])
+                k += 1
+        finally:
+            closed.set()
+
+    def failing():
+        yield b"a"
+        raise OSError("disk gone")
+
+    async def main():
+        body = _pumped(endless(), depth=2)
+        got = [c async for c, _ in zip_async(body, range(5))]
+        await body.aclose()
+        assert got == [bytes([k]) for k in range(5)]
+        with pytest.raises(OSError, match="disk gone"):
+            [c async for c in _pumped(failing())]
+
+    async def zip_async(agen, counter):
+        it = iter(counter)
+        async for chunk in agen:
+            if next(it, None) is None:
+                return
+            yield chunk, None
+
+    asyncio.run(main())
+    assert closed.wait(5)
+    assert _wait_for(lambda: not any(t.name == "dicube-wado-body" for t in threading.enumerate()), 5)

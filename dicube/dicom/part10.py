@@ -160,12 +160,17 @@ def file_meta_bytes(meta: dict) -> bytes:
 
 def pixel_element_bytes(pixel: PixelElement, transfer_syntax: str) -> bytes:
     """The encoded pixel data element (with its sequence delimiter when encapsulated)."""
-    implicit = transfer_syntax == IMPLICIT_LE
     if pixel.encapsulated:
+        implicit = transfer_syntax == IMPLICIT_LE
         return b"".join([_header(pixel.tag, "OB", UNDEFINED, implicit), pixel.data, SEQ_DELIM])
     # native pixel bytes come already in the syntax's byte order
-    big = transfer_syntax == EXPLICIT_BE
-    return _header(pixel.tag, pixel.vr, len(pixel.data), implicit, big) + pixel.data
+    return native_pixel_head(pixel.tag, pixel.vr, len(pixel.data), transfer_syntax) + pixel.data
+
+
+def native_pixel_head(tag: int, vr: str, length: int, transfer_syntax: str) -> bytes:
+    """The tag, VR and length that precede ``length`` native pixel bytes."""
+    return _header(tag, vr, length, transfer_syntax == IMPLICIT_LE,
+                   transfer_syntax == EXPLICIT_BE)
 
 
 def _split_body(header: dict, pixel_tag: Optional[int], transfer_syntax: str,

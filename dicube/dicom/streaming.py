@@ -44,6 +44,7 @@ from .part10 import (
     dicube_file_meta,
     encapsulate_frames,
     encode_part10_parts,
+    native_pixel_head,
     pixel_element_bytes,
 )
 from ..exceptions import (
@@ -317,13 +318,23 @@ class DcbStreamingReader:
         finally:
             self._leave()
 
-    def get_dicom_pieces(self, i: int, transfer_syntax: "str | None" = None) -> list:
+    def get_dicom_pieces(self, i: int, transfer_syntax: "str | None" = None,
+                         pixel_data: "bytes | None" = None) -> list:
         """:meth:`get_dicom_for_frame` as a list of bytes whose join is the instance, the
-        stored codestream one piece of its own (not copied): for servers sending many."""
+        stored codestream or the native pixels one piece of their own (not copied): for
+        servers sending many. ``pixel_data``: what :meth:`get_pixel_data` returned for this
+        frame in this native syntax (kept by the caller), so it is not decoded again."""
         k = self._enter(i)
         try:
             ts = self._syntax(False, transfer_syntax)
-            if self._mode(ts) != _STORED:
+            mode = self._mode(ts)
+            if mode == _NATIVE:
+                prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
+                if pixel_data is None:
+                    pixel_data = self._native_data(k, prefix)
+                head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr, len(pixel_data), ts)
+                return [prefix.before + head, pixel_data, prefix.after]
+            if mode != _STORED:
                 return [self.get_dicom_for_frame(k, transfer_syntax=ts)]
             data = self._codestream(k)
             prefix = self._cache.get((k, ts))

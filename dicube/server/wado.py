@@ -18,6 +18,7 @@ delimiter, so clients see the failure) and is logged.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -28,9 +29,9 @@ import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional
+from typing import AsyncIterator, Callable, Iterator, Optional
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -218,21 +219,48 @@ class Wado:
     def __init__(self, index, cache_bytes: int = CACHE_BYTES):
         self.index = index
         self.cache = ByteCache(cache_bytes)
+        self._prefetched: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._prefetcher: Optional[ThreadPoolExecutor] = None
 
-    def _native(self, reader, frame: int, ts: str, instance: bool, loop: bool = False) -> bytes:
-        """Frame ``frame``'s uncompressed instance (``instance``) or native pixel bytes in
-        ``ts``, from the cache when there; ``loop``: raise _NeedThread instead of decoding."""
+    def _native(self, reader, frame: int, ts: str, loop: bool = False) -> bytes:
+        """Frame ``frame``'s native pixel bytes in ``ts``, from the cache when there (an
+        uncompressed instance is built around them); ``loop``: raise _NeedThread instead
+        of decoding."""
         # a weak reference: the cache must not keep readers the index let go open; a
         # replaced file's new reader never matches the old (dead references are unequal)
-        key = (weakref.ref(reader), frame, ts, instance)
+        key = (weakref.ref(reader), frame, ts)
         data = self.cache.get(key)
         if data is None:
             if loop:
                 raise _NeedThread
-            data = (reader.get_dicom_for_frame(frame, transfer_syntax=ts) if instance
-                    else reader.get_pixel_data(frame, ts))
-            self.cache.put(key, data)
+            data = self.cache.put(key, reader.get_pixel_data(frame, ts))
         return data
+
+    def _prefetch(self, reader, frame: int, ts: str, size: int) -> None:
+        """Decode the other frames of ``reader``'s file into the cache on one worker thread,
+        nearest to ``frame`` first: a viewer that asked for one frame of a series asks for
+        its neighbours next. Once per file and syntax, and only when all its frames
+        (``size`` bytes each) fit in half the cache."""
+        n = len(reader)
+        with self._lock:
+            started = self._prefetched.setdefault(reader, set())
+            if ts in started or n < 2 or n * size > self.cache.limit // 2:
+                return
+            started.add(ts)
+        order = sorted(range(n), key=lambda k: (abs(k - frame), k))[1:]
+
+        def run() -> None:
+            for k in order:
+                try:
+                    self._native(reader, k, ts)
+                except Exception:  # a closed reader or a damaged frame: asked for, it answers
+                    if getattr(reader, "closed", False):
+                        return
+        with self._lock:  # one file at a time, beside the workers answering requests
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="dicube-prefetch")
+        self._prefetcher.submit(run)
 
     # -- lookup --------------------------------------------------------------------
     def _refs(self, request: Request, level: str) -> list:
@@ -306,7 +334,7 @@ class Wado:
         def body():
             yield from multipart.encode_parts(_chain(first, rest), boundary)
 
-        return StreamingResponse(iterate_in_threadpool(body()), 200, media_type=ctype)
+        return StreamingResponse(_pumped(body()), 200, media_type=ctype)
 
     @staticmethod
     def _whole(parts: list, boundary: str, ctype: str) -> Response:
@@ -325,10 +353,8 @@ class Wado:
             ts = chosen[ref.path]
             reader = files[ref.path][0]
             try:
-                if ts in _NATIVE:
-                    data = self._native(reader, ref.frame, ts, True)
-                else:
-                    data = reader.get_dicom_pieces(ref.frame, ts)
+                pixels = self._native(reader, ref.frame, ts) if ts in _NATIVE else None
+                data = reader.get_dicom_pieces(ref.frame, ts, pixels)
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
             return f"application/dicom; transfer-syntax={ts}", data
@@ -395,7 +421,8 @@ class Wado:
             raise _NeedThread
         try:
             if ts in _NATIVE:
-                data = self._native(reader, ref.frame, ts, False, loop)
+                data = self._native(reader, ref.frame, ts, loop)
+                self._prefetch(reader, ref.frame, ts, len(data))
             else:
                 data = reader.get_pixel_data(ref.frame, read_ts)
             if media == JPH:
@@ -441,7 +468,7 @@ class Wado:
                 yield b"," + chunk
             yield b"]"
 
-        return StreamingResponse(iterate_in_threadpool(_gather(body())), 200,
+        return StreamingResponse(_pumped(_gather(body())), 200,
                                  media_type="application/dicom+json")
 
     # -- rendered -------------------------------------------------------------------
@@ -540,6 +567,52 @@ def _gather(chunks: Iterator[bytes], size: int = multipart.CHUNK) -> Iterator[by
             buf, n = [], 0
     if buf:
         yield b"".join(buf)
+
+
+async def _pumped(chunks: Iterator[bytes], depth: int = 4) -> AsyncIterator[bytes]:
+    """The chunks of a blocking iterator, made on a thread of its own up to ``depth``
+    chunks ahead of the network: file and codec work on one core while the event loop
+    sends on the other (starlette's iterate_in_threadpool costs a thread-pool round trip
+    per chunk and makes nothing ahead). The thread stops when the consumer does."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    room = threading.Semaphore(depth)
+    stopped = threading.Event()
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone: nobody is listening any more
+            stopped.set()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                room.acquire()
+                if stopped.is_set():
+                    return
+                put((chunk, None))
+            put((None, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((None, exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="dicube-wado-body", daemon=True).start()
+    try:
+        while True:
+            chunk, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if chunk is None:
+                return
+            room.release()
+            yield chunk
+    finally:
+        stopped.set()
+        room.release()
 
 
 def _logged(parts: Iterator, request: Request) -> Iterator:
