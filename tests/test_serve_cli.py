@@ -23,12 +23,14 @@ def _start(*args, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     lines = []
+    url = None
     deadline = time.monotonic() + 60
-    for line in proc.stdout:
+    for line in proc.stdout:  # the servers start at once, the "Indexed" line follows
         lines.append(line)
         m = URL.search(line)
-        if m:
-            return proc, m.group(1), lines
+        url = url or (m and m.group(1))
+        if url and any(s.startswith("Indexed") for s in lines):
+            return proc, url, lines
         assert time.monotonic() < deadline
     proc.kill()
     pytest.fail("dicube serve did not start: " + "".join(lines) + proc.stderr.read())
@@ -104,7 +106,7 @@ def test_python_api_serves_until_stopped(serve_archive):
     worker.start()
     try:
         deadline = time.monotonic() + 30
-        while not any("DICOMweb" in s for s in said):
+        while not any(s.startswith("Indexed") for s in said):
             assert worker.is_alive() and time.monotonic() < deadline
             time.sleep(0.02)
         url = URL.search(next(s for s in said if "DICOMweb" in s)).group(1)

@@ -112,6 +112,55 @@ class _AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+def scanning_warning(index) -> Optional[str]:
+    """The Warning header value of answers made while the first scan runs, else None."""
+    if index.ready:
+        return None
+    done, total = index.scan_progress()
+    return (f"299 dicube: Index incomplete: {done} of {total} files scanned so far; "
+            "results may be missing")
+
+
+class _ScanningMiddleware:
+    """While the index's first scan runs: every answer carries a Warning (299) saying how
+    far it got, and a retrieval of what is not indexed yet answers 503 with Retry-After
+    (it may exist) instead of 404."""
+
+    RETRY_AFTER = 2
+
+    def __init__(self, app, index):
+        self.app = app
+        self.index = index
+
+    async def __call__(self, scope, receive, send):
+        warning = scanning_warning(self.index) if scope["type"] == "http" else None
+        if warning is None:
+            await self.app(scope, receive, send)
+            return
+        dropping = False
+
+        async def send_with_warning(message):
+            nonlocal dropping
+            if message["type"] == "http.response.start":
+                if message["status"] == 404 and scope["method"] in ("GET", "HEAD"):
+                    dropping = True
+                    done, total = self.index.scan_progress()
+                    response = JSONResponse(
+                        {"error": f"not found among the {done} of {total} files indexed so far; "
+                                  "the first scan of the archive is still running"},
+                        503, {"Retry-After": str(self.RETRY_AFTER), "Warning": warning})
+                    await response(scope, receive, send)
+                    return
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + [
+                    (b"warning", warning.encode("latin-1"))]
+            elif dropping:
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_with_warning)
+
+
 # ---------------------------------------------------------------------- DICOM JSON
 _VR_CACHE: dict = {}
 
@@ -398,6 +447,9 @@ def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
     ``cors_origins``: web origins allowed to call from a browser (e.g. an OHIF viewer
     served from another port; ``"*"`` for any), none by default; ``max_results``: the
     most results one search answers (a larger or no ``limit`` is cut, with a Warning).
+    While the index's first scan runs (``ArchiveIndex(wait=False)``) answers carry
+    ``Warning: 299 dicube: Index incomplete: N of M files scanned so far...`` and a
+    retrieval of an unknown UID is 503 with ``Retry-After`` rather than 404.
     """
     q = _Qido(index, refresh_interval, max_results)
 
@@ -448,6 +500,7 @@ def create_app(index: ArchiveIndex, *, auth: Optional[Auth] = None,
     if gzip:
         middleware.append(Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6,
                                      exclude_content_types=NO_GZIP))
+    middleware.append(Middleware(_ScanningMiddleware, index=index))
     app = Starlette(routes=[Mount(BASE, routes=routes)], middleware=middleware)
     app.state.index = index
     return app

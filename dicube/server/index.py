@@ -57,6 +57,9 @@ COUNT_KEYS = {
 ONLINE = "ONLINE"
 #: Seconds between publications of a long scan's partial results.
 PUBLISH_EVERY = 5.0
+#: The same during the first scan (answers come from what is indexed so far): at least
+#: this often, unless building a view costs more than a tenth of the time between two.
+FIRST_PUBLISH_EVERY = 0.25
 _OWN = {"PATIENT": PATIENT_KEYS, "STUDY": STUDY_KEYS, "SERIES": SERIES_KEYS, "IMAGE": INSTANCE_KEYS}
 _TAGS = {kw: f"{tag_for_keyword(kw):08X}" for kw in
          PATIENT_KEYS + STUDY_KEYS + SERIES_KEYS + INSTANCE_KEYS}
@@ -134,10 +137,15 @@ class ArchiveIndex:
     set of the frames it served, see :class:`~dicube.dicom.streaming.DcbStreamingReader`);
     ``cached_frames`` bounds the frames of all open readers together (the most recent
     reader stays whatever its size). Thread-safe.
+
+    ``wait=False`` returns at once and runs the first scan on a thread: queries answer
+    from what is indexed so far (published every quarter second or so) while
+    :attr:`ready` is False; :meth:`scan_progress` says how far it got, :meth:`wait_ready`
+    waits for it.
     """
 
     def __init__(self, root: "os.PathLike[str] | str", *, header_cache: int = 256,
-                 cached_frames: int = 2048):
+                 cached_frames: int = 2048, wait: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DicomReadError("not a folder", os.fspath(root))
@@ -150,8 +158,37 @@ class ArchiveIndex:
         self._opening: dict = {}          # path -> Lock, so one thread opens a given file
         self._watch: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._closed = threading.Event()
+        self._ready = threading.Event()
+        self._progress = (0, 0)           # (files scanned, files listed) of the first scan
         self.last_refresh = 0.0
-        self.refresh()
+        self.first_scan_seconds: Optional[float] = None
+        if wait:
+            self.refresh()
+        else:
+            threading.Thread(target=self._first_scan, name="dicube-index-scan",
+                             daemon=True).start()
+
+    def _first_scan(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # queries keep answering from what was published
+            log.exception("indexing %s failed", self.root)
+        finally:
+            self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the first scan of the folder is over (queries see every file)."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the first scan to end; False on timeout."""
+        return self._ready.wait(timeout)
+
+    def scan_progress(self) -> "tuple[int, int]":
+        """(files scanned, files found) of the first scan; equal once :attr:`ready`."""
+        return self._progress
 
     # ------------------------------------------------------------------ scanning
     def refresh(self) -> None:
@@ -167,13 +204,23 @@ class ArchiveIndex:
             files: dict = {}
             changed = False
             added = reread = 0
-            published = time.monotonic()
+            started = published = time.monotonic()
+            first = not self.last_refresh
+            every = FIRST_PUBLISH_EVERY if first else PUBLISH_EVERY
+            if first:
+                self._progress = (0, len(paths))
             for n, p in enumerate(paths):
-                if changed and time.monotonic() - published > PUBLISH_EVERY:
+                if self._closed.is_set():
+                    return  # closed mid-scan: nothing more is published
+                if first:
+                    self._progress = (n, len(paths))
+                if changed and time.monotonic() - published > every:
                     # a long scan (many new files) shows what it found so far
+                    t = time.monotonic()
                     self._view = _build_view({**{q: old[q] for q in paths[n:] if q in old},
                                               **files})
                     published = time.monotonic()
+                    every = max(every, 10 * (published - t))
                 try:
                     st = os.stat(p)
                 except OSError:
@@ -192,12 +239,16 @@ class ArchiveIndex:
             for p in removed:
                 changed = True
                 self._drop_reader(p)
-            if changed or not self.last_refresh:
+            if changed or first:
                 self._view = _build_view(files)
-                if self.last_refresh:
+                if not first:
                     log.info("index of %s: %d file(s) added, %d changed, %d removed", self.root,
                              added, reread, len(removed))
+            if first:
+                self._progress = (len(paths), len(paths))
+                self.first_scan_seconds = time.monotonic() - started
             self.last_refresh = time.monotonic()
+            self._ready.set()
 
     def _index_file(self, path: str, st: os.stat_result, prev: Optional[_File]) -> _File:
         entry = _File(st.st_size, st.st_mtime_ns)
@@ -219,6 +270,9 @@ class ArchiveIndex:
         self._stop.clear()
 
         def loop() -> None:
+            while not self._ready.wait(0.2):  # the first scan is still running
+                if self._stop.is_set():
+                    return
             wait = interval
             while not self._stop.wait(wait):
                 started = time.monotonic()
@@ -402,7 +456,8 @@ class ArchiveIndex:
             self._readers.pop(path, None)
 
     def close(self) -> None:
-        """Stop watching and forget the open readers."""
+        """Stop watching (and a first scan still running) and forget the open readers."""
+        self._closed.set()
         self.stop_watching()
         with self._readers_lock:
             self._readers.clear()

@@ -1,5 +1,6 @@
 """Running the servers: uvicorn on a thread (:class:`HttpServer`) and :func:`serve`,
-which indexes a folder, starts DICOMweb and DIMSE and blocks until Ctrl-C."""
+which starts DICOMweb and DIMSE at once, indexes the folder meanwhile (answers come from
+what is indexed so far) and blocks until Ctrl-C."""
 from __future__ import annotations
 
 import logging
@@ -111,7 +112,9 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
           watch_interval: float = 2.0, cors_origins=(), log_requests: bool = False, print_fn: Callable[[str], None] = print,
           stop: Optional[threading.Event] = None) -> None:
     """Index ``root`` and serve it over DICOMweb (``http`` "HOST:PORT") and/or DIMSE
-    (``dimse`` "AET@HOST:PORT") until Ctrl-C / SIGTERM (or ``stop`` is set).
+    (``dimse`` "AET@HOST:PORT") until Ctrl-C / SIGTERM (or ``stop`` is set). Both listen
+    at once: while the first scan runs they answer from what is indexed so far (searches
+    say so in a Warning header).
     ``auth``: an :class:`~dicube.server.app.Auth` (default: from the environment);
     ``cors_origins``: browser origins allowed (see :func:`~dicube.server.app.create_app`);
     ``log_requests``: one log line per HTTP request (uvicorn's access log)."""
@@ -127,16 +130,27 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
     if auth is None:
         auth = Auth.from_env()
     started = time.perf_counter()
-    print_fn(f"Indexing {os.fspath(root)} (file heads only) ...")
-    index = ArchiveIndex(root)
-    n = index.counts()
-    print_fn(f"Indexed {os.fspath(root)} in {time.perf_counter() - started:.2f} s: "
-             f"{_plural(n['studies'], 'study', 'studies')}, {_plural(n['series'], 'series', 'series')}, "
-             f"{_plural(n['instances'], 'instance')}"
-             + (f"; {_plural(n['errors'], 'file')} cannot be read (see the log)" if n["errors"] else ""))
+    print_fn(f"Indexing {os.fspath(root)} (file heads only); answering from what is indexed "
+             "so far ...")
+    index = ArchiveIndex(root, wait=False)
     index.start_watching(watch_interval)
     servers: list = []
     stop = stop or threading.Event()
+
+    def report() -> None:
+        while not index.wait_ready(0.2):
+            if stop.is_set():
+                return
+        if stop.is_set():
+            return
+        n = index.counts()
+        print_fn(f"Indexed {os.fspath(root)} in {time.perf_counter() - started:.2f} s: "
+                 f"{_plural(n['studies'], 'study', 'studies')}, "
+                 f"{_plural(n['series'], 'series', 'series')}, {_plural(n['instances'], 'instance')}"
+                 + (f"; {_plural(n['errors'], 'file')} cannot be read (see the log)"
+                    if n["errors"] else ""))
+
+    reporter = threading.Thread(target=report, name="dicube-index-report", daemon=True)
     try:
         if http_addr:
             web = HttpServer(create_app(index, auth=auth, refresh_interval=None,
@@ -156,8 +170,12 @@ def serve(root, http: Optional[str] = "127.0.0.1:8042", dimse: Optional[str] = N
             servers.append(d)
             print_fn(f"DIMSE: {ae}@{host}:{getattr(d, 'port', port)}  (C-ECHO, C-FIND, C-GET, C-MOVE)")
         print_fn("Press Ctrl-C to stop.")
+        reporter.start()
         _wait(stop)
     finally:
+        stop.set()
+        if reporter.is_alive():
+            reporter.join()
         for s in reversed(servers):
             try:
                 s.shutdown()
