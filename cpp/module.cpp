@@ -17,6 +17,7 @@
 #include "errors.hpp"
 #include "isolate.hpp"
 #include "jph_codec.hpp"
+#include "json_spans.hpp"
 #include "parallel.hpp"
 #include "profile.hpp"
 #include "regions.hpp"
@@ -343,4 +344,6 @@ PYBIND11_MODULE(_native, m) {
         return crc32c(s.data, s.size, crc);
       },
       py::arg("data"), py::arg("crc") = 0, "CRC-32C of a bytes-like object, continuing from crc.");
+
+  register_json_spans(m);
 }
