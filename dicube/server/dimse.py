@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import struct
 import threading
 import time
@@ -23,6 +22,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from ..exceptions import DicomCubeError
+from .dimse_wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,16 @@ class _Pending(Dataset):
 
 def _usable(assoc, sop_class: str, syntaxes) -> "tuple | None":
     """(context, syntax): the accepted context in which we may send ``sop_class`` as the
-    Storage SCU, in the first of ``syntaxes`` the peer accepted; None when there is none."""
+    Storage SCU, in the first of ``syntaxes`` the peer accepted; None when there is none.
+    Kept per association (its accepted contexts do not change)."""
+    known = assoc.__dict__.setdefault("_dicube_usable", {})
+    key = (sop_class, tuple(syntaxes))
+    if key not in known:
+        known[key] = _find_usable(assoc, sop_class, syntaxes)
+    return known[key]
+
+
+def _find_usable(assoc, sop_class: str, syntaxes) -> "tuple | None":
     by_syntax = {}
     for cx in assoc.accepted_contexts:
         if cx.abstract_syntax == sop_class and cx.as_scu:
@@ -201,12 +210,18 @@ def _send_c_store(assoc, original, dataset, msg_id: int = 1, priority: int = 2,
                                 originator_aet, originator_id)
     # As pynetdicom's send_c_store: pause the association's reactor while we wait for
     # the response, so it does not take the C-STORE-RSP off the queue.
+    wire = getattr(assoc, "_dicube_wire", None)
     assoc._reactor_checkpoint.clear()
     try:
         while not assoc._is_paused:
             time.sleep(0.0001)
-        _send_pdvs(assoc, cx.context_id, command, body)
-        _, rsp = assoc.dimse.get_msg(block=True)
+        rsp = None
+        if wire is not None:
+            rsp = wire.store(cx.context_id, command, body, assoc.dimse.maximum_pdu_size, msg_id)
+        else:
+            _send_pdvs(assoc, cx.context_id, command, body)
+        if rsp is None:
+            _, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
     if rsp is None:
@@ -262,36 +277,43 @@ def _send_pdvs(assoc, context_id: int, command: bytes, body: bytes) -> None:
 
 
 def _install_sender(assoc):
-    """Make ``assoc`` send _Pending instances with _send_c_store, and acknowledge what
-    it receives at once; returns ``assoc``."""
+    """Make ``assoc`` send _Pending instances with _send_c_store, and pending C-GET
+    responses, straight on its socket (:class:`~dicube.server.dimse_wire.Wire`);
+    returns ``assoc``."""
     if not getattr(assoc, "_dicube_sender", False):
         assoc.send_c_store = functools.partial(_send_c_store, assoc, assoc.send_c_store)
         assoc._dicube_sender = True
-        _tune_socket(getattr(assoc.dul, "socket", None))
+        assoc._dicube_wire = Wire.attach(assoc)
+        if assoc._dicube_wire is not None:
+            assoc.dimse.send_msg = functools.partial(_send_msg, assoc, assoc.dimse.send_msg)
     return assoc
 
 
-def _tune_socket(sock) -> None:
-    if sock is None:
-        return
-    try:  # a C-STORE goes out as many small PDUs: Nagle would hold each behind an ACK
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-    if hasattr(socket, "TCP_QUICKACK"):
-        sock.recv = functools.partial(_recv_quickack, sock, sock.recv)
+def _send_msg(assoc, original, primitive, context_id: int) -> None:
+    """DIMSEServiceProvider.send_msg with pending C-GET responses (one per sub-operation)
+    encoded here and written on the wire; everything else goes to pynetdicom's."""
+    if (type(primitive).__name__ != "C_GET" or primitive.Status != 0xFF00
+            or primitive.Identifier is not None):
+        return original(primitive, context_id)
+    assoc._dicube_wire.send(context_id, _get_pending_command(primitive),
+                            assoc.dimse.maximum_pdu_size)
 
 
-def _recv_quickack(sock, recv, n: int) -> bytes:
-    """AssociationSocket.recv that re-arms TCP_QUICKACK (Linux clears it as it goes).
-    Peers that write a PDU's header and body separately with Nagle on (dcmtk's storescp
-    and getscu) otherwise wait for our delayed ACK, 40 ms per C-STORE response."""
-    data = recv(n)
-    try:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-    except (OSError, AttributeError):
-        pass
-    return data
+def _get_pending_command(rsp) -> bytes:
+    """The command set of a pending C-GET-RSP without identifier (PS3.7 9.3.3.2)."""
+    parts = [_element(0x00000002, _uid_value(str(rsp.AffectedSOPClassUID))),
+             _element(0x00000100, struct.pack("<H", 0x8010)),
+             _element(0x00000120, struct.pack("<H", rsp.MessageIDBeingRespondedTo)),
+             _element(0x00000800, struct.pack("<H", 0x0101)),  # no data set
+             _element(0x00000900, struct.pack("<H", rsp.Status))]
+    for tag, value in ((0x00001020, rsp.NumberOfRemainingSuboperations),
+                       (0x00001021, rsp.NumberOfCompletedSuboperations),
+                       (0x00001022, rsp.NumberOfFailedSuboperations),
+                       (0x00001023, rsp.NumberOfWarningSuboperations)):
+        if value is not None:
+            parts.append(_element(tag, struct.pack("<H", value)))
+    rest = b"".join(parts)
+    return _element(0x00000000, struct.pack("<I", len(rest))) + rest
 
 
 def _status(code: int, comment: str) -> Dataset:

@@ -1,0 +1,215 @@
+"""C-STORE sub-operations written and answered straight on an association's socket.
+
+pynetdicom sends every PDU through its DUL thread, one PDU per turn of a loop that sleeps
+1 ms whenever it finds nothing to do, and hands the response over through two queues: a
+512 KB instance in 16 KB PDUs waited ~3 ms before its first PDU left and ~5 ms more for
+its response to be noticed (dcmtk getscu: ~10 ms per instance, of which ~3 ms work).
+:class:`Wire` instead writes the C-STORE-RQ's PDUs with one ``sendall`` and reads the
+C-STORE-RSP itself, holding a lock the DUL thread must also hold to send or read; it does
+not read a PDU it does not expect: anything else (another message, a data fragment, an
+A-ABORT, a malformed or oversized PDU, a timeout) is pushed back for the DUL thread to
+read as if it had never been touched, and the caller waits for the response the usual way.
+pynetdicom's PDU events are not emitted for these PDUs. Relies on pynetdicom 3.0
+internals (``dul.socket``, ``dul._read_pdu_data``, ``dul._is_transport_event``).
+"""
+from __future__ import annotations
+
+import io
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from typing import Optional
+
+__all__ = ["Wire", "tune_socket", "p_data_pdus"]
+
+P_DATA_TF = 0x04
+#: The largest PDU accepted as a C-STORE-RSP (its command set is ~200 bytes).
+MAX_RESPONSE_PDU = 64 << 10
+C_STORE_RSP = 0x8001
+
+
+def p_data_pdus(context_id: int, command: bytes, data: bytes, max_pdu: int) -> bytes:
+    """A DIMSE message (command set, then data set) as P-DATA-TF PDUs of one PDV each,
+    every PDU within the peer's maximum length ``max_pdu`` (0: unlimited; PS3.8 9.3.5)."""
+    step = max(max_pdu - 6, 1) if max_pdu else max(len(command), len(data), 1)
+    out = []
+    for payload, more, last in ((command, 0x01, 0x03), (data, 0x00, 0x02)):
+        view = memoryview(payload)
+        for offset in range(0, len(payload), step):
+            piece = view[offset:offset + step]
+            flag = last if offset + step >= len(payload) else more
+            out += [struct.pack(">BBIIBB", P_DATA_TF, 0, len(piece) + 6, len(piece) + 2,
+                                context_id, flag), piece]
+    return b"".join(out)
+
+
+def tune_socket(sock) -> None:
+    """TCP_NODELAY on an association's socket: a C-STORE goes out as many PDUs, which
+    Nagle would hold each behind an ACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _quickack(sock) -> None:
+    """Re-arm TCP_QUICKACK (Linux clears it as it goes): peers that write a PDU's header
+    and body separately with Nagle on (dcmtk's storescp and getscu) otherwise wait for our
+    delayed ACK, 40 ms per C-STORE response."""
+    if hasattr(socket, "TCP_QUICKACK"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except (OSError, AttributeError):
+            pass
+
+
+class Wire:
+    """Direct C-STORE exchanges on ``assoc``'s socket (see the module docstring);
+    :meth:`attach` returns None when the association cannot have one (no socket, TLS)."""
+
+    def __init__(self, assoc):
+        self.dul = assoc.dul
+        self.box = assoc.dul.socket          # pynetdicom's AssociationSocket
+        self.sock = self.box.socket          # the TCP socket
+        self.timeout = assoc.dimse_timeout
+        self.lock = threading.Lock()
+        self.pushback = bytearray()
+        box_send, box_recv = self.box.send, self.box.recv
+        dul_read, dul_event = self.dul._read_pdu_data, self.dul._is_transport_event
+
+        def send(data) -> None:
+            with self.lock:
+                box_send(data)
+
+        def recv(n: int) -> bytearray:
+            out = bytearray()
+            if self.pushback:
+                out += self.pushback[:n]
+                del self.pushback[:n]
+            if len(out) < n:
+                out += box_recv(n - len(out))
+                _quickack(self.sock)
+            return out
+
+        def read_pdu() -> None:
+            with self.lock:  # what made the DUL thread come may have been read by us
+                if self.pushback or self._readable(0):
+                    dul_read()
+
+        def transport_event() -> bool:
+            if self.pushback:
+                read_pdu()
+                return True
+            return dul_event()
+
+        self.box.send, self.box.recv = send, recv
+        self.dul._read_pdu_data, self.dul._is_transport_event = read_pdu, transport_event
+
+    @classmethod
+    def attach(cls, assoc) -> "Optional[Wire]":
+        box = getattr(assoc.dul, "socket", None)
+        sock = getattr(box, "socket", None)
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return None
+        tune_socket(sock)
+        return cls(assoc)
+
+    def _readable(self, timeout: Optional[float]) -> bool:
+        try:
+            return bool(select.select([self.sock], [], [], timeout)[0])
+        except (OSError, ValueError):
+            return False
+
+    def send(self, context_id: int, command: bytes, max_pdu: int) -> None:
+        """Send a DIMSE message without data set, after what pynetdicom has queued."""
+        for _ in range(10000):  # ~1 s at most: the DUL thread sends a queued PDU per turn
+            if not self.dul.to_provider_queue.queue:
+                break
+            time.sleep(0.0001)
+        with self.lock:
+            self.sock.sendall(p_data_pdus(context_id, command, b"", max_pdu))
+
+    def store(self, context_id: int, command: bytes, data: bytes, max_pdu: int,
+              message_id: int):
+        """Send a C-STORE-RQ (``command`` and data set ``data``) and read its response:
+        the C_STORE response primitive, or None when the response is to be waited for
+        through pynetdicom (what was read is pushed back). OSError when sending fails."""
+        with self.lock:
+            self.sock.sendall(p_data_pdus(context_id, command, data, max_pdu))
+            taken = bytearray()
+            command_set = self._response(taken)
+            if command_set is not None:
+                rsp = _store_response(command_set, message_id)
+                if rsp is not None:
+                    return rsp
+            self.pushback[:0] = taken
+            return None
+
+    def _response(self, taken: bytearray) -> Optional[bytes]:
+        """The command set of the next message if it comes as command fragments alone
+        within well-formed P-DATA-TF PDUs; None at the first thing that is not."""
+        command = bytearray()
+        while True:
+            head = self._read(6, taken)
+            if head is None:
+                return None
+            kind, length = head[0], int.from_bytes(head[2:6], "big")
+            if kind != P_DATA_TF or not 6 <= length <= MAX_RESPONSE_PDU:
+                return None
+            body = self._read(length, taken)
+            if body is None:
+                return None
+            pos, last = 0, False
+            while pos < length:
+                if length - pos < 6:
+                    return None
+                item = int.from_bytes(body[pos:pos + 4], "big")
+                if not 2 <= item <= length - pos - 4:
+                    return None
+                control = body[pos + 5]
+                if not control & 0x01 or last:  # a data set fragment, or more after the end
+                    return None
+                command += body[pos + 6:pos + 4 + item]
+                last = bool(control & 0x02)
+                pos += 4 + item
+            if last:
+                return bytes(command)
+
+    def _read(self, n: int, taken: bytearray) -> Optional[bytes]:
+        """``n`` more bytes from the socket (kept in ``taken``); None on a timeout, a
+        closed connection or an error (what was read stays in ``taken``)."""
+        start = len(taken)
+        while len(taken) - start < n:
+            if not self._readable(self.timeout):
+                return None
+            try:
+                chunk = self.sock.recv(n - (len(taken) - start))
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            taken += chunk
+            _quickack(self.sock)
+        return bytes(taken[start:])
+
+
+def _store_response(command_set: bytes, message_id: int):
+    """The C_STORE primitive of a C-STORE-RSP command set answering ``message_id``, or None
+    when it is something else (or cannot be decoded)."""
+    from pynetdicom.dimse_messages import C_STORE_RSP as Message
+    from pynetdicom.dsutils import decode
+
+    try:
+        ds = decode(io.BytesIO(command_set), True, True)
+        if (ds.get("CommandField") != C_STORE_RSP
+                or ds.get("MessageIDBeingRespondedTo") != message_id
+                or "Status" not in ds):
+            return None
+        msg = Message()
+        msg.command_set = ds
+        return msg.message_to_primitive()
+    except Exception:  # noqa: BLE001 - a malformed command set is the DUL thread's to judge
+        return None
