@@ -1,5 +1,10 @@
 """Rendered images and thumbnails of WADO-RS (PS3.18 8.3.5.1): one frame as JPEG or PNG,
-with the ``window``, ``viewport`` and ``quality`` query parameters.
+with the ``window``, ``viewport``, ``quality`` and ``annotation`` query parameters.
+
+``annotation=patient,technique`` (PS3.18 8.3.5.1.3) burns text into the image, in
+Pillow's built-in bitmap font (nothing to install): ``patient`` the patient's name and ID
+at the top left, ``technique`` the modality, series and instance numbers, the window
+shown and the slice position at the bottom left. None by default.
 
 Pixels come from the preview code (:class:`dicube.preview.DcbsSeries`: rescaled, colour
 converted, decoded at reduced resolution when the viewport is small); series are kept
@@ -17,13 +22,17 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["RenderParams", "parse_params", "render", "voi"]
+__all__ = ["RenderParams", "parse_params", "render", "voi", "annotation_lines", "ANNOTATIONS"]
 
 #: Width of a thumbnail when the request gives no viewport.
 THUMBNAIL_SIDE = 128
 #: Largest viewport side served.
 MAX_SIDE = 4096
 _FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+#: What ``annotation=`` may ask for (PS3.18 8.3.5.1.3).
+ANNOTATIONS = ("patient", "technique")
+#: Longest annotation line drawn (characters); metadata is not trusted to be short.
+_LINE_MAX = 64
 _SERIES_KEPT = 8
 _series: "OrderedDict[tuple, object]" = OrderedDict()
 _lock = threading.Lock()
@@ -33,12 +42,14 @@ _lock = threading.Lock()
 class RenderParams:
     """What a rendered request asks: ``window`` (center, width, function) or None for the
     file's own window; ``viewport`` (width, height) and ``region`` (sx, sy, sw, sh in source
-    pixels) or None; ``quality`` 1..100 for JPEG."""
+    pixels) or None; ``quality`` 1..100 for JPEG; ``annotation`` the texts to burn in
+    (a subset of :data:`ANNOTATIONS`, in that order)."""
 
     window: Optional[Tuple[float, float, str]] = None
     viewport: Optional[Tuple[int, int]] = None
     region: Optional[Tuple[float, float, float, float]] = None
     quality: int = 90
+    annotation: Tuple[str, ...] = ()
 
 
 def _floats(text: str, name: str) -> list:
@@ -53,7 +64,8 @@ def _floats(text: str, name: str) -> list:
 
 def parse_params(query, thumbnail: bool = False) -> RenderParams:
     """A :class:`RenderParams` of the query parameters (a mapping); ValueError (HTTP 400)
-    for malformed values. Thumbnails take ``viewport`` only (PS3.18 8.3.5.1.4)."""
+    for malformed values. Thumbnails take ``viewport`` (PS3.18 8.3.5.1.4) and
+    ``annotation``."""
     window = viewport = region = None
     quality = 90
     text = query.get("window")
@@ -90,7 +102,18 @@ def parse_params(query, thumbnail: bool = False) -> RenderParams:
         if not text.isdigit() or not 1 <= int(text) <= 100:
             raise ValueError(f"quality={text!r}: a whole number 1..100")
         quality = int(text)
-    return RenderParams(window, viewport, region, quality)
+    return RenderParams(window, viewport, region, quality, _annotation(query.get("annotation")))
+
+
+def _annotation(text: Optional[str]) -> Tuple[str, ...]:
+    if text is None:
+        return ()
+    asked = {t.strip().lower() for t in text.split(",")}
+    unknown = sorted(asked - set(ANNOTATIONS))
+    if unknown:
+        raise ValueError(f"annotation={text!r}: {', '.join(map(repr, unknown))} unknown "
+                         f"(one or more of {', '.join(ANNOTATIONS)})")
+    return tuple(a for a in ANNOTATIONS if a in asked)
 
 
 def voi(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
@@ -110,22 +133,100 @@ def voi(values: np.ndarray, center: float, width: float, function: str) -> np.nd
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
-def _series_of(path):
+def _entry_of(path) -> list:
+    """[series, its DicomMeta or None until first needed] of ``path``, from the LRU."""
     from ..preview import open_series
 
     st = os.stat(path)
     key = (os.fspath(path), st.st_size, st.st_mtime_ns)
     with _lock:
-        s = _series.get(key)
-        if s is not None:
+        e = _series.get(key)
+        if e is not None:
             _series.move_to_end(key)
-            return s
-    s = open_series(os.fspath(path))  # dropped from the LRU unclosed: its file closes on GC
+            return e
+    e = [open_series(os.fspath(path)), None]  # dropped from the LRU unclosed: closes on GC
     with _lock:
-        _series[key] = s
+        _series[key] = e
         while len(_series) > _SERIES_KEPT:
             _series.popitem(last=False)
-    return s
+    return e
+
+
+def _meta_of(entry: list):
+    if entry[1] is None:
+        from ..core.io import meta_from_reader
+
+        entry[1] = meta_from_reader(entry[0].reader) or False
+    return entry[1] or None
+
+
+def _clean(text: str) -> str:
+    """Printable Latin-1 (the bitmap font's), at most _LINE_MAX characters."""
+    text = "".join(c if c.isprintable() else " " for c in str(text))
+    text = text.encode("latin-1", "replace").decode("latin-1")
+    return text[:_LINE_MAX - 3] + "..." if len(text) > _LINE_MAX else text
+
+
+def _number(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def annotation_lines(meta, frame: int, annotation: Tuple[str, ...],
+                     window: Optional[Tuple[float, float]] = None) -> Tuple[list, list]:
+    """(top-left lines, bottom-left lines) of text for ``annotation`` of frame ``frame``
+    (``meta`` a :class:`~dicube.dicom.dicom_meta.DicomMeta` or None; ``window`` the
+    (center, width) shown, None for colour)."""
+    from .index import _value
+
+    def get(keyword: str):
+        if meta is None:
+            return ""
+        from pydicom.datadict import tag_for_keyword
+
+        return _value(meta.get_element(f"{tag_for_keyword(keyword):08X}", frame))
+
+    top: list = []
+    bottom: list = []
+    if "patient" in annotation:
+        name, pid = get("PatientName"), get("PatientID")
+        top.append(_clean(str(name).replace("^", " ").strip() or "(no name)"))
+        top.append(_clean(f"ID {pid}" if pid != "" else "(no ID)"))
+    if "technique" in annotation:
+        words = [str(get("Modality")) or "?"]
+        series, number = get("SeriesNumber"), get("InstanceNumber")
+        if series != "":
+            words.append(f"Se {series}")
+        if number != "":
+            words.append(f"Im {number}")
+        bottom.append(_clean("  ".join(words)))
+        if window is not None:
+            center, width = window
+            bottom.append(_clean(f"W {_number(width)}  L {_number(center)}"))
+        pos = get("ImagePositionPatient")
+        z = str(pos).split("\\")[2] if str(pos).count("\\") == 2 else get("SliceLocation")
+        try:
+            bottom.append(_clean(f"Z {float(z):.2f} mm"))
+        except (TypeError, ValueError):
+            pass
+    return top, bottom
+
+
+def _burn(img, top: list, bottom: list) -> None:
+    """Draw the lines in white with a black outline (legible on any grey)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+    draw = ImageDraw.Draw(img)
+    white = 255 if img.mode == "L" else (255, 255, 255)
+    black = 0 if img.mode == "L" else (0, 0, 0)
+    step = font.getbbox("Ag")[3] + 2
+    at = [(2, 2 + i * step, t) for i, t in enumerate(top)]
+    at += [(2, img.height - 2 - (len(bottom) - i) * step, t) for i, t in enumerate(bottom)]
+    for x, y, text in at:
+        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            draw.text((x + dx, y + dy), text, fill=black, font=font)
+    for x, y, text in at:
+        draw.text((x, y), text, fill=white, font=font)
 
 
 def _geometry(shape: tuple, p: RenderParams) -> Tuple[tuple, Tuple[int, int]]:
@@ -149,7 +250,8 @@ def render(path, frame: int, p: RenderParams, media: str = "image/jpeg") -> byte
 
     from ..preview import auto_window
 
-    series = _series_of(path)
+    entry = _entry_of(path)
+    series = entry[0]
     (x, y, w, h), size = _geometry(series.frame_shape, p)
     rows, cols = series.frame_shape[:2]
     # the decoder may skip wavelet levels while the decoded image stays >= the output
@@ -180,6 +282,10 @@ def render(path, frame: int, p: RenderParams, media: str = "image/jpeg") -> byte
     if series.photometric.inverted:
         shown = np.subtract(255, shown, dtype=np.uint8)
     img = Image.fromarray(shown, "RGB" if colour else "L")
+    if p.annotation:
+        top, bottom = annotation_lines(_meta_of(entry), frame, p.annotation,
+                                       None if colour and p.window is None else (center, width))
+        _burn(img, top, bottom)
     buf = io.BytesIO()
     if media == "image/png":
         img.save(buf, "PNG")
