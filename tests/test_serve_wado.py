@@ -199,11 +199,10 @@ def test_streaming_pieces_join_to_the_instance(serve_archive):
                 pixel = r.get_pixel_data(k, ts)
                 value = pydicom.dcmread(io.BytesIO(data)).PixelData
                 assert value == pixel if ts != HTJ2K else value[20:20 + len(pixel)] == pixel
-                if ts == HTJ2K:
-                    assert len(pieces) == 3 and pieces[1] == pixel
-                else:  # built around pixels the caller kept: not decoded again
-                    kept = r.get_dicom_pieces(k, ts, pixel_data=pixel)
-                    assert b"".join(kept) == data and kept[1] is pixel
+                assert len(pieces) == 3 and pieces[1] == pixel
+                # built around the value the caller kept: not read or decoded again
+                kept = r.get_dicom_pieces(k, ts, pixel_data=pixel)
+                assert b"".join(kept) == data and kept[1] is pixel
 
 
 # ---------------------------------------------------------------------- dicomweb-client
@@ -580,3 +579,22 @@ def test_pumped_body_makes_ahead_stops_with_its_consumer_and_raises_errors():
     asyncio.run(main())
     assert closed.wait(5)
     assert _wait_for(lambda: not any(t.name == "dicube-wado-body" for t in threading.enumerate()), 5)
+
+
+def test_stored_codestreams_are_read_once(serve_archive_copy, monkeypatch, sources):
+    """A series retrieved twice as stored HTJ2K reads (and checksums) its frames once."""
+    from dicube.storage.reader import DcbsReader
+    from serve_fixtures import start_serve_server
+
+    reads: list = []
+    real = DcbsReader.codestream
+    monkeypatch.setattr(DcbsReader, "codestream",
+                        lambda self, i: reads.append(i) or real(self, i))
+    accept = {"Accept": DICOM_TS.format(HTJ2K)}
+    with start_serve_server(serve_archive_copy) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as http:
+        url = f"/studies/{CT10_STUDY}/series/{CT10_SERIES}"
+        first, second = http.get(url, headers=accept), http.get(url, headers=accept)
+        assert first.status_code == second.status_code == 200
+        assert [d for _, d in parts_of(first)] == [d for _, d in parts_of(second)]
+        assert sorted(set(reads)) == list(range(10)) and len(reads) <= 11  # +1: syntax probe

@@ -321,28 +321,30 @@ class DcbStreamingReader:
     def get_dicom_pieces(self, i: int, transfer_syntax: "str | None" = None,
                          pixel_data: "bytes | None" = None) -> list:
         """:meth:`get_dicom_for_frame` as a list of bytes whose join is the instance, the
-        stored codestream or the native pixels one piece of their own (not copied): for
-        servers sending many. ``pixel_data``: what :meth:`get_pixel_data` returned for this
-        frame in this native syntax (kept by the caller), so it is not decoded again."""
+        Pixel Data value (codestream or native pixels) one piece of its own, not copied:
+        for servers sending many. ``pixel_data``: what :meth:`get_pixel_data` returned for
+        this frame and syntax (kept by the caller), so it is not read, decoded or coded
+        again."""
         k = self._enter(i)
         try:
             ts = self._syntax(False, transfer_syntax)
             mode = self._mode(ts)
-            if mode == _NATIVE:
-                prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
-                if pixel_data is None:
-                    pixel_data = self._native_data(k, prefix)
-                head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr, len(pixel_data), ts)
-                return [prefix.before + head, pixel_data, prefix.after]
-            if mode != _STORED:
-                return [self.get_dicom_for_frame(k, transfer_syntax=ts)]
-            data = self._codestream(k)
+            data = self._pixel_data(k, ts, mode) if pixel_data is None else pixel_data
             prefix = self._cache.get((k, ts))
             if prefix is None:
-                info = self._codestream_info(k, data) if self._codec.header is not None else None
+                info = None
+                if mode == _STORED and self._codec.header is not None:
+                    info = self._codestream_info(k, data)
+                elif mode == _REENCODE:
+                    info = read_header(data)
                 prefix = self._prefix(k, ts, info)
+            if mode == _REENCODE:
+                self._check_reencoded(k, prefix, data)
         finally:
             self._leave()
+        if mode == _NATIVE:
+            head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr, len(data), ts)
+            return [prefix.before + head, data, prefix.after]
         pad = len(data) % 2
         opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
         items = struct.pack("<HHIIHHI", 0xFFFE, 0xE000, 4, 0, 0xFFFE, 0xE000, len(data) + pad)
@@ -356,15 +358,17 @@ class DcbStreamingReader:
         k = self._enter(i)
         try:
             ts = self._syntax(False, transfer_syntax)
-            mode = self._mode(ts)
-            if mode == _STORED:
-                return self._codestream(k)
-            if mode == _REENCODE:
-                return self._htj2k(k)
-            prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
-            return self._native_data(k, prefix)
+            return self._pixel_data(k, ts, self._mode(ts))
         finally:
             self._leave()
+
+    def _pixel_data(self, k: int, ts: str, mode: str) -> bytes:
+        if mode == _STORED:
+            return self._codestream(k)
+        if mode == _REENCODE:
+            return self._htj2k(k)
+        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
+        return self._native_data(k, prefix)
 
     def get_dataset(self, i: int, force_uncompressed: bool = False,
                     transfer_syntax: "str | None" = None):
@@ -488,11 +492,14 @@ class DcbStreamingReader:
     def _reencoded(self, k: int, ts: str) -> bytes:
         data = self._htj2k(k)
         prefix = self._cache.get((k, ts)) or self._prefix(k, ts, read_header(data))
+        self._check_reencoded(k, prefix, data)
+        return self._encapsulated(prefix, data)
+
+    def _check_reencoded(self, k: int, prefix: "_Prefix", data: bytes) -> None:
         bits = first_value(prefix.image_pixel, "00280101")
         if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
             raise CodecError(f"frame {k}: HTJ2K precision {read_header(data).bits_stored} "
                              f"differs from Bits Stored {bits}", self.path)
-        return self._encapsulated(prefix, data)
 
     def _uncompressed(self, k: int, ts: str = EXPLICIT_LE) -> bytes:
         prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)

@@ -223,10 +223,10 @@ class Wado:
         self._lock = threading.Lock()
         self._prefetcher: Optional[ThreadPoolExecutor] = None
 
-    def _native(self, reader, frame: int, ts: str, loop: bool = False) -> bytes:
-        """Frame ``frame``'s native pixel bytes in ``ts``, from the cache when there (an
-        uncompressed instance is built around them); ``loop``: raise _NeedThread instead
-        of decoding."""
+    def _pixel_data(self, reader, frame: int, ts: str, loop: bool = False) -> bytes:
+        """Frame ``frame``'s Pixel Data value in ``ts`` (native pixels or a codestream),
+        from the cache when there (an instance is built around it); ``loop``: raise
+        _NeedThread instead of reading, decoding or coding."""
         # a weak reference: the cache must not keep readers the index let go open; a
         # replaced file's new reader never matches the old (dead references are unequal)
         key = (weakref.ref(reader), frame, ts)
@@ -253,7 +253,7 @@ class Wado:
         def run() -> None:
             for k in order:
                 try:
-                    self._native(reader, k, ts)
+                    self._pixel_data(reader, k, ts)
                 except Exception:  # a closed reader or a damaged frame: asked for, it answers
                     if getattr(reader, "closed", False):
                         return
@@ -353,8 +353,8 @@ class Wado:
             ts = chosen[ref.path]
             reader = files[ref.path][0]
             try:
-                pixels = self._native(reader, ref.frame, ts) if ts in _NATIVE else None
-                data = reader.get_dicom_pieces(ref.frame, ts, pixels)
+                data = reader.get_dicom_pieces(ref.frame, ts,
+                                               self._pixel_data(reader, ref.frame, ts))
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
             return f"application/dicom; transfer-syntax={ts}", data
@@ -417,14 +417,10 @@ class Wado:
             raise _file_error(ref.path, exc) from exc
         media, ts = negotiation.frame_media(accept, available)
         read_ts = next(t for t in available if t in HTJ2K_SYNTAXES) if ts == HTJ2K else ts
-        if loop and ts not in _NATIVE:
-            raise _NeedThread
         try:
+            data = self._pixel_data(reader, ref.frame, read_ts, loop)
             if ts in _NATIVE:
-                data = self._native(reader, ref.frame, ts, loop)
                 self._prefetch(reader, ref.frame, ts, len(data))
-            else:
-                data = reader.get_pixel_data(ref.frame, read_ts)
             if media == JPH:
                 from ..codecs.jph import read_header
 
