@@ -148,3 +148,29 @@ def test_serve_listens_before_the_first_scan_ends(big_archive, slow_scan):
         stop.set()
         worker.join(20)
     assert not worker.is_alive() and said[-1] == "Stopped."
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_first_listing_that_fails_is_retried_by_watching(big_archive, monkeypatch, wait):
+    from dicube.exceptions import DicomReadError
+
+    real = index_module.list_files
+    calls = []
+
+    def flaky(root):
+        calls.append(root)
+        if len(calls) == 1:
+            raise DicomReadError("cannot list (test)", str(root))
+        return real(root)
+
+    monkeypatch.setattr(index_module, "list_files", flaky)
+    ix = ArchiveIndex(big_archive, wait=wait)
+    try:
+        assert ix.wait_ready(10) and ix.counts()["studies"] == 0
+        ix.start_watching(0.05)
+        deadline = time.monotonic() + 30
+        while ix.counts()["studies"] < STUDIES:
+            assert time.monotonic() < deadline, "watching never rescanned"
+            time.sleep(0.05)
+    finally:
+        ix.close()

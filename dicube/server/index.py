@@ -165,6 +165,7 @@ class ArchiveIndex:
         self.first_scan_seconds: Optional[float] = None
         if wait:
             self.refresh()
+            self._ready.set()  # even when the folder could not be listed: watching retries
         else:
             threading.Thread(target=self._first_scan, name="dicube-index-scan",
                              daemon=True).start()
@@ -248,7 +249,6 @@ class ArchiveIndex:
                 self._progress = (len(paths), len(paths))
                 self.first_scan_seconds = time.monotonic() - started
             self.last_refresh = time.monotonic()
-            self._ready.set()
 
     def _index_file(self, path: str, st: os.stat_result, prev: Optional[_File]) -> _File:
         entry = _File(st.st_size, st.st_mtime_ns)
