@@ -6,7 +6,7 @@ whole study is never held in memory; small parts are gathered into chunks of abo
 """
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Iterable, Iterator, Tuple
 
 __all__ = ["new_boundary", "content_type", "part_head", "closing", "encode_parts"]
@@ -16,8 +16,8 @@ CHUNK = 1 << 20
 
 
 def new_boundary() -> str:
-    """A boundary that cannot occur in our parts by chance (a random UUID)."""
-    return uuid.uuid4().hex
+    """A boundary that cannot occur in our parts by chance (128 random bits)."""
+    return os.urandom(16).hex()
 
 
 def content_type(boundary: str, part_type: str, transfer_syntax: "str | None" = None) -> str:

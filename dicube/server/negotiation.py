@@ -10,6 +10,8 @@ acceptable raises :class:`NotAcceptable` (HTTP 406) with a message saying what w
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -84,9 +86,11 @@ def parse_accept(values: "Iterable[str] | str | None") -> "list[MediaRange]":
     list, RFC 9110 5.3), in order; [] when there is none. ValueError when malformed."""
     if values is None:
         return []
-    if isinstance(values, str):
-        values = [values]
-    values = list(values)
+    return list(_parse_accept((values,) if isinstance(values, str) else tuple(values)))
+
+
+@functools.lru_cache(maxsize=256)  # clients send the same few fields again and again
+def _parse_accept(values: tuple) -> tuple:
     if sum(len(v) for v in values) > _MAX_FIELD:
         raise ValueError(f"Accept is longer than {_MAX_FIELD} characters")
     out = []
@@ -118,7 +122,7 @@ def parse_accept(values: "Iterable[str] | str | None") -> "list[MediaRange]":
                 else:
                     params[name] = val
             out.append(MediaRange(mtype, params, q, len(out)))
-    return out
+    return tuple(out)
 
 
 def _ranked(ranges: Sequence[MediaRange]) -> list:

@@ -514,14 +514,14 @@ class Wado:
                 return await self._run(request, work, *args, fast=fast)
             return handler
 
-        out = []
+        # frames first: the most frequent requests (starlette tries routes in order)
+        out = [Route(I + "/frames/{frames}", h(self._frames, fast=True), methods=["GET"])]
         for level, prefix in (("study", S), ("series", SE), ("instance", I)):
             out += [Route(prefix, h(self._retrieve, level), methods=["GET"]),
                     Route(prefix + "/metadata", h(self._metadata, level), methods=["GET"]),
                     Route(prefix + "/rendered", h(self._rendered, level, False), methods=["GET"]),
                     Route(prefix + "/thumbnail", h(self._rendered, level, True), methods=["GET"])]
-        out += [Route(I + "/frames/{frames}", h(self._frames, fast=True), methods=["GET"]),
-                Route(I + "/frames/{frames}/rendered", h(self._rendered, "instance", False),
+        out += [Route(I + "/frames/{frames}/rendered", h(self._rendered, "instance", False),
                       methods=["GET"]),
                 Route(I + "/frames/{frames}/thumbnail", h(self._rendered, "instance", True),
                       methods=["GET"]),
