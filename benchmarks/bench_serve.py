@@ -59,7 +59,8 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 120)
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
+                # dicube serve answers during its first scan, with this warning
+                if r.status == 200 and "Index incomplete" not in (r.headers.get("Warning") or ""):
                     return
         except OSError:
             pass
