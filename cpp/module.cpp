@@ -8,9 +8,12 @@
 #include <optional>
 #include <thread>
 
+#include <unistd.h>
+
 #include <ojph_version.h>
 
 #include "assert_guard.hpp"
+#include "buffers.hpp"
 #include "build_info.hpp"
 #include "codestream.hpp"
 #include "crc32c.hpp"
@@ -21,6 +24,7 @@
 #include "parallel.hpp"
 #include "profile.hpp"
 #include "regions.hpp"
+#include "to_xyz.hpp"
 #include "zstd_planes.hpp"
 
 namespace py = pybind11;
@@ -158,6 +162,45 @@ py::dict header_dict(const HeaderInfo& h) {
   d["checksum"] = h.has_checksum ? py::object(py::int_(h.checksum)) : py::object(py::none());
   d["header_length"] = h.header_length;
   return d;
+}
+
+// A C-contiguous array on a reusable block (buffers.hpp), given back when the array goes.
+struct HeldBlock {
+  void* ptr;
+  size_t capacity;
+  long pid;
+};
+
+py::array reusable_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
+  size_t bytes = static_cast<size_t>(dt.itemsize());
+  for (py::ssize_t n : shape) {
+    if (n < 0) throw py::value_error("negative dimension");
+    if (n && bytes > SIZE_MAX / static_cast<size_t>(n)) throw py::value_error("array is too big");
+    bytes *= static_cast<size_t>(n);
+  }
+  size_t capacity = 0;
+  void* p = nullptr;
+  try {
+    p = take_block(std::max<size_t>(bytes, 1), capacity);
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+    throw py::error_already_set();
+  }
+  auto* held = new HeldBlock{p, capacity, static_cast<long>(getpid())};
+  py::capsule owner(held, [](void* v) {
+    auto* h = static_cast<HeldBlock*>(v);
+    give_block(h->ptr, h->capacity, h->pid);
+    delete h;
+  });
+  return py::array(dt, shape, p, owner);
+}
+
+const void* rescale_data(const std::optional<py::array>& a, const py::array& out, size_t nz, const char* what) {
+  if (!a) return nullptr;
+  if (a->ndim() != 1 || static_cast<size_t>(a->shape(0)) != nz || !a->dtype().is(out.dtype()) ||
+      !(a->flags() & py::array::c_style))
+    throw py::value_error(std::string(what) + " must be a contiguous 1-D array of the output type, one value per slice");
+  return a->data();
 }
 
 }  // namespace
@@ -346,4 +389,37 @@ PYBIND11_MODULE(_native, m) {
       py::arg("data"), py::arg("crc") = 0, "CRC-32C of a bytes-like object, continuing from crc.");
 
   register_json_spans(m);
+
+  m.def("empty", &reusable_empty, py::arg("shape"), py::arg("dtype"),
+        "An uninitialised C-contiguous array whose memory is reused within the process once "
+        "freed (no page zeroing on first touch).");
+  m.def("kept_bytes", &cached_bytes, "Bytes of freed arrays of empty() kept for reuse.");
+  m.def("trim", &trim_blocks, "Release the memory kept for reuse by empty().");
+
+  m.def(
+      "to_xyz",
+      [](const py::array& raw, py::array out, const std::optional<py::array>& slope,
+         const std::optional<py::array>& inter, int threads) {
+        if (raw.ndim() != 3 || out.ndim() != 3) throw py::value_error("to_xyz needs 3-D arrays");
+        if (!(raw.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) || !out.writeable())
+          throw py::value_error("to_xyz needs C-contiguous arrays, the output writeable");
+        if (raw.dtype().byteorder() == '>' || out.dtype().byteorder() == '>')
+          throw py::value_error("big-endian arrays are not supported");
+        const SampleType in = sample_type(raw.dtype());
+        const char kind = out.dtype().kind();
+        const auto size = out.dtype().itemsize();
+        if (kind != 'f' || (size != 4 && size != 8)) throw py::value_error("to_xyz writes float32 or float64");
+        const size_t nz = raw.shape(0), ny = raw.shape(1), nx = raw.shape(2);
+        if (static_cast<size_t>(out.shape(0)) != nx || static_cast<size_t>(out.shape(1)) != ny ||
+            static_cast<size_t>(out.shape(2)) != nz)
+          throw py::value_error("output shape must be the input's reversed");
+        const void* s = rescale_data(slope, out, nz, "slope");
+        const void* b = rescale_data(inter, out, nz, "intercept");
+        void* o = out.mutable_data();
+        py::gil_scoped_release release;
+        to_xyz(raw.data(), in, o, size == 4 ? RealType::F32 : RealType::F64, nz, ny, nx, s, b,
+               resolve_threads(threads));
+      },
+      py::arg("raw"), py::arg("out"), py::arg("slope"), py::arg("intercept"), py::arg("num_threads"),
+      "out[x, y, z] = raw[z, y, x] * slope[z] + intercept[z] (None: left out), in out's float type.");
 }

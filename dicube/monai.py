@@ -29,6 +29,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 import numpy as np
 
+from . import _native
+from .codecs import buffers
 from .core.image import DicomCubeImage
 from .core.io import load, subset_pixel_header
 from .data.intensity import to_float
@@ -133,6 +135,13 @@ def _rescale(header, dtype) -> tuple:
     inter = np.asarray(inter, dt) if isinstance(inter, list) else (
         None if not inter else dt(inter))
     return slope, inter
+
+
+def _native_layout(raw: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether the native (z, y, x) -> (x, y, z) conversion does this one: stored integers
+    of up to 32 bits, native byte order, to float32 or float64."""
+    return (raw.dtype.kind in "iu" and raw.dtype.itemsize <= 4 and raw.dtype.isnative
+            and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
 
 
 def _itk_key(tag: str) -> str:
@@ -245,8 +254,13 @@ class DcbsImageReader(ImageReader):
         if raw.ndim != 3:  # RGB: frames of (rows, columns, 3)
             return self._array_generic(raw, header, dtype)
         nz, ny, nx = raw.shape
-        out = np.empty((nx, ny, nz), dtype)
+        out = buffers.empty((nx, ny, nz), dtype)
         slope, inter = _rescale(header, dtype)
+        if _native_layout(raw, dtype):  # the same arithmetic in one native pass
+            per_slice = [None if v is None else np.ascontiguousarray(np.broadcast_to(v, (nz,)), dtype)
+                         for v in (slope, inter)]
+            _native.to_xyz(np.ascontiguousarray(raw), out, *per_slice, self._threads())
+            return out
         step = max(16, -(-nz // (2 * self._threads())))
 
         def block(z0: int) -> None:

@@ -353,3 +353,48 @@ def test_import_without_monai_says_how_to_install():
             "try:\n    import dicube.monai\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'dicube[monai]'" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("stored", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32])
+@pytest.mark.parametrize("real", [np.float32, np.float64])
+def test_native_layout_conversion_is_numpys_arithmetic_bit_for_bit(stored, real):
+    """The (z, y, x) -> (x, y, z) pass of DcbsImageReader: a multiply then an add in the output
+    type (no fused multiply-add), per slice, as numpy computes them; -0.0 kept when no
+    intercept is added."""
+    from dicube import _native
+
+    rng = np.random.default_rng(5)
+    info = np.iinfo(stored)
+    raw = rng.integers(info.min, info.max, (37, 19, 45), dtype=stored, endpoint=True)
+    raw[0, 0, :3] = 0
+    ref = raw.transpose(2, 1, 0)
+    slopes = {None: None, "one": np.full(37, -0.3, real), "each": np.linspace(-3, 3, 37).astype(real)}
+    inters = {None: None, "one": np.full(37, -1024.5, real), "each": np.linspace(-9, 9, 37).astype(real)}
+    for slope in slopes.values():
+        for inter in inters.values():
+            out = np.empty((45, 19, 37), real)
+            _native.to_xyz(raw, out, slope, inter, 2)
+            want = np.empty_like(out)
+            if slope is not None:
+                np.multiply(ref, slope, out=want, dtype=real, casting="unsafe")
+                if inter is not None:
+                    want += inter
+            elif inter is not None:
+                np.add(ref, inter, out=want, dtype=real, casting="unsafe")
+            else:
+                np.copyto(want, ref, casting="unsafe")
+            assert out.tobytes() == want.tobytes()
+
+
+def test_native_layout_conversion_checks_its_arguments():
+    from dicube import _native
+
+    raw = np.zeros((3, 4, 5), np.uint16)
+    for out, slope in [(np.empty((5, 4, 4), np.float32), None),          # wrong shape
+                       (np.empty((5, 4, 3), np.int32), None),            # not float
+                       (np.empty((5, 4, 3), np.float32), np.ones(2, np.float32)),  # count
+                       (np.empty((5, 4, 3), np.float32), np.ones(3, np.float64))]:  # type
+        with pytest.raises(ValueError):
+            _native.to_xyz(raw, out, slope, None, 1)
+    with pytest.raises(ValueError):
+        _native.to_xyz(raw, np.empty((5, 4, 3), np.float32)[::-1], None, None, 1)

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import zstandard
 
-from ..codecs import registry
+from ..codecs import buffers, registry
 from ..codecs.jph import crc32c
 from ..exceptions import (
     CodecError,
@@ -370,7 +370,7 @@ class DcbsReader:
             limits.check_decoded(nbytes, int(self.layout.index["length"][sel].sum()), self.path)
         if out is None:
             try:
-                out = np.empty(shape, self.dtype)
+                out = buffers.empty(shape, self.dtype)
             except MemoryError:
                 raise limits.out_of_memory(nbytes, f"{len(sel)} frames", self.path) from None
         elif (out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous
