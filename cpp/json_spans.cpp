@@ -13,8 +13,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace py = pybind11;
@@ -33,18 +36,28 @@ inline size_t skip_ws(const uint8_t* p, size_t n, size_t i) {
   return i;
 }
 
-// p[i] is a quote: the offset just past the closing quote, or kFail.
+// p[i] is a quote: the offset just past the closing quote, or kFail. A quote after an odd
+// run of backslashes is escaped (each backslash escapes the next byte, as in the parser;
+// the run cannot reach back past the opening quote).
 size_t skip_string(const uint8_t* p, size_t n, size_t i) {
-  for (++i; i < n; ++i) {
-    uint8_t c = p[i];
-    if (c == '\\') {
-      ++i;  // the escaped byte, whatever it is (an invalid escape fails in the parser)
-    } else if (c == '"') {
-      return i + 1;
-    }
+  for (++i; i < n;) {
+    const void* found = std::memchr(p + i, '"', n - i);
+    if (found == nullptr) return kFail;
+    size_t q = static_cast<size_t>(static_cast<const uint8_t*>(found) - p);
+    size_t b = q;
+    while (p[b - 1] == '\\') --b;
+    if ((q - b) % 2 == 0) return q + 1;
+    i = q + 1;
   }
   return kFail;
 }
+
+// Bytes the bracket scan stops at; everything else inside a value is the parser's business.
+const std::array<bool, 256> kStructural = [] {
+  std::array<bool, 256> t{};
+  for (unsigned char c : std::string("\"{}[]")) t[c] = true;
+  return t;
+}();
 
 // A value starting at p[i] (not whitespace): the offset just past it, or kFail.
 size_t skip_value(const uint8_t* p, size_t n, size_t i) {
@@ -59,6 +72,8 @@ size_t skip_value(const uint8_t* p, size_t n, size_t i) {
   }
   std::vector<uint8_t> closers;
   while (i < n) {
+    while (i < n && !kStructural[p[i]]) ++i;
+    if (i == n) break;
     c = p[i];
     if (c == '"') {
       i = skip_string(p, n, i);
@@ -78,38 +93,53 @@ size_t skip_value(const uint8_t* p, size_t n, size_t i) {
   return kFail;
 }
 
-// The object at p[start] (after whitespace): [end, then key_start, key_end, value_start,
-// value_end per member], end just past the closing brace; nullopt when it is not one.
-std::optional<std::vector<size_t>> object_spans(const uint8_t* p, size_t n, size_t start) {
-  std::vector<size_t> out{0};
+using Spans = std::vector<size_t>;
+
+// The object at p[start] (after whitespace) into out: [end, then key_start, key_end,
+// value_start, value_end per member], end just past the closing brace; false when it is
+// not one. The object value of the member whose key text is expand (quotes included) is
+// scanned the same way into inner (one pass over its bytes, not two).
+bool object_spans(const uint8_t* p, size_t n, size_t start, Spans& out, const std::string& expand,
+                  std::optional<Spans>& inner) {
+  out.assign(1, 0);
   size_t i = skip_ws(p, n, start);
-  if (i >= n || p[i] != '{') return std::nullopt;
+  if (i >= n || p[i] != '{') return false;
   i = skip_ws(p, n, i + 1);
   if (i < n && p[i] == '}') {
     out[0] = i + 1;
-    return out;
+    return true;
   }
   while (i < n) {
-    if (p[i] != '"') return std::nullopt;
+    if (p[i] != '"') return false;
     size_t key_end = skip_string(p, n, i);
-    if (key_end == kFail) return std::nullopt;
+    if (key_end == kFail) return false;
     size_t colon = skip_ws(p, n, key_end);
-    if (colon >= n || p[colon] != ':') return std::nullopt;
+    if (colon >= n || p[colon] != ':') return false;
     size_t value = skip_ws(p, n, colon + 1);
-    if (value >= n) return std::nullopt;
-    size_t value_end = skip_value(p, n, value);
-    if (value_end == kFail) return std::nullopt;
+    if (value >= n) return false;
+    size_t value_end;
+    if (!expand.empty() && p[value] == '{' && key_end - i == expand.size() &&
+        std::memcmp(p + i, expand.data(), expand.size()) == 0) {
+      Spans members;
+      std::optional<Spans> none;
+      if (!object_spans(p, n, value, members, std::string(), none)) return false;
+      value_end = members[0];
+      inner = std::move(members);
+    } else {
+      value_end = skip_value(p, n, value);
+      if (value_end == kFail) return false;
+    }
     out.insert(out.end(), {i, key_end, value, value_end});
     i = skip_ws(p, n, value_end);
-    if (i >= n) return std::nullopt;
+    if (i >= n) return false;
     if (p[i] == '}') {
       out[0] = i + 1;
-      return out;
+      return true;
     }
-    if (p[i] != ',') return std::nullopt;
+    if (p[i] != ',') return false;
     i = skip_ws(p, n, i + 1);
   }
-  return std::nullopt;
+  return false;
 }
 
 }  // namespace
@@ -117,20 +147,28 @@ std::optional<std::vector<size_t>> object_spans(const uint8_t* p, size_t n, size
 void register_json_spans(py::module_& m) {
   m.def(
       "json_object_spans",
-      [](const py::buffer& data, size_t start) -> std::optional<std::vector<size_t>> {
+      [](const py::buffer& data, size_t start, const py::bytes& expand) -> py::object {
         py::buffer_info b = data.request();
-        if (b.ndim != 1 || b.itemsize != 1 || (b.ndim == 1 && b.strides[0] != 1))
+        if (b.ndim != 1 || b.itemsize != 1 || b.strides[0] != 1)
           throw py::value_error("json_object_spans needs contiguous bytes");
         size_t n = static_cast<size_t>(b.size);
-        if (start > n) return std::nullopt;
         const uint8_t* p = static_cast<const uint8_t*>(b.ptr);
-        py::gil_scoped_release release;
-        return object_spans(p, n, start);
+        std::string key = expand;
+        Spans out;
+        std::optional<Spans> inner;
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = start <= n && object_spans(p, n, start, out, key, inner);
+        }
+        if (!ok) return py::none();
+        return py::make_tuple(out, inner ? py::cast(*inner) : py::object(py::none()));
       },
-      py::arg("data"), py::arg("start"),
-      "Spans of the members of the JSON object at data[start:] (after whitespace): [end, then "
-      "key_start, key_end, value_start, value_end per member], or None when the text there is "
-      "not an object whose strings and brackets close.");
+      py::arg("data"), py::arg("start"), py::arg("expand") = py::bytes(),
+      "Spans of the members of the JSON object at data[start:] (after whitespace), as (spans, "
+      "inner): spans is [end, then key_start, key_end, value_start, value_end per member]; inner "
+      "the same for the object value of the member whose key text (quotes included) is expand, "
+      "or None. None when the text there is not an object whose strings and brackets close.");
 }
 
 }  // namespace dicube

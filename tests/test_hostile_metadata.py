@@ -58,7 +58,12 @@ def open_stream(path):
         pass
 
 
-READERS = {"load": dicube.load, "load_meta": dicube.load_meta, "stream": open_stream}
+def load_meta_and_use(path):
+    """load_meta is lazy: a damaged per-slice element fails when first used."""
+    return dicube.load_meta(path).per_slice
+
+
+READERS = {"load": dicube.load, "load_meta": load_meta_and_use, "stream": open_stream}
 
 
 # ------------------------------------------------------------------ the metadata model

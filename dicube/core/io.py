@@ -256,12 +256,14 @@ def save(image: DicomCubeImage, path: "os.PathLike[str] | str", file_type: Optio
 
 
 # ------------------------------------------------------------------------------ load
-def meta_from_reader(reader: DcbsReader):
+def meta_from_reader(reader: DcbsReader, lazy: bool = False):
     """The DicomMeta of an open file (version 1 metadata converted), or None.
 
     The metadata is validated here, once, against the DICOM JSON model and the file's
     frame count (see :mod:`dicube.dicom.meta_validation`): a malformed file raises
     MetaDataError naming the file and the element, before anything is built from it.
+    ``lazy``: each per-slice element is parsed and validated when first used instead
+    (:meth:`DicomMeta.from_json_lazy`; the rest is checked here).
     """
     from ..dicom.dicom_meta import DicomMeta
     from ..dicom.meta_validation import check_model
@@ -284,6 +286,10 @@ def meta_from_reader(reader: DcbsReader):
     data = reader.section_bytes(SEC_META)
     if data is None:
         return None
+    if lazy:
+        meta = DicomMeta.from_json_lazy(data, n, reader.path)
+        if meta is not None:
+            return meta
     doc = parse_json(data, "section META", reader.path)
     with _naming_file(reader, "metadata"):
         return DicomMeta.from_dict(doc, frame_count=n)
@@ -326,9 +332,10 @@ def _warn(reader: DcbsReader) -> None:
 def load_meta(path: "os.PathLike[str] | str", **source_options):
     """The DicomMeta of a .dcbs file (None if it has none), reading only the file's head
     (for a URL: one request in the common case). ``path`` and ``source_options`` as for
-    :func:`load`."""
+    :func:`load`. Per-slice elements are parsed and validated when first used: a damaged
+    one raises MetaDataError (naming the file and the element) then."""
     with DcbsReader(path, **source_options) as reader:
-        meta = _with_read_report(reader, meta_from_reader(reader))
+        meta = _with_read_report(reader, meta_from_reader(reader, lazy=True))
         _warn(reader)
         return meta
 

@@ -4,6 +4,11 @@ Internally each slice is DICOM JSON (see :mod:`dicube.dicom.dicom_json`), split 
 ``shared`` (identical on all slices) and ``per_slice`` (one entry per slice, ``None``
 where absent). File meta information (group 0002) is kept in the same structure; pixel
 data is not. ``index(i)`` rebuilds the complete pydicom Dataset of slice ``i``.
+
+A DicomMeta read by :func:`dicube.load_meta` is lazy, like pydicom's deferred elements: the
+document's skeleton, shared elements, filenames and slice_info are parsed and validated at
+once, each per-slice element is kept as its JSON text and parsed and validated (the same
+checks, the same MetaDataError naming the file and the element) the first time it is used.
 """
 from __future__ import annotations
 
@@ -14,11 +19,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from ..exceptions import MetaDataError
-from ..jsontext import parse_json
+from ..jsontext import orjson, parse_json
 from .dicom_json import json_to_dataset, json_value_to_python
 from .dicom_tags import TagLike, tag_key, to_tag
 from .merge_utils import merge_slice, split_shared
-from .meta_validation import FORMAT, FORMAT_VERSION, check_document
+from .meta_validation import (FORMAT, FORMAT_VERSION, INTERPRETED, check_document, check_model,
+                              per_slice_keys_ok)
+from .meta_validation import _name as _element_name
 
 __all__ = ["DicomMeta"]
 
@@ -34,11 +41,12 @@ class DicomMeta:
                  filenames: Optional[list[Optional[str]]] = None,
                  slice_info: Optional[list[dict]] = None):
         self._shared = shared
-        self._per_slice = per_slice
+        self._per_slice = per_slice  # a dict, or a _LazyPerSlice (checked as it is parsed)
         self._n = int(num_slices)
-        for key, values in per_slice.items():
-            if len(values) != self._n:
-                raise MetaDataError(f"tag {key}: {len(values)} values for {self._n} slices")
+        if type(per_slice) is not _LazyPerSlice:
+            for key, values in per_slice.items():
+                if len(values) != self._n:
+                    raise MetaDataError(f"tag {key}: {len(values)} values for {self._n} slices")
         self.filenames: list[Optional[str]] = list(filenames) if filenames else [None] * self._n
         #: per-slice extras needed to rebuild files (pixel data tag/VR, preamble, ...)
         self.slice_info: list[dict] = list(slice_info) if slice_info else [{} for _ in range(self._n)]
@@ -84,8 +92,12 @@ class DicomMeta:
 
     @property
     def per_slice(self) -> dict:
-        """Per-slice DICOM JSON elements: tag -> list (``None`` = absent on that slice)."""
-        return self._per_slice
+        """Per-slice DICOM JSON elements: tag -> list (``None`` = absent on that slice).
+        (Of a lazy DicomMeta, every element is parsed and validated here.)"""
+        ps = self._per_slice
+        if type(ps) is _LazyPerSlice:
+            ps = self._per_slice = ps.materialize()
+        return ps
 
     def keys(self) -> list[str]:
         """All tag keys ("GGGGEEEE"), ascending."""
@@ -161,7 +173,7 @@ class DicomMeta:
         """Complete DICOM JSON of slice ``index`` (group 0002 included)."""
         if not -self._n <= index < self._n:
             raise IndexError(f"slice {index} out of range ({self._n} slices)")
-        return merge_slice(self._shared, self._per_slice, index % self._n)
+        return merge_slice(self._shared, self.per_slice, index % self._n)
 
     def index(self, index: int) -> Dataset:
         """The pydicom Dataset of slice ``index``, equal element for element to the file it
@@ -198,7 +210,7 @@ class DicomMeta:
             "version": FORMAT_VERSION,
             "num_slices": self._n,
             "shared": self._shared,
-            "per_slice": self._per_slice,
+            "per_slice": self.per_slice,
             "filenames": self.filenames,
             "slice_info": self.slice_info,
         }
@@ -216,6 +228,16 @@ class DicomMeta:
         check_document(d, frame_count)
         return cls(d["shared"], d["per_slice"], d["num_slices"], d.get("filenames"),
                    d.get("slice_info"))
+
+    @classmethod
+    def from_json_lazy(cls, data: bytes, frame_count: Optional[int] = None,
+                       path=None) -> Optional["DicomMeta"]:
+        """The DicomMeta of a :meth:`to_json` document with its per-slice elements left as
+        JSON text until used (see the module docstring; errors then name ``path``). None
+        when the document is not one this reading takes: not JSON, not valid, unusual
+        (duplicate keys), or no native scanner; parse it with :meth:`from_json` instead,
+        which raises the error."""
+        return _lazy_meta(data, frame_count, path)
 
     @classmethod
     def from_json(cls, s: str | bytes) -> "DicomMeta":
@@ -236,6 +258,7 @@ class DicomMeta:
         values summarised), as a string; :meth:`display` prints it."""
         from pydicom.datadict import keyword_for_tag
 
+        per_slice = self.per_slice
         lines = [f"DicomMeta: {self._n} slices, {len(self._shared)} shared, "
                  f"{len(self._per_slice)} per-slice elements",
                  f"{'Tag':<11} {'Keyword':<32} {'VR':<3} {'Kind':<9} Value"]
@@ -246,7 +269,7 @@ class DicomMeta:
                 e = self._shared[key]
                 kind, text = "shared", _short(e, max_width)
             else:
-                vals = self._per_slice[key]
+                vals = per_slice[key]
                 e = next(v for v in vals if v is not None)
                 absent = sum(v is None for v in vals)
                 distinct = len({json.dumps(v, sort_keys=True) for v in vals if v is not None})
@@ -271,3 +294,122 @@ def _short(elem: dict, width: int) -> str:
     v = json_value_to_python(elem)
     s = repr(v) if not isinstance(v, str) else v
     return s if len(s) <= width else s[:width - 3] + "..."
+
+
+# ---------------------------------------------------------------------- lazy per-slice elements
+class _LazyPerSlice:
+    """Per-slice elements of a document kept as JSON text: ``tag -> (start, end)`` in
+    ``data``; a tag's value list is parsed and validated (check_model on that tag, the
+    checks of the whole-document reading) on first use, then cached. Iteration, ``in``
+    and ``len`` need no parsing."""
+
+    __slots__ = ("_data", "_spans", "_values", "_n", "_path")
+
+    def __init__(self, data: bytes, spans: dict, n: int, path):
+        self._data, self._spans, self._n, self._path = data, spans, n, path
+        self._values: dict = {}
+
+    def __iter__(self):
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __contains__(self, key) -> bool:
+        return key in self._spans
+
+    def __getitem__(self, key: str) -> list:
+        values = self._values.get(key)
+        return values if values is not None else self._parse({key: self._spans[key]})[key]
+
+    def get(self, key: str, default=None):
+        values = self._values.get(key)
+        if values is not None:
+            return values
+        span = self._spans.get(key)
+        return default if span is None else self._parse({key: span})[key]
+
+    def materialize(self) -> dict:
+        """Every element parsed and validated: a plain dict in document order."""
+        self._parse({k: v for k, v in self._spans.items() if k not in self._values})
+        return {k: self._values[k] for k in self._spans}
+
+    def _parse(self, spans: dict) -> dict:
+        data, path = self._data, self._path
+        try:
+            parsed = {key: parse_json(data[a:b], f"metadata element {_element_name(key)}", path)
+                      for key, (a, b) in spans.items()}
+            check_model({}, parsed, self._n)
+        except MetaDataError as exc:
+            raise MetaDataError(exc.reason, path) from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise MetaDataError(f"invalid metadata: {exc!r}", path) from None
+        self._values.update(parsed)
+        return parsed
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def _members(data: bytes, spans: list) -> Optional[tuple]:
+    """(keys, [(value_start, value_end)]) of json_object_spans output; None when a key
+    is not a JSON string."""
+    try:
+        keys = orjson.loads(b"[" + b",".join(data[spans[i]:spans[i + 1]]
+                                             for i in range(1, len(spans), 4)) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return keys, list(zip(spans[3::4], spans[4::4]))
+
+
+def _lazy_meta(data: bytes, frame_count: Optional[int], path) -> Optional[DicomMeta]:
+    """DicomMeta.from_json_lazy.
+
+    How the per-slice spans are found, and why they can be trusted: a native scan
+    (cpp/json_spans.cpp) delimits the root object's members, then those of "per_slice",
+    tracking strings and brackets exactly as a JSON parser does, in one pass without
+    building anything. (A regular expression cannot do that in one C-speed pass, and a
+    value split in the wrong place may still parse, as another value: proving each span
+    by parsing it alone is not enough.) For valid JSON the spans are exactly the parser's
+    members; the rest of the document is parsed with "per_slice" replaced by {} and
+    validated; each span is parsed when used, so a fault inside it is reported then,
+    naming the element. Anything the scan does not delimit, or that fails a check here,
+    returns None and the caller parses the whole document (and reports as before).
+    """
+    from .. import _native
+
+    if orjson is None or not hasattr(_native, "json_object_spans"):
+        return None
+    data = bytes(data)
+    found = _native.json_object_spans(data, 0, b'"per_slice"')
+    if found is None or found[1] is None or data[found[0][0]:].strip(b" \t\n\r"):
+        return None
+    root, inner = found
+    keys, values = _members(data, root) or ([], [])
+    if keys.count("per_slice") != 1 or len(set(keys)) != len(keys):
+        return None
+    vs, ve = values[keys.index("per_slice")]
+    tags, spans = _members(data, inner) or (None, None)
+    if tags is None or inner[0] != ve or len(set(tags)) != len(tags) \
+            or any(data[a] != 0x5B for a, _ in spans):  # lists only
+        return None
+    try:
+        doc = orjson.loads(data[:vs] + b"{}" + data[ve:])
+        check_document(doc, frame_count)
+    except (orjson.JSONDecodeError, MetaDataError):
+        return None
+    shared, n = doc["shared"], doc["num_slices"]
+    if not per_slice_keys_ok(shared, tags):
+        return None
+    lazy = _LazyPerSlice(data, dict(zip(tags, spans)), n, path)
+    interpreted = {k: lazy._spans[k] for k in INTERPRETED if k in lazy}
+    if interpreted:  # numbers dicube uses (bits, rescale): checked now, as before
+        try:
+            lazy._parse(interpreted)
+        except MetaDataError:
+            return None
+    return DicomMeta(shared, lazy, n, doc.get("filenames"), doc.get("slice_info"))

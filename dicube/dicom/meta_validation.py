@@ -33,7 +33,7 @@ from ..exceptions import MetaDataError
 from .dicom_json import BINARY_VRS, CHARSET_VRS, PN_KEYS, STRING_VRS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_SEQUENCE_DEPTH", "check_document", "check_model",
-           "model_problem", "check_qc_document", "check_space_document"]
+           "model_problem", "per_slice_keys_ok", "check_qc_document", "check_space_document"]
 
 FORMAT = "dicube-meta"
 FORMAT_VERSION = 1
@@ -180,6 +180,13 @@ def model_problem(shared: Any, per_slice: Any, n: int) -> Optional[str]:
             if p:
                 return f"element {_name(key)} of slice {i}: {p}"
     return None
+
+
+def per_slice_keys_ok(shared: dict, keys: list) -> bool:
+    """Per-slice tags are 8 uppercase hex digits and none is also shared: what
+    :func:`check_model` checks of per-slice elements beyond their values (a lazy reading
+    checks the values of each tag with check_model when it parses them)."""
+    return _keys_ok(keys) and not shared.keys() & set(keys)
 
 
 def _key_problem(key: Any) -> Optional[str]:
