@@ -481,3 +481,34 @@ def test_a_file_broken_after_indexing_fails_the_retrieve_with_a_reason(serve_arc
     text = res.stdout + res.stderr
     assert "0xc001" in text.lower() and "unable to process" in text, text
     assert [p for p in tmp_path.iterdir() if p.is_file()] == []
+
+
+def test_wado_and_dimse_share_decoded_frames(serve_archive_copy, tmp_path, study_uid, expected,
+                                             monkeypatch):
+    """A series decoded for a WADO-RS request is not decoded again for a C-GET of it in
+    the same server (one PixelStore per archive), and getscu still gets every instance."""
+    import httpx
+    from dicube.dicom.streaming import DcbStreamingReader
+    from dicube.server.dimse import start_dimse
+    from serve_fixtures import start_serve_server
+
+    decodes: list = []
+    real = DcbStreamingReader.get_pixel_data
+    monkeypatch.setattr(DcbStreamingReader, "get_pixel_data",
+                        lambda self, *a, **k: decodes.append(a) or real(self, *a, **k))
+    with start_serve_server(serve_archive_copy) as srv:
+        r = httpx.get(f"{srv.url}/studies/{study_uid}", timeout=60,
+                      headers={"Accept": f'multipart/related; type="application/dicom"; '
+                                         f'transfer-syntax={EXPLICIT}'})
+        assert r.status_code == 200 and len(decodes) == 10
+        dimse = start_dimse(srv.index, "DICUBE", "127.0.0.1", 0)
+        try:
+            out = tmp_path / "get"
+            out.mkdir()
+            res = _run([dcmtk("getscu"), "-S", "+B", "-od", out, *_peer(dimse.port),
+                        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}"])
+            assert res.returncode == 0, res.stdout + res.stderr
+        finally:
+            dimse.shutdown()
+    assert len(decodes) == 10
+    assert_same_instances(out, expected)

@@ -146,6 +146,9 @@ def test_pdus_stay_within_the_peers_limit_and_flag_command_and_data():
         assert b"".join(b for _, c, b in pvs if not c & 1) == data
         assert [c for _, c, _ in pvs if c & 1][-1] == 0x03 and pvs[-1][1] == 0x02
         assert sum(c in (0x02, 0x03) for _, c, _ in pvs) == 2  # one last fragment each
+        # a data set in pieces gives the very same PDUs
+        pieces = [data[:5], b"", data[5:20_000], data[20_000:]]
+        assert p_data_pdus(3, command, pieces, max_pdu) == p_data_pdus(3, command, data, max_pdu)
 
 
 def test_pending_get_response_matches_pynetdicom():

@@ -432,7 +432,7 @@ def test_corrupt_file_fails_its_study_only(serve_archive_copy, caplog):
 def test_series_is_streamed_and_frames_cached(serve_server, http, monkeypatch):
     """Many instances go out as a chunked stream; a frame asked again is not decoded again."""
     from dicube.dicom.streaming import DcbStreamingReader
-    from dicube.server.wado import ByteCache
+    from dicube.server.pixels import ByteCache
 
     with http.stream("GET", f"/studies/{CT10_STUDY}/series/{CT10_SERIES}") as r:
         assert r.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.headers

@@ -23,6 +23,7 @@ from pydicom.uid import UID
 
 from ..exceptions import DicomCubeError
 from .dimse_wire import Wire
+from .pixels import store_for
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +124,20 @@ class _Source:
     """The instances of one streaming reader: their SOP classes and the syntaxes they
     can be written in (the reader's order: stored codestream first)."""
 
-    def __init__(self, reader):
-        self.reader = reader
+    def __init__(self, reader, pixels):
+        self.reader, self.pixels = reader, pixels
         self.syntaxes = tuple(reader.available_transfer_syntaxes())
         classes = reader.meta.get_values("00080016")
         fallback = reader.meta.get_values("00020002")
         self.sop_classes = [str(a or b or "") for a, b in zip(classes, fallback)]
 
-    def body(self, frame: int, syntax: str) -> bytes:
-        """The encoded data set of ``frame`` in ``syntax`` (one of ``self.syntaxes``)."""
-        return _part10_body(self.reader.get_dicom_for_frame(frame, transfer_syntax=syntax))
+    def body(self, frame: int, syntax: str) -> list:
+        """The encoded data set of ``frame`` in ``syntax`` (one of ``self.syntaxes``), as
+        pieces to join; its Pixel Data value from the archive's PixelStore (shared with
+        WADO-RS: a frame decoded for one is not decoded again for the other)."""
+        pixels = self.pixels.get(self.reader, frame, syntax)
+        pieces = self.reader.get_dicom_pieces(frame, syntax, pixels)
+        return [_part10_body(pieces[0])] + pieces[1:]
 
 
 class _Pending(Dataset):
@@ -219,7 +224,7 @@ def _send_c_store(assoc, original, dataset, msg_id: int = 1, priority: int = 2,
         if wire is not None:
             rsp = wire.store(cx.context_id, command, body, assoc.dimse.maximum_pdu_size, msg_id)
         else:
-            _send_pdvs(assoc, cx.context_id, command, body)
+            _send_pdvs(assoc, cx.context_id, command, b"".join(body))
         if rsp is None:
             _, rsp = assoc.dimse.get_msg(block=True)
     finally:
@@ -363,6 +368,7 @@ class _Services:
 
     def __init__(self, index, destinations: Mapping[str, tuple]):
         self.index = index
+        self.pixels = store_for(index)
         self.destinations = {k.strip(): (str(v[0]), int(v[1])) for k, v in destinations.items()}
         self.ae = None
         self._sources: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -374,7 +380,7 @@ class _Services:
         with self._lock:
             src = self._sources.get(reader)
         if src is None:
-            src = _Source(reader)
+            src = _Source(reader, self.pixels)
             with self._lock:
                 self._sources[reader] = src
         return src

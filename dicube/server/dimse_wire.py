@@ -31,19 +31,38 @@ MAX_RESPONSE_PDU = 64 << 10
 C_STORE_RSP = 0x8001
 
 
-def p_data_pdus(context_id: int, command: bytes, data: bytes, max_pdu: int) -> bytes:
-    """A DIMSE message (command set, then data set) as P-DATA-TF PDUs of one PDV each,
-    every PDU within the peer's maximum length ``max_pdu`` (0: unlimited; PS3.8 9.3.5)."""
-    step = max(max_pdu - 6, 1) if max_pdu else max(len(command), len(data), 1)
-    out = []
-    for payload, more, last in ((command, 0x01, 0x03), (data, 0x00, 0x02)):
-        view = memoryview(payload)
-        for offset in range(0, len(payload), step):
-            piece = view[offset:offset + step]
-            flag = last if offset + step >= len(payload) else more
-            out += [struct.pack(">BBIIBB", P_DATA_TF, 0, len(piece) + 6, len(piece) + 2,
-                                context_id, flag), piece]
+def p_data_pdus(context_id: int, command: bytes, data: "bytes | list", max_pdu: int) -> bytes:
+    """A DIMSE message (command set, then data set: bytes, or a list of pieces to join) as
+    P-DATA-TF PDUs of one PDV each, every PDU within the peer's maximum length ``max_pdu``
+    (0: unlimited; PS3.8 9.3.5); the data set is copied once, into the result."""
+    pieces = data if isinstance(data, list) else [data]
+    step = max(max_pdu - 6, 1) if max_pdu else max(len(command), sum(map(len, pieces)), 1)
+    out: list = []
+    for parts, more, last in (([command], 0x01, 0x03), (pieces, 0x00, 0x02)):
+        fragments = list(_fragments(parts, step))
+        for n, (views, size) in enumerate(fragments):
+            flag = last if n == len(fragments) - 1 else more
+            out.append(struct.pack(">BBIIBB", P_DATA_TF, 0, size + 6, size + 2, context_id, flag))
+            out += views
     return b"".join(out)
+
+
+def _fragments(pieces: list, step: int):
+    """(views, total size) of consecutive ``step``-byte spans of the pieces' concatenation
+    (the last one shorter), as memoryview slices: nothing is copied."""
+    views, size = [], 0
+    for piece in pieces:
+        view = memoryview(piece)
+        while len(view):
+            take = min(step - size, len(view))
+            views.append(view[:take])
+            size += take
+            view = view[take:]
+            if size == step:
+                yield views, size
+                views, size = [], 0
+    if views:
+        yield views, size
 
 
 def tune_socket(sock) -> None:

@@ -27,7 +27,6 @@ import struct
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Iterator, Optional
 
@@ -39,8 +38,9 @@ from starlette.routing import Route
 from ..exceptions import DicomCubeError
 from . import multipart, negotiation
 from .negotiation import EXPLICIT_LE, HTJ2K, HTJ2K_SYNTAXES, JPH, OCTET, NotAcceptable
+from .pixels import NotCached, store_for
 
-__all__ = ["routes", "web_json", "parse_frames", "jph_file", "base_url", "ByteCache"]
+__all__ = ["routes", "web_json", "parse_frames", "jph_file", "base_url"]
 
 log = logging.getLogger("dicube.server")
 
@@ -58,8 +58,6 @@ LOOKAHEAD = 4
 #: Seconds above which the first part of an answer says the others are worth threads.
 SLOW_PART = 0.001
 _MAX_FRAME_LIST = 4096  # characters of a frame list
-#: Bytes of decoded frames kept (``DICUBE_SERVE_CACHE_MB`` overrides; 0 = none).
-CACHE_BYTES = 256 << 20
 _pool: Optional[ThreadPoolExecutor] = None
 
 
@@ -176,37 +174,6 @@ def _ahead(fn: Callable, items: list, window: int = LOOKAHEAD) -> Iterator:
             f.cancel()
 
 
-class ByteCache:
-    """A thread-safe LRU of bytes values bounded by their total size (``limit`` bytes;
-    0 disables it): decoded frames, so that a frame or an uncompressed instance asked
-    again costs no decoding."""
-
-    def __init__(self, limit: int):
-        self.limit = max(0, int(limit))
-        self.size = 0
-        self._items: "OrderedDict[tuple, bytes]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key) -> Optional[bytes]:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key, value: bytes) -> bytes:
-        if len(value) > self.limit // 4:  # one value never pushes out most of the others
-            return value
-        with self._lock:
-            old = self._items.pop(key, None)
-            self.size += len(value) - (len(old) if old is not None else 0)
-            self._items[key] = value
-            while self.size > self.limit:
-                _, dropped = self._items.popitem(last=False)
-                self.size -= len(dropped)
-        return value
-
-
 class _NeedThread(Exception):
     """Raised by work run on the event loop when it would block (not cached)."""
 
@@ -216,51 +183,18 @@ class Wado:
     """WADO-RS handlers bound to an index (see :func:`routes`); ``cache_bytes`` bounds
     the decoded frames kept."""
 
-    def __init__(self, index, cache_bytes: int = CACHE_BYTES):
+    def __init__(self, index, cache_bytes: Optional[int] = None):
         self.index = index
-        self.cache = ByteCache(cache_bytes)
-        self._prefetched: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-        self._prefetcher: Optional[ThreadPoolExecutor] = None
+        self.pixels = store_for(index, cache_bytes)
+        self.cache = self.pixels.cache
 
     def _pixel_data(self, reader, frame: int, ts: str, loop: bool = False) -> bytes:
-        """Frame ``frame``'s Pixel Data value in ``ts`` (native pixels or a codestream),
-        from the cache when there (an instance is built around it); ``loop``: raise
-        _NeedThread instead of reading, decoding or coding."""
-        # a weak reference: the cache must not keep readers the index let go open; a
-        # replaced file's new reader never matches the old (dead references are unequal)
-        key = (weakref.ref(reader), frame, ts)
-        data = self.cache.get(key)
-        if data is None:
-            if loop:
-                raise _NeedThread
-            data = self.cache.put(key, reader.get_pixel_data(frame, ts))
-        return data
-
-    def _prefetch(self, reader, frame: int, ts: str, size: int) -> None:
-        """Decode the other frames of ``reader``'s file into the cache on one worker thread,
-        nearest to ``frame`` first: a viewer that asked for one frame of a series asks for
-        its neighbours next. Once per file and syntax, and only when all its frames
-        (``size`` bytes each) fit in half the cache."""
-        n = len(reader)
-        with self._lock:
-            started = self._prefetched.setdefault(reader, set())
-            if ts in started or n < 2 or n * size > self.cache.limit // 2:
-                return
-            started.add(ts)
-        order = sorted(range(n), key=lambda k: (abs(k - frame), k))[1:]
-
-        def run() -> None:
-            for k in order:
-                try:
-                    self._pixel_data(reader, k, ts)
-                except Exception:  # a closed reader or a damaged frame: asked for, it answers
-                    if getattr(reader, "closed", False):
-                        return
-        with self._lock:  # one file at a time, beside the workers answering requests
-            if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="dicube-prefetch")
-        self._prefetcher.submit(run)
+        """Frame ``frame``'s Pixel Data value in ``ts`` (see PixelStore.get); ``loop``:
+        raise _NeedThread instead of reading, decoding or coding."""
+        try:
+            return self.pixels.get(reader, frame, ts, cached_only=loop)
+        except NotCached:
+            raise _NeedThread from None
 
     # -- lookup --------------------------------------------------------------------
     def _refs(self, request: Request, level: str) -> list:
@@ -420,7 +354,7 @@ class Wado:
         try:
             data = self._pixel_data(reader, ref.frame, read_ts, loop)
             if ts in _NATIVE:
-                self._prefetch(reader, ref.frame, ts, len(data))
+                self.pixels.prefetch(reader, ref.frame, ts, len(data))
             if media == JPH:
                 from ..codecs.jph import read_header
 
@@ -625,8 +559,5 @@ def _logged(parts: Iterator, request: Request) -> Iterator:
 
 def routes(index, cache_bytes: Optional[int] = None) -> list:
     """The WADO-RS routes over ``index``, to mount under ``/dicom-web``; ``cache_bytes``
-    bounds the decoded frames kept (default: ``DICUBE_SERVE_CACHE_MB`` MiB, else 256 MiB)."""
-    if cache_bytes is None:
-        env = os.environ.get("DICUBE_SERVE_CACHE_MB", "").strip()
-        cache_bytes = int(float(env) * (1 << 20)) if env else CACHE_BYTES
+    bounds the Pixel Data values kept (see :func:`dicube.server.pixels.store_for`)."""
     return Wado(index, cache_bytes).routes()
