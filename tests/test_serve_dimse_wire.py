@@ -192,3 +192,45 @@ def test_anything_unexpected_is_pushed_back_for_pynetdicom(pair, answer, kept):
     if answer == ABORT:  # the DUL thread reads it whole, as if from the socket
         assert dul._is_transport_event() is True
         assert dul.read == [ABORT] and not wire.pushback
+
+
+def test_pending_get_responses_are_paced(serve_archive):
+    """A C-GET of 10 instances answers with fewer pending responses than sub-operations
+    (one per PENDING_EVERY at most), every instance still arrives, the final counts hold."""
+    import time
+
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import CTImageStorage
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+    from dicube.server import ArchiveIndex
+    from dicube.server.dimse import PENDING_EVERY, start_dimse
+
+    index = ArchiveIndex(serve_archive)
+    server = start_dimse(index, "DICUBE", "127.0.0.1", 0)
+    ae = AE("PACED")
+    ae.add_requested_context(GET)
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+    received: list = []
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="DICUBE",
+                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE,
+                                        lambda e: received.append(e.dataset) or 0x0000)])
+    try:
+        study = next(s["StudyInstanceUID"] for s in index.find("STUDY", {})
+                     if index.instances(s["StudyInstanceUID"])[0].path.name == "sample_10.dcbs")
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = study
+        t0 = time.monotonic()
+        responses = [status for status, _ in assoc.send_c_get(query, GET, msg_id=1)]
+        elapsed = time.monotonic() - t0
+    finally:
+        assoc.release()
+        server.shutdown()
+        index.close()
+    pending = [s for s in responses if s.Status == 0xFF00]
+    assert len(received) == 10 and responses[-1].Status == 0x0000
+    assert responses[-1].NumberOfCompletedSuboperations == 10
+    assert 1 <= len(pending) <= 1 + elapsed / PENDING_EVERY and len(pending) < 10

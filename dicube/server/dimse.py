@@ -39,6 +39,7 @@ STORE_SYNTAXES = [HTJ2K_LOSSLESS, HTJ2K_RPCL, JPEG_XL_LOSSLESS, EXPLICIT_LE, IMP
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 PREFETCH = 3  # data sets encoded ahead per retrieve
 WORKERS = 4   # threads encoding data sets, shared by all associations
+PENDING_EVERY = 0.1  # seconds between pending C-GET responses (progress) on an association
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2."  # Study Root Q/R models: .1 FIND, .2 MOVE, .3 GET
 # Keys of a query identifier that are not attributes to match or return.
 _CONTROL = {"QueryRetrieveLevel", "SpecificCharacterSet", "TimezoneOffsetFromUTC",
@@ -295,11 +296,17 @@ def _install_sender(assoc):
 
 
 def _send_msg(assoc, original, primitive, context_id: int) -> None:
-    """DIMSEServiceProvider.send_msg with pending C-GET responses (one per sub-operation)
-    encoded here and written on the wire; everything else goes to pynetdicom's."""
+    """DIMSEServiceProvider.send_msg with pending C-GET responses encoded here and written
+    on the wire, at most one every PENDING_EVERY seconds (they are optional, PS3.4
+    C.4.3.1.3.1: progress for the peer, not one message more per instance); everything
+    else goes to pynetdicom's."""
     if (type(primitive).__name__ != "C_GET" or primitive.Status != 0xFF00
             or primitive.Identifier is not None):
         return original(primitive, context_id)
+    now = time.monotonic()
+    if now - assoc.__dict__.get("_dicube_pending_at", 0.0) < PENDING_EVERY:
+        return None
+    assoc._dicube_pending_at = now
     assoc._dicube_wire.send(context_id, _get_pending_command(primitive),
                             assoc.dimse.maximum_pdu_size)
 
@@ -458,8 +465,11 @@ class _Services:
         return None, err
 
     def _pending(self, refs) -> Iterator[_Pending]:
+        sources: dict = {}
         for ref in refs:
-            src = self.source(ref.path)
+            src = sources.get(ref.path)
+            if src is None:
+                src = sources[ref.path] = self.source(ref.path)
             yield _Pending(src, ref.frame, src.sop_classes[ref.frame], ref.sop_uid)
 
     def _suboperations(self, event, assoc, refs) -> Iterator:
