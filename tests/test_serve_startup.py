@@ -101,6 +101,24 @@ def _find_studies(port: int) -> "tuple[int, int]":
         assoc.release()
 
 
+def _get_unknown_study(port: int):
+    """The final status of a C-GET of a study nobody has (over its own association)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(GET)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICUBE")
+    assert assoc.is_established
+    try:
+        q = Dataset()
+        q.QueryRetrieveLevel = "STUDY"
+        q.StudyInstanceUID = "1.2.3.4"
+        return [status for status, _ in assoc.send_c_get(q, GET)][-1]
+    finally:
+        assoc.release()
+
+
 def test_serve_listens_before_the_first_scan_ends(big_archive, slow_scan):
     from preview_servers import free_port
 
@@ -135,6 +153,8 @@ def test_serve_listens_before_the_first_scan_ends(big_archive, slow_scan):
         # DIMSE answers meanwhile too
         echo, found = _find_studies(port)
         assert echo == 0 and found < STUDIES
+        status = _get_unknown_study(port)  # a failure saying why, not "0 instances, done"
+        assert status.Status == 0xC001 and "not indexed yet" in status.ErrorComment
 
         while not any(s.startswith("Indexed") for s in said):
             assert time.monotonic() - started < 60
@@ -144,6 +164,8 @@ def test_serve_listens_before_the_first_scan_ends(big_archive, slow_scan):
         assert r.status_code == 200 and "warning" not in r.headers and len(r.json()) == STUDIES
         assert httpx.get(f"{url}/studies/1.2.3.4/metadata", timeout=10).status_code == 404
         assert _find_studies(port) == (0, STUDIES)
+        status = _get_unknown_study(port)
+        assert status.Status == 0x0000 and status.NumberOfCompletedSuboperations == 0
     finally:
         stop.set()
         worker.join(20)

@@ -452,7 +452,12 @@ class _Services:
 
     def _refs_or_error(self, event, op: str):
         try:
-            return self._resolve(event), None
+            refs = self._resolve(event)
+            if not refs and not getattr(self.index, "ready", True):
+                done, found = self.index.scan_progress()
+                raise DicomCubeError(f"not indexed yet: the first scan of the archive has "
+                                     f"read {done} of {found} files")
+            return refs, None
         except _BadQuery as exc:
             err = _status(0xA900, str(exc))
         except ValueError as exc:
