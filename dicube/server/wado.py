@@ -180,8 +180,8 @@ class _NeedThread(Exception):
 
 # ---------------------------------------------------------------------- the handlers
 class Wado:
-    """WADO-RS handlers bound to an index (see :func:`routes`); ``cache_bytes`` bounds
-    the decoded frames kept."""
+    """WADO-RS handlers bound to an index (see :func:`routes`); Pixel Data values come
+    from the index's :class:`~dicube.server.pixels.PixelStore` (``cache_bytes``)."""
 
     def __init__(self, index, cache_bytes: Optional[int] = None):
         self.index = index
