@@ -14,7 +14,9 @@ contenders of a scenario run interleaved (A B, B A, ...), each run a fresh proce
 around ``pool.map`` as in the seed. pydicom: ``dcmread`` of every file of the folder
 (``stop_before_pixels`` for metadata; full = the pixel arrays stacked); over HTTP one GET per
 file through one kept-alive client per process (the file names are given, not listed).
-dicube: ``load_meta`` / ``load`` of the path or URL (ranged GETs). Medians with min-max; ratios
+dicube: ``load_meta`` / ``load`` of the path or URL (ranged GETs). The metadata workload also
+reads every slice's InstanceNumber and ImagePositionPatient on both sides (pydicom from each
+data set, dicube from the DicomMeta), so that neither side's lazy parsing is free. Medians with min-max; ratios
 pydicom / dicube of medians with the min-max of the per-round ratios; bytes on the wire from
 nginx's access log ($bytes_sent + $request_length).
 
@@ -125,6 +127,18 @@ def _http_store(base: str):
     return _store[key]
 
 
+def positions_pydicom(datasets) -> list:
+    """What a metadata user reads of every slice: (InstanceNumber, ImagePositionPatient),
+    in instance order (pydicom: from each data set)."""
+    return sorted((int(ds.InstanceNumber), *map(float, ds.ImagePositionPatient)) for ds in datasets)
+
+
+def positions_dicube(meta) -> list:
+    """The same from a DicomMeta (its per-slice accessors)."""
+    ipp = meta.get_array("ImagePositionPatient").tolist()
+    return sorted((int(k), *p) for k, p in zip(meta.get_values("InstanceNumber"), ipp))
+
+
 def work(task):
     """One process's share: ``task`` = (contender, metadata only?, [series...], options).
     Returns what it read (frames per series, so the parent can check both sides agree) and
@@ -145,15 +159,15 @@ def work(task):
                 folder = os.path.join(opt["root"], "dicom", s)
                 datasets = [pydicom.dcmread(os.path.join(folder, f), stop_before_pixels=meta_only)
                             for f in os.listdir(folder) if f.endswith(".dcm")]
-            if meta_only:
-                out.append(len(datasets))
+            if meta_only:  # both sides read every slice's position and number
+                out.append(len(positions_pydicom(datasets)))
             else:
                 out.append(np.stack([ds.pixel_array for ds in datasets]).shape[0])
         else:
             loc = (f"{opt['http']}/dcbs/{s}.dcbs" if opt.get("http")
                    else os.path.join(opt["root"], "dcbs", f"{s}.dcbs"))
             if meta_only:
-                out.append(len(dicube.load_meta(loc)))
+                out.append(len(positions_dicube(dicube.load_meta(loc))))
             else:
                 out.append(dicube.load(loc, num_threads=opt["threads"].get(who)).raw_image.shape[0])
     t1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -438,7 +452,9 @@ def main(argv=None) -> int:
     # check once that both sides read the same pixels
     vol = np.stack([pydicom.dcmread(f).pixel_array for f in dicom_files["s000"]])
     img = dicube.load(dcbs_files["s000"])
-    dicube.load_meta(dcbs_files["s000"])
+    assert positions_dicube(dicube.load_meta(dcbs_files["s000"])) == positions_pydicom(
+        pydicom.dcmread(f, stop_before_pixels=True) for f in dicom_files["s000"]), \
+        "dicube and pydicom disagree on the slice positions"
     assert img.raw_image.shape == vol.shape and int(img.raw_image.sum(dtype=np.int64)) == \
         int(vol.sum(dtype=np.int64)), "dicube and pydicom disagree on the pixels"
     frames = vol.shape[0]

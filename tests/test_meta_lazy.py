@@ -300,3 +300,44 @@ def test_scanner_delimits_as_the_parser_does():
     assert _native.json_object_spans(b'{"a":' + b"[" * 1100 + b"]" * 1100 + b"}", 0) is None
     assert _native.json_object_spans(b'{"a":"\\\\\\"}', 0) is None  # the quote is escaped
     assert _native.json_object_spans(b'{"a":"\\\\"}', 0)[0] == [10, 1, 4, 5, 9]
+
+
+# ------------------------------------------------------------------ per-slice numbers
+def _reference_array(vals, dtype=np.float64):
+    """get_array as it was (element by element)."""
+    width = max((len(v) if isinstance(v, list) else 1 for v in vals if v is not None), default=1)
+    out = np.full((len(vals), width), np.nan, dtype=dtype)
+    for i, v in enumerate(vals):
+        seq = v if isinstance(v, list) else [v]
+        for j, x in enumerate(seq[:width]):
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                out[i, j] = x
+    return out[:, 0] if width == 1 else out
+
+
+@pytest.mark.parametrize("vr, texts", [
+    ("DS", [["1.5", " -2 ", "3e2"], ["0", "1", "2"], ["4", "5", "6"]]),
+    ("DS", [["1.5"], ["2"], ["1e999"]]),
+    ("DS", [["1.5", "2"], [""], ["x"]]),
+    ("DS", [["1.5", "2"], ["1", "2", "3"], []]),
+    ("DS", [["1_0"], ["nan"], [" 7"]]),
+    ("IS", [["5"], ["5.0"], ["99999999999999999999"]]),
+    ("IS", [["5", "6"], ["7", "8"], ["1.5", "2"]]),
+    ("IS", [["5"], [" "], ["6"]]),
+    ("DS", [[1.5], ["2"], ["3"]]),
+])
+@pytest.mark.parametrize("absent", [None, 1])
+def test_numbers_as_element_by_element(vr, texts, absent):
+    """get_values / get_array of per-slice DS and IS convert whole lists at once: the same
+    values (types included) as json_value_to_python element by element."""
+    from dicube.dicom.dicom_json import json_value_to_python
+
+    headers = [{"00200013": {"vr": vr, "Value": t}, "00080018": {"vr": "UI", "Value": [str(i)]}}
+               for i, t in enumerate(texts)]
+    if absent is not None:
+        del headers[absent]["00200013"]
+    meta = DicomMeta.from_json_headers(headers)
+    want = [None if e is None else json_value_to_python(e) for e in meta.per_slice["00200013"]]
+    got = meta.get_values("00200013")
+    assert repr(got) == repr(want) and [type(x) for x in got] == [type(x) for x in want]
+    np.testing.assert_array_equal(meta.get_array("00200013"), _reference_array(want))

@@ -13,6 +13,8 @@ checks, the same MetaDataError naming the file and the element) the first time i
 from __future__ import annotations
 
 import json
+from itertools import chain, islice
+from operator import itemgetter
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -152,12 +154,21 @@ class DicomMeta:
         values = self._per_slice.get(key)
         if values is None:
             return [missing] * self._n
+        fast = _numbers(values, missing)
+        if fast is not None:
+            return fast
         return [missing if e is None else json_value_to_python(e) for e in values]
 
     def get_array(self, tag: TagLike, dtype=np.float64) -> np.ndarray:
         """Numeric per-slice values as an array: (N,) for one value per slice, (N, k)
         for k values (e.g. (N, 3) ImagePositionPatient). Absent/empty/non-numeric -> NaN."""
         vals = self.get_values(tag)
+        kinds = set(map(type, vals))
+        if kinds <= _NUMBER_TYPES and kinds:  # one number per slice
+            return np.array(vals, dtype=dtype)
+        if kinds == {list} and len(set(map(len, vals))) == 1 and \
+                set(map(type, chain.from_iterable(vals))) <= _NUMBER_TYPES and len(vals[0]) > 1:
+            return np.array(vals, dtype=dtype)  # k numbers on every slice
         width = max((len(v) if isinstance(v, list) else 1 for v in vals if v is not None),
                     default=1)
         out = np.full((self._n, width), np.nan, dtype=dtype)
@@ -282,6 +293,41 @@ class DicomMeta:
     def __repr__(self) -> str:
         return (f"DicomMeta(num_slices={self._n}, shared={len(self._shared)}, "
                 f"per_slice={len(self._per_slice)})")
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _numbers(values: list, missing: Any) -> Optional[list]:
+    """``json_value_to_python`` of per-slice DS/IS elements of the usual form (``{"vr",
+    "Value": [text, ...]}``, text that ``float`` reads) in a few passes over the whole list;
+    None for anything else (the caller converts element by element)."""
+    present = [e for e in values if e is not None]
+    try:
+        if not present or set(map(type, present)) != {dict} or set(map(len, present)) != {2}:
+            return None
+        vrs = set(map(itemgetter("vr"), present))
+        lists = list(map(itemgetter("Value"), present))
+    except KeyError:
+        return None
+    if not (vrs == {"DS"} or vrs == {"IS"}) or set(map(type, lists)) != {list}:
+        return None
+    flat = list(chain.from_iterable(lists))
+    if set(map(type, flat)) != {str}:
+        return None
+    try:
+        nums = list(map(float, flat))  # as _number: surrounding whitespace ignored
+    except ValueError:  # empty or not a number: the slow path's rules
+        return None
+    if vrs == {"IS"}:
+        nums = [int(f) if f.is_integer() else f for f in nums]
+    out, it = [], iter(nums)
+    for e, k in zip(values, map(len, (e["Value"] if e is not None else () for e in values))):
+        if e is None:
+            out.append(missing)
+        else:
+            out.append(next(it) if k == 1 else list(islice(it, k)))
+    return out
 
 
 def _short(elem: dict, width: int) -> str:
