@@ -243,11 +243,13 @@ class DcbsImageReader(ImageReader):
         array (ITKReader's transposed view gets a full, slow transposing copy there).
 
         Reversing the axes of a (z, y, x) volume element by element is what costs: each
-        output run along z gathers values a whole frame apart. Here each block of frames
-        gets one cache-blocked 2-D transpose (torch's copy kernel) of its stored values,
-        to (y, x, z); the conversion to real values then writes (x, y, z) reading whole
-        runs along z, the per-slice rescale broadcast along them. Blocks run on
-        ``num_threads`` threads."""
+        output run along z gathers values a whole frame apart. Stored integers to float32 or
+        float64 go through one native pass (``_native.to_xyz``: tiles of 16 slices x 32
+        columns converted, rescaled and written as runs along z, on ``num_threads``
+        threads) into memory reused from freed volumes (:mod:`dicube.codecs.buffers`).
+        Other types: each block of frames gets one cache-blocked 2-D transpose (torch's
+        copy kernel) of its stored values, to (y, x, z); the conversion then writes
+        (x, y, z) reading whole runs along z, the per-slice rescale broadcast along them."""
         raw = im.raw_image
         dtype = self._out_dtype(raw)
         header = im.pixel_header if self.rescale else None

@@ -116,3 +116,23 @@ def test_isolated_decode_survives_and_matches():
     np.testing.assert_array_equal(imdecode_jph(data, isolate=False), image)
     with pytest.raises(CodecError):
         imdecode_jph(data[: len(data) // 2], isolate=True)
+
+
+@pytest.mark.parametrize("dtype,bits,declared", [
+    (np.uint8, 8, 4), (np.int8, 8, 4), (np.uint16, 16, 12), (np.int16, 16, 12),
+    (np.uint32, 20, 12), (np.int32, 20, 12)])
+def test_decoded_values_beyond_the_declared_precision_are_corruption(dtype, bits, declared):
+    """A SIZ claiming fewer bits than the samples have (checksum recomputed): every sample type
+    of the decoder's row store (the AVX2 one included) refuses, no value is truncated."""
+    from crafting import set_codestream_byte
+
+    info = np.iinfo(dtype)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if info.min < 0 else (0, (1 << bits) - 1)
+    image = np.random.default_rng(0).integers(lo, hi, (64, 96), dtype=dtype, endpoint=True)
+    cs = imencode_jph(image, bits_stored=bits)
+    ssiz = cs.index(b"\xff\x51") + 40  # SIZ: marker, length, Rsiz, 8 x 4 bytes, Csiz; then Ssiz
+    assert (cs[ssiz] & 0x7F) + 1 == bits
+    bad = set_codestream_byte(cs, ssiz, (cs[ssiz] & 0x80) | (declared - 1))
+    with pytest.raises(CodecError, match="outside the declared precision"):
+        imdecode_jph(bad)
+    np.testing.assert_array_equal(imdecode_jph(cs), image)
