@@ -446,8 +446,8 @@ def _lazy_meta(data: bytes, frame_count: Optional[int], path) -> Optional[DicomM
     try:
         doc = orjson.loads(data[:vs] + b"{}" + data[ve:])
         check_document(doc, frame_count)
-    except (orjson.JSONDecodeError, MetaDataError):
-        return None
+    except (MetaDataError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None  # the whole reading says what is wrong, as it always did
     shared, n = doc["shared"], doc["num_slices"]
     if not per_slice_keys_ok(shared, tags):
         return None
