@@ -50,12 +50,14 @@ def pynetdicom_bytes(primitive, message_class, context_id: int = 1) -> bytes:
     return b"".join(out)
 
 
-def store_rsp(message_id: int, status: int = 0x0000) -> bytes:
+def store_rsp(message_id: int, status: int = 0x0000, **optional) -> bytes:
     rsp = C_STORE()
     rsp.MessageIDBeingRespondedTo = message_id
     rsp.AffectedSOPClassUID = CT
     rsp.AffectedSOPInstanceUID = SOP
     rsp.Status = status
+    for keyword, value in optional.items():
+        setattr(rsp, keyword, value)
     return pynetdicom_bytes(rsp, C_STORE_RSP)
 
 
@@ -114,7 +116,8 @@ def exchange(pair, answer: bytes, max_pdu: int = 16384, timeout=5, msg_id: int =
     wire = Wire.attach(assoc)
     got = bytearray()
     command = _store_command(msg_id)
-    total = len(p_data_pdus(1, command, bytes(100_000), max_pdu))
+    data = p_data_pdus(1, b"", bytes(100_000), max_pdu)
+    total = len(p_data_pdus(1, command, b"", max_pdu)) + len(data)
 
     def peer_side():
         while len(got) < total:
@@ -123,7 +126,7 @@ def exchange(pair, answer: bytes, max_pdu: int = 16384, timeout=5, msg_id: int =
 
     t = threading.Thread(target=peer_side)
     t.start()
-    result = wire.store(1, command, bytes(100_000), max_pdu, msg_id)
+    result = wire.store(1, command, data, max_pdu, msg_id)
     t.join(10)
     return result, wire, assoc.dul, bytes(got)
 
@@ -165,8 +168,10 @@ def test_pending_get_response_matches_pynetdicom():
 
 
 def test_store_reads_its_response(pair):
-    rsp, wire, dul, got = exchange(pair, store_rsp(7, 0xB000))
-    assert rsp is not None and rsp.Status == 0xB000 and rsp.MessageIDBeingRespondedTo == 7
+    rsp, wire, dul, got = exchange(pair, store_rsp(7, 0xB000, ErrorComment="coerced",
+                                                   OffendingElement=[0x00100010, 0x00100020]))
+    assert rsp.Status == 0xB000 and rsp.ErrorComment == "coerced"
+    assert rsp.OffendingElement == [0x00100010, 0x00100020]
     assert not wire.pushback and not dul.read
     parsed = pdus(got)
     assert all(length <= 16384 for _, length, _ in parsed)
@@ -194,9 +199,9 @@ def test_anything_unexpected_is_pushed_back_for_pynetdicom(pair, answer, kept):
         assert dul.read == [ABORT] and not wire.pushback
 
 
-def test_pending_get_responses_are_paced(serve_archive):
-    """A C-GET of 10 instances answers with fewer pending responses than sub-operations
-    (one per PENDING_EVERY at most), every instance still arrives, the final counts hold."""
+def _c_get_sample_10(serve_archive):
+    """A pynetdicom C-GET of the shared sample_10 study from a dicube DIMSE server:
+    (statuses, data sets received, seconds)."""
     import time
 
     from pydicom.dataset import Dataset
@@ -205,7 +210,7 @@ def test_pending_get_responses_are_paced(serve_archive):
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
     from dicube.server import ArchiveIndex
-    from dicube.server.dimse import PENDING_EVERY, start_dimse
+    from dicube.server.dimse import start_dimse
 
     index = ArchiveIndex(serve_archive)
     server = start_dimse(index, "DICUBE", "127.0.0.1", 0)
@@ -225,12 +230,37 @@ def test_pending_get_responses_are_paced(serve_archive):
         query.StudyInstanceUID = study
         t0 = time.monotonic()
         responses = [status for status, _ in assoc.send_c_get(query, GET, msg_id=1)]
-        elapsed = time.monotonic() - t0
+        return responses, received, time.monotonic() - t0
     finally:
         assoc.release()
         server.shutdown()
         index.close()
+
+
+def test_pending_get_responses_are_paced(serve_archive):
+    """A C-GET of 10 instances answers with fewer pending responses than sub-operations
+    (one per PENDING_EVERY at most), every instance still arrives, the final counts hold."""
+    from dicube.server.dimse import PENDING_EVERY
+
+    responses, received, elapsed = _c_get_sample_10(serve_archive)
     pending = [s for s in responses if s.Status == 0xFF00]
     assert len(received) == 10 and responses[-1].Status == 0x0000
     assert responses[-1].NumberOfCompletedSuboperations == 10
     assert 1 <= len(pending) <= 1 + elapsed / PENDING_EVERY and len(pending) < 10
+
+
+def test_without_a_plain_socket_pynetdicom_sends_real_data_sets(serve_archive, sample_10,
+                                                               monkeypatch):
+    """No wire (a TLS socket, say): each instance goes through pynetdicom's own
+    send_c_store as a decoded data set, and arrives equal to the source."""
+    import pydicom
+
+    from dicube.server import dimse
+
+    monkeypatch.setattr(dimse.Wire, "attach", classmethod(lambda cls, assoc: None))
+    responses, received, _ = _c_get_sample_10(serve_archive)
+    assert responses[-1].Status == 0x0000 and len(received) == 10
+    sources = {str(ds.SOPInstanceUID): ds for ds in
+               (pydicom.dcmread(p) for p in sorted(sample_10.iterdir()))}
+    for ds in received:
+        assert ds.PixelData == sources[str(ds.SOPInstanceUID)].PixelData

@@ -22,7 +22,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from ..exceptions import DicomCubeError
-from .dimse_wire import Wire
+from .dimse_wire import Wire, p_data_pdus
 from .pixels import store_for
 
 log = logging.getLogger(__name__)
@@ -132,13 +132,21 @@ class _Source:
         fallback = reader.meta.get_values("00020002")
         self.sop_classes = [str(a or b or "") for a, b in zip(classes, fallback)]
 
-    def body(self, frame: int, syntax: str) -> list:
-        """The encoded data set of ``frame`` in ``syntax`` (one of ``self.syntaxes``), as
-        pieces to join; its Pixel Data value from the archive's PixelStore (shared with
-        WADO-RS: a frame decoded for one is not decoded again for the other)."""
+    def pdus(self, frame: int, syntax: str, context_id: int, max_pdu: int) -> bytes:
+        """The encoded data set of ``frame`` in ``syntax`` (one of ``self.syntaxes``) as
+        the P-DATA-TF PDUs that carry it; its Pixel Data value from the archive's
+        PixelStore (shared with WADO-RS: a frame decoded for one is not decoded again)."""
         pixels = self.pixels.get(self.reader, frame, syntax)
         pieces = self.reader.get_dicom_pieces(frame, syntax, pixels)
-        return [_part10_body(pieces[0])] + pieces[1:]
+        return p_data_pdus(context_id, b"", [_part10_body(pieces[0])] + pieces[1:], max_pdu)
+
+    def dataset(self, frame: int, syntax: str) -> Dataset:
+        """``frame``'s instance in ``syntax`` as a pydicom Dataset (the slow path)."""
+        from io import BytesIO
+
+        from pydicom import dcmread
+
+        return dcmread(BytesIO(self.reader.get_dicom_for_frame(frame, transfer_syntax=syntax)))
 
 
 class _Pending(Dataset):
@@ -150,14 +158,14 @@ class _Pending(Dataset):
         self.SOPClassUID = sop_class
         self.SOPInstanceUID = sop_instance
         object.__setattr__(self, "_dicube_source", (source, frame))
-        object.__setattr__(self, "_dicube_body", None)  # (syntax, Future) when prefetched
+        object.__setattr__(self, "_dicube_pdus", None)  # (key, Future) when made ahead
 
-    def body(self, syntax: str) -> bytes:
-        ahead = self._dicube_body
-        if ahead is not None and ahead[0] == syntax:
+    def pdus(self, syntax: str, context_id: int, max_pdu: int) -> bytes:
+        ahead = self._dicube_pdus
+        if ahead is not None and ahead[0] == (syntax, context_id, max_pdu):
             return ahead[1].result()
         source, frame = self._dicube_source
-        return source.body(frame, syntax)
+        return source.pdus(frame, syntax, context_id, max_pdu)
 
 
 def _usable(assoc, sop_class: str, syntaxes) -> "tuple | None":
@@ -211,23 +219,24 @@ def _send_c_store(assoc, original, dataset, msg_id: int = 1, priority: int = 2,
         log.warning("C-STORE of %s refused: %s", dataset.SOPInstanceUID, msg)
         raise ValueError(msg)
     cx, syntax = chosen
-    body = dataset.body(syntax)
+    wire = getattr(assoc, "_dicube_wire", None)
+    if wire is None:  # no plain socket to write on: pynetdicom encodes a real data set
+        return original(source.dataset(pending[1], syntax), msg_id=msg_id, priority=priority,
+                        originator_aet=originator_aet, originator_id=originator_id)
+    max_pdu = assoc.dimse.maximum_pdu_size
+    data = dataset.pdus(syntax, cx.context_id, max_pdu)
     command = _store_rq_command(sop_class, str(dataset.SOPInstanceUID), msg_id, priority,
                                 originator_aet, originator_id)
     # As pynetdicom's send_c_store: pause the association's reactor while we wait for
     # the response, so it does not take the C-STORE-RSP off the queue.
-    wire = getattr(assoc, "_dicube_wire", None)
     assoc._reactor_checkpoint.clear()
     try:
         while not assoc._is_paused:
             time.sleep(0.0001)
-        rsp = None
-        if wire is not None:
-            rsp = wire.store(cx.context_id, command, body, assoc.dimse.maximum_pdu_size, msg_id)
-        else:
-            _send_pdvs(assoc, cx.context_id, command, b"".join(body))
-        if rsp is None:
-            _, rsp = assoc.dimse.get_msg(block=True)
+        status = wire.store(cx.context_id, command, data, max_pdu, msg_id)
+        if status is not None:
+            return status
+        _, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
     if rsp is None:
@@ -263,23 +272,6 @@ def _store_rq_command(sop_class: str, sop_instance: str, msg_id: int, priority: 
         parts.append(_element(0x00001031, struct.pack("<H", originator_id)))
     rest = b"".join(parts)
     return _element(0x00000000, struct.pack("<I", len(rest))) + rest
-
-
-def _send_pdvs(assoc, context_id: int, command: bytes, body: bytes) -> None:
-    """Queue a DIMSE message (command set, then data set) as P-DATA primitives, each PDV
-    within the peer's maximum PDU length (PS3.8 9.3.5)."""
-    from pynetdicom.pdu_primitives import P_DATA
-
-    limit = assoc.dimse.maximum_pdu_size
-    step = (limit - 6) if limit else max(len(command), len(body), 1)
-    for data, more, last in ((command, b"\x01", b"\x03"), (body, b"\x00", b"\x02")):
-        view = memoryview(data)
-        for offset in range(0, len(data), step):
-            pdata = P_DATA()
-            flag = last if offset + step >= len(data) else more
-            pdata.presentation_data_value_list.append(
-                (context_id, flag + bytes(view[offset:offset + step])))
-            assoc.dul.send_pdu(pdata)
 
 
 def _install_sender(assoc):
@@ -525,16 +517,16 @@ class _Services:
                 yield 0xFF00, window.pop(0)
         finally:
             for left in window:
-                if left._dicube_body is not None:
-                    left._dicube_body[1].cancel()
+                if left._dicube_pdus is not None:
+                    left._dicube_pdus[1].cancel()
 
     def _prefetch(self, assoc, pending: _Pending) -> _Pending:
         source, frame = pending._dicube_source
         chosen = _usable(assoc, str(pending.SOPClassUID), source.syntaxes)
-        if chosen is not None:
-            syntax = chosen[1]
-            object.__setattr__(pending, "_dicube_body",
-                               (syntax, self.pool.submit(source.body, frame, syntax)))
+        if chosen is not None and getattr(assoc, "_dicube_wire", None) is not None:
+            key = (chosen[1], chosen[0].context_id, assoc.dimse.maximum_pdu_size)
+            object.__setattr__(pending, "_dicube_pdus",
+                               (key, self.pool.submit(source.pdus, frame, *key)))
         return pending
 
     def on_get(self, event) -> Iterator:

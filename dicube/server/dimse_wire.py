@@ -14,7 +14,6 @@ internals (``dul.socket``, ``dul._read_pdu_data``, ``dul._is_transport_event``).
 """
 from __future__ import annotations
 
-import io
 import select
 import socket
 import ssl
@@ -23,7 +22,7 @@ import threading
 import time
 from typing import Optional
 
-__all__ = ["Wire", "tune_socket", "p_data_pdus"]
+__all__ = ["Wire", "tune_socket", "p_data_pdus", "store_status"]
 
 P_DATA_TF = 0x04
 #: The largest PDU accepted as a C-STORE-RSP (its command set is ~200 bytes).
@@ -151,19 +150,21 @@ class Wire:
         with self.lock:
             self.sock.sendall(p_data_pdus(context_id, command, b"", max_pdu))
 
-    def store(self, context_id: int, command: bytes, data: bytes, max_pdu: int,
+    def store(self, context_id: int, command: bytes, data_pdus: bytes, max_pdu: int,
               message_id: int):
-        """Send a C-STORE-RQ (``command`` and data set ``data``) and read its response:
-        the C_STORE response primitive, or None when the response is to be waited for
-        through pynetdicom (what was read is pushed back). OSError when sending fails."""
+        """Send a C-STORE-RQ (``command``, then its data set already as P-DATA-TF PDUs,
+        see :func:`p_data_pdus`) and read its response: the status Dataset, or None when
+        the response is to be waited for through pynetdicom (what was read is pushed
+        back). OSError when sending fails."""
         with self.lock:
-            self.sock.sendall(p_data_pdus(context_id, command, data, max_pdu))
+            self.sock.sendall(p_data_pdus(context_id, command, b"", max_pdu))
+            self.sock.sendall(data_pdus)
             taken = bytearray()
             command_set = self._response(taken)
             if command_set is not None:
-                rsp = _store_response(command_set, message_id)
-                if rsp is not None:
-                    return rsp
+                status = store_status(command_set, message_id)
+                if status is not None:
+                    return status
             self.pushback[:0] = taken
             return None
 
@@ -215,20 +216,37 @@ class Wire:
         return bytes(taken[start:])
 
 
-def _store_response(command_set: bytes, message_id: int):
-    """The C_STORE primitive of a C-STORE-RSP command set answering ``message_id``, or None
-    when it is something else (or cannot be decoded)."""
-    from pynetdicom.dimse_messages import C_STORE_RSP as Message
-    from pynetdicom.dsutils import decode
+def store_status(command_set: bytes, message_id: int):
+    """The status of a C-STORE-RSP command set answering ``message_id``, as pynetdicom's
+    send_c_store gives it (a Dataset: Status, and OffendingElement / ErrorComment when
+    present); None when the command set is something else or malformed."""
+    from pydicom import Dataset
 
-    try:
-        ds = decode(io.BytesIO(command_set), True, True)
-        if (ds.get("CommandField") != C_STORE_RSP
-                or ds.get("MessageIDBeingRespondedTo") != message_id
-                or "Status" not in ds):
+    fields, pos = {}, 0
+    while pos < len(command_set):
+        if pos + 8 > len(command_set):
             return None
-        msg = Message()
-        msg.command_set = ds
-        return msg.message_to_primitive()
-    except Exception:  # noqa: BLE001 - a malformed command set is the DUL thread's to judge
+        group, element, length = struct.unpack_from("<HHI", command_set, pos)
+        pos += 8
+        if group != 0 or pos + length > len(command_set):
+            return None
+        fields[element] = command_set[pos:pos + length]
+        pos += length
+
+    def us(element: int):
+        value = fields.get(element)
+        return struct.unpack("<H", value)[0] if value is not None and len(value) == 2 else None
+
+    code = us(0x0900)
+    if us(0x0100) != C_STORE_RSP or us(0x0120) != message_id or code is None:
         return None
+    status = Dataset()
+    status.Status = code
+    comment = fields.get(0x0902)
+    if comment:
+        status.ErrorComment = comment.decode("latin-1").strip(" \0")
+    offending = fields.get(0x0901)
+    if offending and len(offending) % 4 == 0:
+        tags = [(g << 16) | e for g, e in struct.iter_unpack("<HH", offending)]
+        status.OffendingElement = tags if len(tags) > 1 else tags[0]
+    return status
