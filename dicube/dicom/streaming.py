@@ -42,7 +42,6 @@ from .part10 import (
     SEQ_DELIM,
     PixelElement,
     dicube_file_meta,
-    encapsulate_frames,
     encode_part10_parts,
     native_pixel_head,
     pixel_element_bytes,
@@ -309,12 +308,7 @@ class DcbStreamingReader:
         k = self._enter(i)
         try:
             ts = self._syntax(force_uncompressed, transfer_syntax)
-            mode = self._mode(ts)
-            if mode == _STORED:
-                return self._compressed(k, ts)
-            if mode == _REENCODE:
-                return self._reencoded(k, ts)
-            return self._uncompressed(k, ts)
+            return b"".join(self.get_dicom_pieces(k, ts))
         finally:
             self._leave()
 
@@ -338,8 +332,10 @@ class DcbStreamingReader:
                 elif mode == _REENCODE:
                     info = read_header(data)
                 prefix = self._prefix(k, ts, info)
-            if mode == _REENCODE:
-                self._check_reencoded(k, prefix, data)
+            bits = first_value(prefix.image_pixel, "00280101") if mode == _REENCODE else None
+            if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
+                raise CodecError(f"frame {k}: HTJ2K precision {read_header(data).bits_stored} "
+                                 f"differs from Bits Stored {bits}", self.path)
         finally:
             self._leave()
         if mode == _NATIVE:
@@ -426,19 +422,6 @@ class DcbStreamingReader:
         except CodecError as exc:
             raise CodecError(f"frame {k}: {exc.reason}", self.path) from exc
 
-    def _encapsulated(self, prefix: "_Prefix", data: bytes) -> bytes:
-        pixel = PixelElement(prefix.pixel_tag, "OB", encapsulate_frames([data]), True)
-        return b"".join([prefix.before, pixel_element_bytes(pixel, prefix.transfer_syntax),
-                         prefix.after])
-
-    def _compressed(self, k: int, ts: str) -> bytes:
-        data = self._codestream(k)
-        prefix = self._cache.get((k, ts))
-        if prefix is None:
-            info = self._codestream_info(k, data) if self._codec.header is not None else None
-            prefix = self._prefix(k, ts, info)
-        return self._encapsulated(prefix, data)
-
     def _htj2k(self, k: int) -> bytes:
         """Frame ``k`` decoded and coded as HTJ2K (precision: the one the .dcba recorded for
         the HTJ2K frames of its .dcbs, else the series' Bits Stored when the values fit it,
@@ -488,23 +471,6 @@ class DcbStreamingReader:
             ok = isinstance(v, int) and 1 <= v <= self._reader.dtype.itemsize * 8
             self._bits = (v if ok else 0,)
         return self._bits[0] or None
-
-    def _reencoded(self, k: int, ts: str) -> bytes:
-        data = self._htj2k(k)
-        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, read_header(data))
-        self._check_reencoded(k, prefix, data)
-        return self._encapsulated(prefix, data)
-
-    def _check_reencoded(self, k: int, prefix: "_Prefix", data: bytes) -> None:
-        bits = first_value(prefix.image_pixel, "00280101")
-        if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
-            raise CodecError(f"frame {k}: HTJ2K precision {read_header(data).bits_stored} "
-                             f"differs from Bits Stored {bits}", self.path)
-
-    def _uncompressed(self, k: int, ts: str = EXPLICIT_LE) -> bytes:
-        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
-        pixel = PixelElement(prefix.pixel_tag, prefix.pixel_vr, self._native_data(k, prefix))
-        return b"".join([prefix.before, pixel_element_bytes(pixel, ts), prefix.after])
 
     def _native_data(self, k: int, prefix: "_Prefix") -> bytes:
         frames = self._reader.read_frames([k], num_threads=1)
