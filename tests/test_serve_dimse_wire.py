@@ -264,3 +264,19 @@ def test_without_a_plain_socket_pynetdicom_sends_real_data_sets(serve_archive, s
                (pydicom.dcmread(p) for p in sorted(sample_10.iterdir()))}
     for ds in received:
         assert ds.PixelData == sources[str(ds.SOPInstanceUID)].PixelData
+
+
+def test_store_status_refuses_malformed_command_sets():
+    """A command set that does not parse whole (truncated, an element longer than what is
+    left, a group other than 0000, a missing or wrong field) is not a response: None."""
+    from dicube.server.dimse_wire import store_status
+
+    good = b"".join(pdvs[0][2] for _, _, pdvs in pdus(store_rsp(5)))
+    assert store_status(good, 5).Status == 0x0000
+    assert store_status(good, 6) is None                          # another message id
+    assert store_status(good[:-3], 5) is None                     # truncated element
+    assert store_status(good[:5], 5) is None                      # truncated header
+    huge = struct.pack("<HHI", 0, 0x0900, 0xFFFFFFFF) + b"\0\0"   # declared 4 GiB
+    assert store_status(huge, 5) is None
+    assert store_status(struct.pack("<HHI", 8, 0x18, 2) + b"ab", 5) is None  # not group 0
+    assert store_status(b"", 5) is None
