@@ -280,3 +280,23 @@ def test_store_status_refuses_malformed_command_sets():
     assert store_status(huge, 5) is None
     assert store_status(struct.pack("<HHI", 8, 0x18, 2) + b"ab", 5) is None  # not group 0
     assert store_status(b"", 5) is None
+
+
+def test_a_pynetdicom_without_the_internals_gets_no_wire():
+    """Another pynetdicom (its DUL lacks what a Wire replaces): attach() declines, so
+    C-STOREs go through pynetdicom's own path instead of failing."""
+    import socket
+    from types import SimpleNamespace
+
+    from dicube.server.dimse_wire import Wire
+
+    a, b = socket.socketpair()
+    with a, b:
+        box = SimpleNamespace(socket=a, send=a.sendall, recv=a.recv)
+        whole = dict(socket=box, to_provider_queue=None, _read_pdu_data=lambda: None,
+                     _is_transport_event=lambda: False)
+        for missing in ("_read_pdu_data", "_is_transport_event", "to_provider_queue"):
+            dul = SimpleNamespace(**{k: v for k, v in whole.items() if k != missing})
+            assert Wire.attach(SimpleNamespace(dul=dul, dimse_timeout=5)) is None, missing
+        assert isinstance(Wire.attach(SimpleNamespace(dul=SimpleNamespace(**whole),
+                                                      dimse_timeout=5)), Wire)

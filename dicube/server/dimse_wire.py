@@ -10,7 +10,8 @@ not read a PDU it does not expect: anything else (another message, a data fragme
 A-ABORT, a malformed or oversized PDU, a timeout) is pushed back for the DUL thread to
 read as if it had never been touched, and the caller waits for the response the usual way.
 pynetdicom's PDU events are not emitted for these PDUs. Relies on pynetdicom 3.0
-internals (``dul.socket``, ``dul._read_pdu_data``, ``dul._is_transport_event``).
+internals (``dul.socket``, ``dul._read_pdu_data``, ``dul._is_transport_event``); without
+them :meth:`Wire.attach` declines and pynetdicom sends every C-STORE itself.
 """
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ P_DATA_TF = 0x04
 #: The largest PDU accepted as a C-STORE-RSP (its command set is ~200 bytes).
 MAX_RESPONSE_PDU = 64 << 10
 C_STORE_RSP = 0x8001
+
+
+def _has_internals(dul, box) -> bool:
+    """Whether this pynetdicom has the internals a Wire replaces (those of 3.0)."""
+    needed = ((dul, "_read_pdu_data"), (dul, "_is_transport_event"), (box, "send"), (box, "recv"))
+    return all(callable(getattr(obj, name, None)) for obj, name in needed) \
+        and hasattr(dul, "to_provider_queue")
 
 
 def p_data_pdus(context_id: int, command: bytes, data: "bytes | list", max_pdu: int) -> bytes:
@@ -128,10 +136,12 @@ class Wire:
 
     @classmethod
     def attach(cls, assoc) -> "Optional[Wire]":
+        """A Wire on ``assoc``'s socket, or None: a TLS socket, or a pynetdicom without
+        the internals this relies on."""
         box = getattr(assoc.dul, "socket", None)
         sock = getattr(box, "socket", None)
-        if sock is None or isinstance(sock, ssl.SSLSocket):
-            return None
+        if sock is None or isinstance(sock, ssl.SSLSocket) or not _has_internals(assoc.dul, box):
+            return None  # pynetdicom then sends every C-STORE itself
         tune_socket(sock)
         return cls(assoc)
 
