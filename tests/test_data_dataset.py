@@ -364,3 +364,23 @@ def test_find_dcbs_follows_links_once_and_survives_loops(dcbs_samples, tmp_path)
     found = find_dcbs(top)
     assert found == sorted([str(top / "b.dcbs"), str(top / "linked" / "a.dcbs")])
     assert find_dcbs(top, "*.dcbs") == [str(top / "b.dcbs")]
+
+
+def test_metadata_reads_only_the_asked_elements(dcbs_samples, tmp_path):
+    """Samples parse only the per-slice elements they are asked for: a damaged other one
+    does not stop them, an asked damaged one is a MetaDataError naming file and element."""
+    import json
+
+    from crafting import Crafted
+
+    from dicube.exceptions import MetaDataError
+
+    c = Crafted.read(dcbs_samples["sample_10"])
+    doc = json.loads(c.section(b"META").raw)
+    doc["per_slice"]["00200013"][4] = {"vr": "XX", "Value": ["5"]}  # InstanceNumber
+    c.set_section(b"META", json.dumps(doc).encode())
+    path = c.write(tmp_path / "damaged.dcbs")
+    s = DcbsDataset([path], "slice", random=False, keys=["ImagePositionPatient"])[4]
+    assert len(s.meta["ImagePositionPatient"]) == 3
+    with pytest.raises(MetaDataError, match=r"(?s)damaged\.dcbs.*\(0020,0013\) InstanceNumber"):
+        DcbsDataset([path], "slice", random=False, keys=["InstanceNumber"])[4]

@@ -79,10 +79,11 @@ class FileCache:
         return f
 
     def meta_values(self, f: OpenFile, keys: Sequence[str]) -> dict:
-        """Values of ``keys`` for file ``f`` from its DicomMeta, parsed once per file."""
+        """Values of ``keys`` for file ``f`` from its DicomMeta, parsed once per file (a
+        damaged per-slice element raises MetaDataError when it is one of ``keys``)."""
         missing = [k for k in keys if k not in f.meta_values]
         if missing:
-            meta = meta_from_reader(f.reader)
+            meta = meta_from_reader(f.reader, lazy=True)  # only the asked keys are parsed
             for k in missing:
                 if meta is None:
                     f.meta_values[k] = ("shared", None)
