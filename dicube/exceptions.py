@@ -82,6 +82,11 @@ class FrameIndexError(DicomCubeError, IndexError):
     """A frame number is out of range (also an :class:`IndexError`)."""
 
 
+class MultiFrameInstanceError(DicomCubeError, ValueError):
+    """A per-frame request on a file whose instances hold several frames each: ask for
+    the instance instead (``DcbStreamingReader.get_dicom_for_instance``)."""
+
+
 class ClosedReaderError(DicomCubeError, ValueError):
     """An operation on a reader that was closed (also a :class:`ValueError`, like closed files)."""
 

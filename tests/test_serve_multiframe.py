@@ -2,14 +2,13 @@
 
 dicube holds a multi-frame source file (pydicom's rtdose.dcm: RT Dose, 15 frames of
 10x10) as N frames of one instance: the .dcbs has 15 frames and ONE metadata slice.
-Today the streaming reader and the index refuse such a file (one single-frame source
-file per frame is assumed), so it is listed as unreadable and its study answers 500.
-The xfail tests say what serving it as one instance with N frames must give; they
-need DcbStreamingReader to build a multi-frame instance and wado.py to map
-``frames/{list}`` onto the file's frames (see docs/serving.md, Limits).
+The index holds it as one instance with Number of Frames N; WADO-RS serves the instance
+with all its frames, ``frames/{list}`` maps onto the file's frames (404 beyond N), and
+C-GET sends the multi-frame instance (see docs/serving.md, Limits).
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 
@@ -23,9 +22,6 @@ from dicube.server import ArchiveIndex
 
 NAME = "rtdose.dcm"
 EXPLICIT = "1.2.840.10008.1.2.1"
-NEEDS = ("dicube serves one single-frame source file per frame: DcbStreamingReader refuses a "
-         ".dcbs with one metadata slice for N frames (MetaDataError) and index._read_parts "
-         "lists it as unreadable; wado.py assumes one frame per instance")
 
 
 def _source() -> str:
@@ -55,15 +51,11 @@ def test_dicube_keeps_a_multiframe_instance_as_frames_of_one_metadata_slice(mult
         meta = meta_from_reader(reader)
         assert len(meta) == 1
         np.testing.assert_array_equal(reader.read_frames(list(range(15))), ds.pixel_array)
-    # today: listed as unreadable, its study alone answers with an error
     ix = ArchiveIndex(root)
-    (reason,) = ix.errors().values()
-    assert "1 source file(s) for 15 frames" in reason
-    assert ix.study_errors(str(ds.StudyInstanceUID))
-    assert ix.counts()["studies"] == 3
+    assert not ix.study_errors(str(ds.StudyInstanceUID))
+    assert not ix.errors() and ix.counts()["studies"] == 4  # the shared three and the RT Dose
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS)
 def test_index_holds_one_instance_of_n_frames(multiframe):
     root, ds = multiframe
     ix = ArchiveIndex(root)
@@ -73,7 +65,6 @@ def test_index_holds_one_instance_of_n_frames(multiframe):
     assert len(ix.instances(str(ds.StudyInstanceUID))) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS)
 def test_wado_serves_the_instance_and_its_frames(multiframe):
     from dicomweb_client.api import DICOMwebClient
     from serve_fixtures import start_serve_server
@@ -95,3 +86,89 @@ def test_wado_serves_the_instance_and_its_frames(multiframe):
         base = f"{served.url}/studies/{study}/series/{series}/instances/{sop}"
         assert httpx.get(f"{base}/frames/16", timeout=10).status_code == 404
         assert httpx.get(f"{base}/frames/15/rendered", timeout=10).status_code == 200
+
+
+HTJ2K = "1.2.840.10008.1.2.4.201"
+
+
+def test_c_get_sends_the_multiframe_instance(multiframe):
+    """A C-GET of the RT Dose study receives one instance of 15 frames, in HTJ2K (the
+    stored codestreams, one fragment each) or Explicit VR LE, the pixels of the source."""
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import RTDoseStorage, StudyRootQueryRetrieveInformationModelGet
+
+    from dicube.server.dimse import start_dimse
+
+    root, ds = multiframe
+    index = ArchiveIndex(root)
+    server = start_dimse(index, "DICUBE", "127.0.0.1", 0)
+    try:
+        for syntax in (HTJ2K, EXPLICIT):
+            got = []
+
+            def on_store(event):
+                got.append(event.dataset)
+                got[-1].file_meta = event.file_meta
+                return 0x0000
+
+            ae = AE("PYSCU")
+            ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+            ae.add_requested_context(RTDoseStorage, [syntax])
+            assoc = ae.associate("127.0.0.1", server.port, ae_title="DICUBE",
+                                 ext_neg=[build_role(RTDoseStorage, scp_role=True)],
+                                 evt_handlers=[(evt.EVT_C_STORE, on_store)])
+            assert assoc.is_established
+            ident = pydicom.Dataset()
+            ident.QueryRetrieveLevel = "STUDY"
+            ident.StudyInstanceUID = ds.StudyInstanceUID
+            statuses = [s.Status for s, _ in assoc.send_c_get(
+                ident, StudyRootQueryRetrieveInformationModelGet)]
+            assoc.release()
+            assert statuses[-1] == 0x0000
+            (inst,) = got
+            assert str(inst.file_meta.TransferSyntaxUID) == syntax
+            assert int(inst.NumberOfFrames) == 15 and inst.SOPInstanceUID == ds.SOPInstanceUID
+            np.testing.assert_array_equal(inst.pixel_array, ds.pixel_array)
+    finally:
+        server.shutdown()
+        index.close()
+
+
+def test_a_colour_multiframe_instance_serves_its_htj2k_frames(tmp_path):
+    """pydicom's SC_rgb_rle_2frame.dcm (2 RGB frames, RLE): the instance in HTJ2K holds one
+    fragment per frame behind a Basic Offset Table; frames 1 and 2 are the stored
+    codestreams, frame 3 is 404."""
+    import dicube
+    from serve_fixtures import start_serve_server
+
+    name = "SC_rgb_rle_2frame.dcm"
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", name),
+                    src / name)
+    root = tmp_path / "archive"
+    root.mkdir()
+    dicube.save(dicube.load_from_dicom_folder(src), root / "sc.dcbs")
+    ds = pydicom.dcmread(src / name)
+    base = (f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+    with start_serve_server(root) as served:
+        r = httpx.get(f"{served.url}{base}", timeout=10, headers={
+            "Accept": f'multipart/related; type="application/dicom"; transfer-syntax={HTJ2K}'})
+        assert r.status_code == 200
+        boundary = r.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"')
+        (part,) = [p for p in r.content.split(b"--" + boundary.encode()) if b"DICM" in p]
+        body = part.split(b"\r\n\r\n", 1)[1][:-2]  # the part without its headers and CRLF
+        got = pydicom.dcmread(io.BytesIO(body))
+        assert str(got.file_meta.TransferSyntaxUID) == HTJ2K and int(got.NumberOfFrames) == 2
+        from pydicom.encaps import parse_basic_offsets, generate_fragments
+
+        raw = got.PixelData
+        frags = list(generate_fragments(raw))
+        assert len(frags) == 3 and parse_basic_offsets(raw) == [0, 8 + len(frags[1])]
+        np.testing.assert_array_equal(got.pixel_array, ds.pixel_array)
+        r = httpx.get(f"{served.url}{base}/frames/2", timeout=10,
+                      headers={"Accept": 'multipart/related; type="image/jphc"'})
+        assert r.status_code == 200 and frags[2].rstrip(b"\0")[:-2] in r.content
+        assert httpx.get(f"{served.url}{base}/frames/3", timeout=10).status_code == 404
+        assert httpx.get(f"{served.url}{base}/frames/2/rendered", timeout=10).status_code == 200

@@ -55,8 +55,10 @@ from ..exceptions import (
     DataConsistencyError,
     FrameIndexError,
     MetaDataError,
+    MultiFrameInstanceError,
     UnsupportedTransferSyntaxError,
 )
+from .streaming_layout import frames_per_instance
 from ..storage.format import SEC_INFO
 from ..storage.reader import DcbsReader
 
@@ -71,6 +73,11 @@ JXL_LOSSLESS = jxl.TRANSFER_SYNTAX
 _STORED, _NATIVE, _REENCODE = "stored", "native", "htj2k"
 #: Pixel-value attributes in stored units (US/SS), converted for version-1 files.
 _STORED_UNIT_TAGS = STORED_UNIT_TAGS
+#: Codestream facts every frame of a multi-frame instance shares with its first.
+_SAME = ("rows", "columns", "components", "bits_stored", "signed", "color_transform",
+         "reversible")
+#: Offset tables of the source's encapsulated fragments: never true of the frames served.
+_SOURCE_OFFSETS = ("7FE00001", "7FE00002")
 
 
 @dataclass(frozen=True)
@@ -119,13 +126,10 @@ class DcbStreamingReader:
         try:
             meta = meta_from_reader(self._reader)
             n = self._reader.frame_count
-            if meta is None or len(meta) == 0:
-                raise MetaDataError("the file has no DICOM metadata to build instances from",
-                                    self.path)
-            if len(meta) != n:
-                raise MetaDataError(f"{len(meta)} source file(s) for {n} frames; per-frame "
-                                    "instances need one single-frame source file per frame",
-                                    self.path)
+            self._per = frames_per_instance(meta, n, self.path)
+            if self._per > 1 and self._reader.version == 1:
+                raise MetaDataError(f"{len(meta)} source file(s) for {n} frames: dicube 0.3.0 "
+                                    "files hold one frame per source file", self.path)
             self._meta = meta
             self._pixel_header = (pixel_header_from_reader(self._reader)
                                   if self._reader.version == 1 else None)
@@ -133,7 +137,7 @@ class DcbStreamingReader:
         except BaseException:
             self._reader.close()
             raise
-        self._cache: dict = {}          # (frame, transfer syntax) -> _Prefix; values immutable
+        self._cache: dict = {}          # (instance, transfer syntax) -> _Prefix; values immutable
         self._syntaxes = None           # available_transfer_syntaxes(), found once
         self._bits = None               # (series Bits Stored or 0,) for HTJ2K re-encoding
         self._plan = None               # (HTJ2K precision recorded by a .dcba,) or ()
@@ -147,8 +151,29 @@ class DcbStreamingReader:
     # ------------------------------------------------------------------ basics
     @property
     def frame_count(self) -> int:
-        """Number of frames (one DICOM instance each)."""
+        """Number of frames of the file (of all its instances)."""
         return self._reader.frame_count
+
+    @property
+    def instance_count(self) -> int:
+        """Number of DICOM instances (source files): ``frame_count`` for a series of
+        single-frame instances, 1 for one multi-frame instance."""
+        return len(self._meta)
+
+    @property
+    def frames_per_instance(self) -> int:
+        """Frames of each instance (its Number of Frames; 1 for single-frame instances)."""
+        return self._per
+
+    def frames_of_instance(self, i: int) -> range:
+        """The frame numbers (0-based, in the file) of instance ``i``; FrameIndexError
+        when there is no instance ``i``."""
+        i = self._index(i, self.instance_count, "instance")
+        return range(i * self._per, (i + 1) * self._per)
+
+    def instance_of_frame(self, k: int) -> int:
+        """The instance holding frame ``k`` of the file."""
+        return self._index(k, self.frame_count, "frame") // self._per
 
     def __len__(self) -> int:
         return self._reader.frame_count
@@ -191,13 +216,15 @@ class DcbStreamingReader:
         if reader is not None:
             reader.close()
 
-    def _enter(self, i) -> int:
+    def _enter(self, i, what: str = "frame") -> int:
         with self._state:
             if self._closed:
                 raise ClosedReaderError("the streaming reader is closed", self.path)
             self._busy += 1
         try:
-            return self._frame_number(i)
+            if what == "frame":
+                return self._frame_number(i)
+            return self._index(i, self.instance_count, what)
         except BaseException:
             self._leave()
             raise
@@ -209,13 +236,15 @@ class DcbStreamingReader:
                 self._state.notify_all()
 
     def _frame_number(self, i) -> int:
+        return self._index(i, self.frame_count, "frame")
+
+    def _index(self, i, n: int, what: str) -> int:
         try:
             k = operator.index(i)
         except TypeError:
-            raise TypeError(f"frame numbers are integers, not {type(i).__name__}") from None
-        n = self.frame_count
+            raise TypeError(f"{what} numbers are integers, not {type(i).__name__}") from None
         if not -n <= k < n:
-            raise FrameIndexError(f"frame {k} out of range ({n} frames)", self.path)
+            raise FrameIndexError(f"{what} {k} out of range ({n} {what}s)", self.path)
         return k % n
 
     # ------------------------------------------------------------------ public API
@@ -304,8 +333,33 @@ class DcbStreamingReader:
         ``transfer_syntax`` names any syntax of :meth:`available_transfer_syntaxes`.
         Raises UnsupportedTransferSyntaxError (a syntax not available), FrameIndexError,
         ClosedReaderError, CorruptFileError (checksum mismatch) or CodecError.
+
+        Frame ``i`` is instance ``i`` only when each instance is one frame; a file of
+        multi-frame instances (:attr:`frames_per_instance` > 1) raises
+        MultiFrameInstanceError: ask :meth:`get_dicom_for_instance` for the instance
+        (:meth:`instance_of_frame`) holding the frame, or :meth:`get_pixel_data` for it.
         """
         k = self._enter(i)
+        try:
+            if self._per > 1:
+                raise MultiFrameInstanceError(
+                    f"frame {k} is frame {k % self._per + 1} of instance {k // self._per} "
+                    f"({self._per} frames): use get_dicom_for_instance({k // self._per})",
+                    self.path)
+            ts = self._syntax(force_uncompressed, transfer_syntax)
+            return b"".join(self.get_dicom_pieces(k, ts))
+        finally:
+            self._leave()
+
+    def get_dicom_for_instance(self, i: int, force_uncompressed: bool = False,
+                               transfer_syntax: "str | None" = None) -> bytes:
+        """The DICOM Part 10 bytes of instance ``i`` (source file ``i``) with all its frames
+        (:meth:`frames_of_instance`): the source's data set, Number of Frames included,
+        with the frames concatenated (native syntaxes) or encapsulated one fragment per
+        frame behind a Basic Offset Table (an Extended Offset Table past 4 GiB).
+        Arguments and errors as :meth:`get_dicom_for_frame`, which it equals for
+        single-frame instances."""
+        k = self._enter(i, "instance")
         try:
             ts = self._syntax(force_uncompressed, transfer_syntax)
             return b"".join(self.get_dicom_pieces(k, ts))
@@ -313,31 +367,47 @@ class DcbStreamingReader:
             self._leave()
 
     def get_dicom_pieces(self, i: int, transfer_syntax: "str | None" = None,
-                         pixel_data: "bytes | None" = None) -> list:
-        """:meth:`get_dicom_for_frame` as a list of bytes whose join is the instance, the
-        Pixel Data value (codestream or native pixels) one piece of its own, not copied:
-        for servers sending many. ``pixel_data``: what :meth:`get_pixel_data` returned for
-        this frame and syntax (kept by the caller), so it is not read, decoded or coded
-        again."""
-        k = self._enter(i)
+                         pixel_data=None) -> list:
+        """:meth:`get_dicom_for_instance` of instance ``i`` as a list of bytes whose join is
+        the instance, each frame's Pixel Data value (codestream or native pixels) one piece
+        of its own, not copied: for servers sending many. ``pixel_data``: what
+        :meth:`get_pixel_data` returned for the instance's frames in this syntax (kept by
+        the caller; one bytes for a single-frame instance, else a sequence in frame
+        order), so they are not read, decoded or coded again."""
+        k = self._enter(i, "instance")
         try:
             ts = self._syntax(False, transfer_syntax)
             mode = self._mode(ts)
-            data = self._pixel_data(k, ts, mode) if pixel_data is None else pixel_data
+            frames = self.frames_of_instance(k)
+            if pixel_data is None:
+                datas = [self._pixel_data(f, ts, mode) for f in frames]
+            elif isinstance(pixel_data, (bytes, bytearray, memoryview)):
+                datas = [pixel_data]
+            else:
+                datas = list(pixel_data)
+            if len(datas) != len(frames):
+                raise ValueError(f"instance {k} has {len(frames)} frame(s), "
+                                 f"{len(datas)} pixel data value(s) given")
             prefix = self._cache.get((k, ts))
             if prefix is None:
                 info = None
                 if mode == _STORED and self._codec.header is not None:
-                    info = self._codestream_info(k, data)
+                    info = self._codestream_info(frames[0], datas[0])
                 elif mode == _REENCODE:
-                    info = read_header(data)
+                    info = read_header(datas[0])
                 prefix = self._prefix(k, ts, info)
             bits = first_value(prefix.image_pixel, "00280101") if mode == _REENCODE else None
-            if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
-                raise CodecError(f"frame {k}: HTJ2K precision {read_header(data).bits_stored} "
-                                 f"differs from Bits Stored {bits}", self.path)
+            for f, data in zip(frames, datas):
+                if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
+                    raise CodecError(f"frame {f}: HTJ2K precision {read_header(data).bits_stored} "
+                                     f"differs from Bits Stored {bits}", self.path)
+            if len(datas) > 1:
+                self._check_frames(frames, datas, mode, prefix)
         finally:
             self._leave()
+        if len(datas) > 1:
+            return self._multiframe_pieces(prefix, ts, mode, datas)
+        data = datas[0]
         if mode == _NATIVE:
             head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr, len(data), ts)
             return [prefix.before + head, data, prefix.after]
@@ -347,10 +417,63 @@ class DcbStreamingReader:
         return [b"".join([prefix.before, opening[:-len(SEQ_DELIM)], items]), data,
                 b"".join([b"\0" * pad, SEQ_DELIM, prefix.after])]
 
+    def _check_frames(self, frames, datas, mode: str, prefix: "_Prefix") -> None:
+        """Every frame of a multi-frame instance fits the one pixel module of its header:
+        native frames of one size, codestreams with the first one's geometry and syntax."""
+        if mode == _NATIVE:
+            sizes = {len(d) for d in datas}
+            if len(sizes) > 1:
+                raise DataConsistencyError(f"frames {frames[0]}-{frames[-1]}: native frames of "
+                                           f"different sizes {sorted(sizes)}", self.path)
+            return
+        if mode == _STORED and self._codec.header is None:  # JPEG XL frames: no header facts
+            return
+        facts = None
+        for f, data in zip(frames, datas):
+            info = self._codestream_info(f, data) if mode == _STORED else read_header(data)
+            got = tuple(getattr(info, a, None) for a in _SAME) + (
+                self._codec.transfer_syntax(info) if mode == _STORED else info.transfer_syntax,)
+            if facts is None:
+                facts = got
+            elif got != facts:
+                what = ", ".join(f"{a} {x} (frame {frames[0]}: {y})"
+                                 for a, x, y in zip(_SAME + ("syntax",), got, facts) if x != y)
+                raise CodecError(f"frame {f}: its codestream differs from the first frame of "
+                                 f"its instance: {what}", self.path)
+
+    def _multiframe_pieces(self, prefix: "_Prefix", ts: str, mode: str, datas: list) -> list:
+        if mode == _NATIVE:
+            head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr,
+                                     sum(len(d) for d in datas), ts)
+            return [prefix.before + head, *datas, prefix.after]
+        offsets, pos = [], 0
+        for d in datas:
+            offsets.append(pos)
+            pos += 8 + len(d) + len(d) % 2
+        opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
+        before = prefix.before
+        if pos <= 0xFFFFFFFF:
+            bot = struct.pack(f"<HHI{len(offsets)}I", 0xFFFE, 0xE000, 4 * len(offsets), *offsets)
+        else:  # PS3.5 A.4: offsets past 4 GiB go in the Extended Offset Table, BOT empty
+            bot = struct.pack("<HHI", 0xFFFE, 0xE000, 0)
+            lengths = [len(d) + len(d) % 2 for d in datas]
+            eot = [struct.pack("<HH2s2xI", 0x7FE0, tag, b"OV", 8 * len(values))
+                   + struct.pack(f"<{len(values)}Q", *values)
+                   for tag, values in ((0x0001, offsets), (0x0002, lengths))]
+            before = b"".join([before, *eot])
+        out = [b"".join([before, opening[:-len(SEQ_DELIM)], bot])]
+        tail = b""
+        for d in datas:
+            out += [tail + struct.pack("<HHI", 0xFFFE, 0xE000, len(d) + len(d) % 2), d]
+            tail = b"\0" * (len(d) % 2)
+        out.append(b"".join([tail, SEQ_DELIM, prefix.after]))
+        return out
+
     def get_pixel_data(self, i: int, transfer_syntax: "str | None" = None) -> bytes:
-        """The Pixel Data value of the instance :meth:`get_dicom_for_frame` returns for
-        frame ``i`` in ``transfer_syntax``: the native pixel bytes, or the one codestream
-        (not encapsulated, no padding) of an encapsulated syntax; bulk data of WADO-RS."""
+        """The Pixel Data value of frame ``i`` of the file in ``transfer_syntax``, as the
+        instance holding it carries it: the frame's native pixel bytes, or its one
+        codestream (not encapsulated, no padding) of an encapsulated syntax; the frames
+        and bulk data of WADO-RS."""
         k = self._enter(i)
         try:
             ts = self._syntax(False, transfer_syntax)
@@ -363,16 +486,17 @@ class DcbStreamingReader:
             return self._codestream(k)
         if mode == _REENCODE:
             return self._htj2k(k)
-        prefix = self._cache.get((k, ts)) or self._prefix(k, ts, None)
+        i = k // self._per
+        prefix = self._cache.get((i, ts)) or self._prefix(i, ts, None)
         return self._native_data(k, prefix)
 
     def get_dataset(self, i: int, force_uncompressed: bool = False,
                     transfer_syntax: "str | None" = None):
         """The pydicom Dataset (with ``file_meta``, without pixel data) of the instance
-        :meth:`get_dicom_for_frame` returns for frame ``i`` with the same arguments."""
+        :meth:`get_dicom_for_instance` returns for instance ``i`` with the same arguments."""
         import pydicom
 
-        k = self._enter(i)
+        k = self._enter(i, "instance")
         try:
             prefix = self._prefix_of(k, self._syntax(force_uncompressed, transfer_syntax))
         finally:
@@ -382,10 +506,10 @@ class DcbStreamingReader:
     get_frame_dataset = get_dataset
 
     def get_json(self, i: int, transfer_syntax: "str | None" = None) -> dict:
-        """The data set of the instance :meth:`get_dicom_for_frame` returns for frame ``i``
-        as DICOM JSON (the lossless form of :mod:`dicube.dicom.dicom_json`), without file
-        meta information and pixel data; a new dict, tags ascending."""
-        k = self._enter(i)
+        """The data set of the instance :meth:`get_dicom_for_instance` returns for instance
+        ``i`` as DICOM JSON (the lossless form of :mod:`dicube.dicom.dicom_json`), without
+        file meta information and pixel data; a new dict, tags ascending."""
+        k = self._enter(i, "instance")
         try:
             prefix = self._prefix_of(k, self._syntax(False, transfer_syntax))
             header = slice_header(self._meta, k)[0]
@@ -400,10 +524,11 @@ class DcbStreamingReader:
         mode = self._mode(ts)
         prefix = self._cache.get((k, ts))
         if prefix is None:
+            f = k * self._per  # the instance's first frame
             if mode == _STORED and self._codec.header is not None:
-                prefix = self._prefix(k, ts, self._codestream_info(k, self._codestream(k)))
+                prefix = self._prefix(k, ts, self._codestream_info(f, self._codestream(f)))
             elif mode == _REENCODE:
-                prefix = self._prefix(k, ts, self._reencoded_info(k))
+                prefix = self._prefix(k, ts, self._reencoded_info(f))
             else:
                 prefix = self._prefix(k, ts, None)
         return prefix
@@ -531,6 +656,8 @@ class DcbStreamingReader:
                 vr = "OB" if dtype.itemsize == 1 else "OW"
             if ts == IMPLICIT_LE and dtype.itemsize > 1:
                 vr = "OW"
+        for key in _SOURCE_OFFSETS:
+            header.pop(key, None)
         sop_class = first_value(header, "00020002") or first_value(header, "00080016")
         sop_instance = first_value(header, "00020003") or first_value(header, "00080018")
         for key in [key for key in header if key.startswith("0002")]:

@@ -136,7 +136,7 @@ class _Source:
         """The encoded data set of ``frame`` in ``syntax`` (one of ``self.syntaxes``) as
         the P-DATA-TF PDUs that carry it; its Pixel Data value from the archive's
         PixelStore (shared with WADO-RS: a frame decoded for one is not decoded again)."""
-        pixels = self.pixels.get(self.reader, frame, syntax)
+        pixels = self.pixels.instance(self.reader, frame, syntax)
         pieces = self.reader.get_dicom_pieces(frame, syntax, pixels)
         return p_data_pdus(context_id, b"", [_part10_body(pieces[0])] + pieces[1:], max_pdu)
 
@@ -146,7 +146,7 @@ class _Source:
 
         from pydicom import dcmread
 
-        return dcmread(BytesIO(self.reader.get_dicom_for_frame(frame, transfer_syntax=syntax)))
+        return dcmread(BytesIO(self.reader.get_dicom_for_instance(frame, transfer_syntax=syntax)))
 
 
 class _Pending(Dataset):

@@ -77,7 +77,9 @@ def level_keys(level: str) -> tuple:
 
 
 class InstanceRef(NamedTuple):
-    """Where an instance is: frame ``frame`` of the file ``path``."""
+    """Where an instance is: instance ``frame`` of the file ``path`` (its source file
+    ``frame``; the same as its frame number unless the file holds multi-frame instances,
+    see :meth:`~dicube.dicom.streaming.DcbStreamingReader.frames_of_instance`)."""
 
     path: Path
     frame: int
@@ -94,8 +96,8 @@ class _Series:
     patient: tuple                     # values of PATIENT_KEYS
     study: tuple                       # values of STUDY_KEYS
     series: tuple                      # values of SERIES_KEYS
-    frames: tuple                      # frame numbers in the file
-    sops: tuple                        # SOP Instance UID per frame
+    frames: tuple                      # instance numbers in the file
+    sops: tuple                        # SOP Instance UID per instance
     varying: dict                      # INSTANCE_KEYS keyword -> value, or tuple per frame
 
     @property
@@ -504,6 +506,7 @@ def _read_parts(path: str) -> tuple:
     import warnings
 
     from ..core.io import meta_from_reader
+    from ..dicom.streaming_layout import frames_per_instance
     from ..storage.reader import DcbsReader
 
     with warnings.catch_warnings():
@@ -513,9 +516,8 @@ def _read_parts(path: str) -> tuple:
             n = reader.frame_count
     if meta is None or len(meta) == 0:
         raise DicomReadError("the file has no DICOM metadata to serve", path)
-    if len(meta) != n:
-        raise DicomReadError(f"{len(meta)} source file(s) for {n} frames; serving needs one "
-                             "single-frame source file per frame", path)
+    frames_per_instance(meta, n, path)  # one instance per source file, N frames each
+    n = len(meta)
     shared, per_slice = meta.shared, meta.per_slice
 
     def column(keys: tuple) -> list:

@@ -85,6 +85,15 @@ class PixelStore:
             data = self.cache.put(key, reader.get_pixel_data(frame, ts))
         return data
 
+    def instance(self, reader, i: int, ts: str, cached_only: bool = False):
+        """The Pixel Data values of instance ``i``'s frames (see :meth:`get`): one bytes
+        for a single-frame instance, else a list in frame order, as
+        ``reader.get_dicom_pieces`` takes them."""
+        frames = reader.frames_of_instance(i)
+        if len(frames) == 1:
+            return self.get(reader, frames[0], ts, cached_only)
+        return [self.get(reader, k, ts, cached_only) for k in frames]
+
     def prefetch(self, reader, frame: int, ts: str, size: int) -> None:
         """Decode the other frames of ``reader``'s file into the cache on one worker thread,
         nearest to ``frame`` first: a viewer that asked for one frame of a series asks for

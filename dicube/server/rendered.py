@@ -244,8 +244,11 @@ def _geometry(shape: tuple, p: RenderParams) -> Tuple[tuple, Tuple[int, int]]:
     return (x, y, w, h), (max(1, round(w * scale)), max(1, round(h * scale)))
 
 
-def render(path, frame: int, p: RenderParams, media: str = "image/jpeg") -> bytes:
-    """Frame ``frame`` of the .dcbs file ``path`` rendered as ``media`` (JPEG or PNG)."""
+def render(path, frame: int, p: RenderParams, media: str = "image/jpeg",
+           instance: "int | None" = None) -> bytes:
+    """Frame ``frame`` of the .dcbs file ``path`` rendered as ``media`` (JPEG or PNG);
+    ``instance``: the instance holding it, whose metadata annotates it (default: the
+    instance numbered as the frame, as in a series of single-frame instances)."""
     from PIL import Image
 
     from ..preview import auto_window
@@ -283,7 +286,8 @@ def render(path, frame: int, p: RenderParams, media: str = "image/jpeg") -> byte
         shown = np.subtract(255, shown, dtype=np.uint8)
     img = Image.fromarray(shown, "RGB" if colour else "L")
     if p.annotation:
-        top, bottom = annotation_lines(_meta_of(entry), frame, p.annotation,
+        top, bottom = annotation_lines(_meta_of(entry), frame if instance is None else instance,
+                                       p.annotation,
                                        None if colour and p.window is None else (center, width))
         _burn(img, top, bottom)
     buf = io.BytesIO()

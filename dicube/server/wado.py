@@ -288,7 +288,7 @@ class Wado:
             reader = files[ref.path][0]
             try:
                 data = reader.get_dicom_pieces(ref.frame, ts,
-                                               self._pixel_data(reader, ref.frame, ts))
+                                               self.pixels.instance(reader, ref.frame, ts))
             except (DicomCubeError, OSError) as exc:
                 raise _file_error(ref.path, exc) from exc
             return f"application/dicom; transfer-syntax={ts}", data
@@ -313,18 +313,30 @@ class Wado:
         except ValueError as exc:
             raise _HttpError(400, str(exc)) from exc
         (ref,) = self._refs(request, "instance")
+        return self._pixels(request, ref, self._file_frames(ref, numbers, loop), loop)
+
+    def _file_frames(self, ref, numbers: list, loop: bool = False) -> list:
+        """The file's frame numbers of frames ``numbers`` (1-based) of instance ``ref``;
+        404 for a frame the instance does not have."""
+        reader = self._reader(ref.path, loop)
+        try:
+            frames = reader.frames_of_instance(ref.frame)
+        except (DicomCubeError, OSError) as exc:
+            raise _file_error(ref.path, exc) from exc
         for n in numbers:
-            if n != 1:  # every served instance is one frame of its file
-                raise _HttpError(404, f"frame {n} not found: instance {ref.sop_uid} has 1 frame")
-        return self._pixels(request, ref, len(numbers), loop)
+            if n > len(frames):
+                raise _HttpError(404, f"frame {n} not found: instance {ref.sop_uid} has "
+                                      f"{len(frames)} frame{'s' if len(frames) > 1 else ''}")
+        return [frames[n - 1] for n in numbers]
 
     def _bulkdata(self, request: Request, loop: bool = False) -> Response:
         tag = request.path_params["tag"].upper()
         if not re.fullmatch(r"[0-9A-F]{8}", tag):
             raise _HttpError(400, f"bulk data tag {tag!r} is not 8 hexadecimal digits")
         (ref,) = self._refs(request, "instance")
-        if tag == _PIXEL_DATA:
-            return self._pixels(request, ref, 1, loop)
+        if tag == _PIXEL_DATA:  # a multi-frame instance's frames, one part each
+            frames = list(self._reader(ref.path, loop).frames_of_instance(ref.frame))
+            return self._pixels(request, ref, frames, loop)
         if loop:
             raise _NeedThread
         reader = self._reader(ref.path)
@@ -340,7 +352,8 @@ class Wado:
         boundary = multipart.new_boundary()
         return self._whole([(OCTET, data)], boundary, multipart.content_type(boundary, OCTET))
 
-    def _pixels(self, request: Request, ref, count: int, loop: bool = False) -> Response:
+    def _pixels(self, request: Request, ref, frames: list, loop: bool = False) -> Response:
+        """Frames ``frames`` (numbers in the file) of instance ``ref``, one part each."""
         accept = self._accept(request)
         reader = self._reader(ref.path, loop)
         try:
@@ -351,20 +364,22 @@ class Wado:
             raise _file_error(ref.path, exc) from exc
         media, ts = negotiation.frame_media(accept, available)
         read_ts = next(t for t in available if t in HTJ2K_SYNTAXES) if ts == HTJ2K else ts
+        part_type = f"{media}; transfer-syntax={ts}"
+        parts = []
         try:
-            data = self._pixel_data(reader, ref.frame, read_ts, loop)
-            if ts in _NATIVE:
-                self.pixels.prefetch(reader, ref.frame, ts, len(data))
-            if media == JPH:
-                from ..codecs.jph import read_header
+            for frame in frames:
+                data = self._pixel_data(reader, frame, read_ts, loop)
+                if ts in _NATIVE:
+                    self.pixels.prefetch(reader, frame, ts, len(data))
+                if media == JPH:
+                    from ..codecs.jph import read_header
 
-                data = jph_file(data, read_header(data))
+                    data = jph_file(data, read_header(data))
+                parts.append((part_type, data))
         except (DicomCubeError, OSError) as exc:
             raise _file_error(ref.path, exc) from exc
-        part_type = f"{media}; transfer-syntax={ts}"
         boundary = multipart.new_boundary()
-        return self._whole([(part_type, data)] * count, boundary,
-                           multipart.content_type(boundary, media, ts))
+        return self._whole(parts, boundary, multipart.content_type(boundary, media, ts))
 
     # -- metadata -------------------------------------------------------------------
     def _metadata(self, request: Request, level: str) -> Response:
@@ -417,15 +432,23 @@ class Wado:
                 numbers = parse_frames(frames)
             except ValueError as exc:
                 raise _HttpError(400, str(exc)) from exc
-            if numbers != [1]:
-                raise _HttpError(404 if len(numbers) == 1 else 400,
-                                 f"frames {frames}: instance {refs[0].sop_uid} has 1 frame")
+            if len(numbers) != 1:
+                raise _HttpError(400, f"frames {frames}: one frame is rendered at a time")
+            (shown,) = self._file_frames(refs[0], numbers)
+        else:
+            shown = None
         if level in ("study", "series") and thumbnail:
             refs = [refs[len(refs) // 2]]  # a thumbnail shows the middle instance
 
         def image(ref) -> bytes:
+            # a multi-frame instance shows its first frame (a thumbnail: its middle one)
+            # unless a frame is named
             try:
-                return rendered.render(ref.path, ref.frame, params, media)
+                frame = shown
+                if frame is None:
+                    fr = self._reader(ref.path).frames_of_instance(ref.frame)
+                    frame = fr[len(fr) // 2] if thumbnail else fr[0]
+                return rendered.render(ref.path, frame, params, media, ref.frame)
             except ValueError as exc:  # a viewport region outside the image
                 raise _HttpError(400, str(exc)) from exc
             except (DicomCubeError, OSError) as exc:
