@@ -78,6 +78,8 @@ _SAME = ("rows", "columns", "components", "bits_stored", "signed", "color_transf
          "reversible")
 #: Offset tables of the source's encapsulated fragments: never true of the frames served.
 _SOURCE_OFFSETS = ("7FE00001", "7FE00002")
+#: Largest offset a Basic Offset Table holds; past it, an Extended Offset Table.
+_BOT_LIMIT = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -452,7 +454,7 @@ class DcbStreamingReader:
             pos += 8 + len(d) + len(d) % 2
         opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
         before = prefix.before
-        if pos <= 0xFFFFFFFF:
+        if pos <= _BOT_LIMIT:
             bot = struct.pack(f"<HHI{len(offsets)}I", 0xFFFE, 0xE000, 4 * len(offsets), *offsets)
         else:  # PS3.5 A.4: offsets past 4 GiB go in the Extended Offset Table, BOT empty
             bot = struct.pack("<HHI", 0xFFFE, 0xE000, 0)
