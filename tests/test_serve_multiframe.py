@@ -86,6 +86,10 @@ def test_wado_serves_the_instance_and_its_frames(multiframe):
         base = f"{served.url}/studies/{study}/series/{series}/instances/{sop}"
         assert httpx.get(f"{base}/frames/16", timeout=10).status_code == 404
         assert httpx.get(f"{base}/frames/15/rendered", timeout=10).status_code == 200
+        bulk = httpx.get(f"{base}/bulkdata/7FE00010", timeout=10)  # every frame, one part each
+        assert bulk.status_code == 200
+        assert all(ds.pixel_array[i].tobytes() in bulk.content for i in range(15))
+        assert bulk.content.count(b"Content-Type: application/octet-stream") == 15
 
 
 HTJ2K = "1.2.840.10008.1.2.4.201"

@@ -335,7 +335,10 @@ class Wado:
             raise _HttpError(400, f"bulk data tag {tag!r} is not 8 hexadecimal digits")
         (ref,) = self._refs(request, "instance")
         if tag == _PIXEL_DATA:  # a multi-frame instance's frames, one part each
-            frames = list(self._reader(ref.path, loop).frames_of_instance(ref.frame))
+            try:
+                frames = list(self._reader(ref.path, loop).frames_of_instance(ref.frame))
+            except (DicomCubeError, OSError) as exc:
+                raise _file_error(ref.path, exc) from exc
             return self._pixels(request, ref, frames, loop)
         if loop:
             raise _NeedThread
