@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,6 +19,7 @@ import pydicom
 from pydicom.pixels import pixel_array
 
 from ..exceptions import DamagedDicomError
+from ..storage import limits
 from .dicom_json import (
     PIXEL_TAGS,
     dataset_to_json,
@@ -171,8 +173,8 @@ def _skip_items(buf: bytes, pos: int, end: int) -> tuple[int, bool]:
     return pos, False
 
 
-def _parse_fast(path: str, buf: bytes) -> ParsedFile:
-    preamble = buf[:128]
+def _file_meta(buf: bytes) -> tuple[dict, int]:
+    """The file meta elements (group 0002 after "DICM") as DICOM JSON, and where they end."""
     header: dict = {}
     pos = 132
     # file meta information: explicit VR little endian, group 0002 only
@@ -193,8 +195,47 @@ def _parse_fast(path: str, buf: bytes) -> ParsedFile:
         header[f"0002{elem:04X}"] = element_from_raw(vr.decode("ascii"), buf[pos:pos + length],
                                                    "latin_1", ["iso8859"])
         pos += length
+    return header, pos
+
+
+def _ts(header: dict) -> str:
     ts_elem = header.get("00020010", {}).get("Value")
-    ts = ts_elem[0].rstrip("\x00 ") if ts_elem else ""
+    return ts_elem[0].rstrip("\x00 ") if ts_elem else ""
+
+
+def _check_inflated_size(path: str, buf: bytes) -> None:
+    """Refuse a deflated data set that inflates beyond :func:`limits.inflate_cap` (a
+    decompression bomb) before pydicom inflates it whole: count the bytes in chunks."""
+    try:
+        header, pos = _file_meta(buf)
+    except Exception:  # noqa: BLE001 - damaged meta: pydicom reports it
+        return
+    if _ts(header) not in DEFLATED:
+        return
+    stored = len(buf) - pos
+    cap = limits.inflate_cap(stored)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    data, total = memoryview(buf)[pos:], 0
+    try:
+        while data and total <= cap:
+            total += len(inflater.decompress(data, 1 << 20))
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+    except zlib.error:
+        return  # pydicom reports the damaged stream
+    if total > cap:
+        raise DamagedDicomError(
+            f"deflated data set of {stored} bytes inflates to more than {int(cap)} bytes: refused "
+            f"as a likely decompression bomb (limits MAX_INFLATE_RATIO="
+            f"{limits.get('MAX_INFLATE_RATIO'):g} above DECODE_FREE_BYTES; env "
+            "DICUBE_MAX_INFLATE_RATIO=0 disables)", path)
+
+
+def _parse_fast(path: str, buf: bytes) -> ParsedFile:
+    preamble = buf[:128]
+    header, pos = _file_meta(buf)
+    ts = _ts(header)
     if not ts or ts in (IMPLICIT_LE, EXPLICIT_BE) or ts in DEFLATED:
         raise _Fallback("transfer syntax needs pydicom")
     pf = ParsedFile(path, header, ts, preamble if any(preamble) else None)
@@ -277,6 +318,7 @@ def parse_bytes(path: str, buf: bytes) -> tuple[ParsedFile, Optional[pydicom.Dat
             return _parse_fast(path, buf), None
         except Exception:  # noqa: BLE001 - anything unusual: pydicom decides
             pass
+        _check_inflated_size(path, buf)
     try:
         return _parse_pydicom(path, buf)
     except NotDicomError as exc:

@@ -35,6 +35,10 @@ DECODE_FREE_BYTES = 256 << 20
 #: (env DICUBE_MAX_DECODE_RATIO; 0 disables the check).
 MAX_DECODE_RATIO = 1000
 
+#: A deflated DICOM data set may inflate to DECODE_FREE_BYTES whatever its stored size, above
+#: that to at most this many times its stored size (env DICUBE_MAX_INFLATE_RATIO; 0 disables).
+MAX_INFLATE_RATIO = 100
+
 #: Remote reads (HTTP, S3 and HTTP folder listings): seconds to connect (env DICUBE_CONNECT_TIMEOUT)
 CONNECT_TIMEOUT = 10.0
 #: and seconds a request may wait for its next bytes (env DICUBE_READ_TIMEOUT).
@@ -49,6 +53,7 @@ _ENV = {
     "MAX_SECTION_RATIO": "DICUBE_MAX_SECTION_RATIO",
     "DECODE_FREE_BYTES": "DICUBE_DECODE_FREE_BYTES",
     "MAX_DECODE_RATIO": "DICUBE_MAX_DECODE_RATIO",
+    "MAX_INFLATE_RATIO": "DICUBE_MAX_INFLATE_RATIO",
     "CONNECT_TIMEOUT": "DICUBE_CONNECT_TIMEOUT",
     "READ_TIMEOUT": "DICUBE_READ_TIMEOUT",
 }
@@ -118,6 +123,12 @@ def check_decoded(nbytes: int, stored: int, path) -> None:
             f"({_mib(nbytes)}), more than {ratio:g} times their size: refused as a likely "
             f"decompression bomb (limits MAX_DECODE_RATIO={ratio:g} above "
             f"DECODE_FREE_BYTES={_mib(free)}; env DICUBE_MAX_DECODE_RATIO=0 disables)", path)
+
+
+def inflate_cap(stored: int) -> float:
+    """Most bytes ``stored`` bytes of a deflated DICOM data set may inflate to (inf: no limit)."""
+    ratio = get("MAX_INFLATE_RATIO")
+    return max(get("DECODE_FREE_BYTES"), ratio * stored) if ratio else float("inf")
 
 
 def out_of_memory(nbytes: int, what: str, path) -> DicomCubeError:

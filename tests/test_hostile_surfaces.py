@@ -1,0 +1,67 @@
+"""Hostile input on surfaces the fuzzers do not reach: deflated DICOM data sets that inflate
+without bound, .dcba/.dcbl sections, NIfTI headers and remote servers that lie.
+
+Every case must end in a typed error from dicube.exceptions naming the file (or URL) and
+the problem, within bounded memory and time.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from dicube.dicom.dicom_io import load_from_dicom_folder
+from dicube.dicom.file_parser import parse_file
+from dicube.exceptions import DamagedDicomError, UnreadableFilesError
+from dicube.storage import limits
+
+
+def _deflated(zeros: int) -> bytes:
+    """A deflated CT_small followed by a private OB of ``zeros`` zero bytes (tiny on disk)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = z.compress(body.getvalue() + b"\x09\x00\x10\x10OB\x00\x00" + struct.pack("<I", zeros))
+    chunk = bytes(1 << 20)
+    for _ in range(zeros >> 20):
+        out += z.compress(chunk)
+    out += z.compress(bytes(zeros & ((1 << 20) - 1))) + z.flush()
+    return b"\0" * 128 + b"DICM" + meta.getvalue() + out
+
+
+def test_deflate_bomb_is_refused_before_inflating(tmp_path, monkeypatch, sample_10):
+    monkeypatch.setattr(limits, "DECODE_FREE_BYTES", 1 << 20)
+    bomb = tmp_path / "s" / "bomb.dcm"
+    shutil.copytree(sample_10, bomb.parent)
+    bomb.write_bytes(_deflated(40 << 20))  # ~40 KB inflating to 40 MiB: 1000:1
+    with pytest.raises(DamagedDicomError, match="decompression bomb") as err:
+        parse_file(bomb)
+    assert str(bomb) in str(err.value) and "MAX_INFLATE_RATIO" in str(err.value)
+    with pytest.raises(UnreadableFilesError, match="bomb.dcm.*decompression bomb"):
+        load_from_dicom_folder(bomb.parent)
+    monkeypatch.setenv("DICUBE_MAX_INFLATE_RATIO", "0")  # disabled: read (and kept) again
+    pf, _ = parse_file(bomb, with_pixels=False)
+    assert pf.transfer_syntax == DeflatedExplicitVRLittleEndian
+
+
+def test_deflated_files_within_the_limit_still_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "DECODE_FREE_BYTES", 1 << 20)
+    pf, arr = parse_file(get_testdata_file("image_dfl.dcm"))
+    assert arr.shape[1:] == (pf.value("00280010"), pf.value("00280011"))
+    small = tmp_path / "small.dcm"
+    small.write_bytes(_deflated(1 << 16))  # inflates to ~100 KB: under DECODE_FREE_BYTES
+    pf, arr = parse_file(small)
+    assert arr.shape == (1, 128, 128)
