@@ -186,3 +186,25 @@ def test_a_frame_of_another_geometry_is_refused(converted, tmp_path):
         assert str(bad) in str(exc.value)
         with pytest.raises(DicomCubeError):
             stream.get_dicom_for_instance(0, transfer_syntax=EXPLICIT)
+
+
+def test_a_dcba_multiframe_instance_in_every_syntax(tmp_path):
+    """.dcba (JPEG XL frames) of SC_rgb_rle_2frame.dcm: HTJ2K re-encoded and native
+    instances hold the source's pixels; JPEG XL Lossless holds the stored codestreams, one
+    fragment per frame."""
+    from pydicom.encaps import generate_fragments
+
+    name = "SC_rgb_rle_2frame.dcm"
+    shutil.copyfile(_testfile(name), tmp_path / name)
+    ds = pydicom.dcmread(tmp_path / name)
+    dicube.save(dicube.load_from_dicom_folder(tmp_path), tmp_path / "x.dcba")
+    with DcbStreamingReader(tmp_path / "x.dcba") as stream:
+        for ts in stream.available_transfer_syntaxes():
+            got = pydicom.dcmread(io.BytesIO(stream.get_dicom_for_instance(0, transfer_syntax=ts)))
+            assert int(got.NumberOfFrames) == 2
+            if ts == streaming.JXL_LOSSLESS:  # pydicom decodes no JPEG XL
+                frags = list(generate_fragments(got.PixelData))[1:]
+                assert [f.rstrip(b"\0") for f in frags] == [
+                    stream.get_pixel_data(k, ts).rstrip(b"\0") for k in (0, 1)]
+            else:
+                np.testing.assert_array_equal(got.pixel_array, ds.pixel_array)
