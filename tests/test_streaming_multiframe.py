@@ -112,6 +112,21 @@ def test_export_writes_the_source_instance(converted, tmp_path):
     np.testing.assert_array_equal(got.pixel_array, ds.pixel_array)
 
 
+def test_cli_export_writes_the_source_instance(converted, tmp_path, capsys):
+    """``dicube export``: one file, every element and pixel of the source (rtdose.dcm is
+    Implicit VR LE, SC_rgb_rle_2frame.dcm RLE: both written in the source's syntax)."""
+    from cli_helpers import run_cli
+
+    path, ds = converted
+    code, out, err = run_cli(capsys, "export", str(path), str(tmp_path / "out"))
+    assert code == 0, err
+    (written,) = (tmp_path / "out").glob("*.dcm")
+    got = pydicom.dcmread(written)
+    assert got.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+    _same_elements(got, ds)
+    np.testing.assert_array_equal(got.pixel_array, ds.pixel_array)
+
+
 def test_extended_offset_table_past_the_basic_one(converted, monkeypatch):
     """Past 4 GiB of fragments (here: a lowered limit) the offsets go in an Extended
     Offset Table and the Basic Offset Table is empty (PS3.5 A.4)."""
