@@ -22,7 +22,7 @@ def frames_per_instance(meta, frame_count: int, path) -> int:
         raise MetaDataError(f"{m} source file(s) for {frame_count} frames: the frames do not "
                             "split evenly over the instances", path)
     per = frame_count // m
-    if per == 1 and NUMBER_OF_FRAMES not in meta.shared and not meta.per_slice.get(NUMBER_OF_FRAMES):
+    if per == 1 and NUMBER_OF_FRAMES not in meta:  # (a lazy DicomMeta stays unparsed)
         return per  # single-frame instances without the attribute: nothing to check
     for i in (0,) if meta.is_shared(NUMBER_OF_FRAMES) else range(m):
         declared = _declared(meta.get_element(NUMBER_OF_FRAMES, i), i, path)
