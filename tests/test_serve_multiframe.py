@@ -86,6 +86,10 @@ def test_wado_serves_the_instance_and_its_frames(multiframe):
         base = f"{served.url}/studies/{study}/series/{series}/instances/{sop}"
         assert httpx.get(f"{base}/frames/16", timeout=10).status_code == 404
         assert httpx.get(f"{base}/frames/15/rendered", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/frames/16/rendered", timeout=10).status_code == 404
+        for what in ("rendered", "thumbnail"):  # its first and middle frames
+            r = httpx.get(f"{base}/{what}", timeout=10)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         bulk = httpx.get(f"{base}/bulkdata/7FE00010", timeout=10)  # every frame, one part each
         assert bulk.status_code == 200
         assert all(ds.pixel_array[i].tobytes() in bulk.content for i in range(15))
@@ -136,6 +140,52 @@ def test_c_get_sends_the_multiframe_instance(multiframe):
     finally:
         server.shutdown()
         index.close()
+
+
+def test_c_move_sends_the_multiframe_instance(multiframe):
+    """C-MOVE to a pynetdicom Storage SCP accepting HTJ2K only: the data set received is
+    the streaming reader's instance of 15 frames, byte for byte."""
+    import socket
+
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import RTDoseStorage, StudyRootQueryRetrieveInformationModelMove
+
+    from dicube.dicom import DcbStreamingReader
+    from dicube.server.dimse import start_dimse
+
+    root, ds = multiframe
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    received = []
+    scp_ae = AE("PYSCP")
+    scp_ae.add_supported_context(RTDoseStorage, [HTJ2K])
+    scp = scp_ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(
+        evt.EVT_C_STORE,
+        lambda e: received.append(bytes(e.request.DataSet.getvalue())) or 0x0000)])
+    index = ArchiveIndex(root)
+    server = start_dimse(index, "DICUBE", "127.0.0.1", 0, {"PYSCP": ("127.0.0.1", port)})
+    try:
+        ae = AE("PYSCU")
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="DICUBE")
+        ident = pydicom.Dataset()
+        ident.QueryRetrieveLevel = "IMAGE"
+        ident.StudyInstanceUID = ds.StudyInstanceUID
+        ident.SeriesInstanceUID = ds.SeriesInstanceUID
+        ident.SOPInstanceUID = ds.SOPInstanceUID
+        statuses = [s.Status for s, _ in assoc.send_c_move(
+            ident, "PYSCP", StudyRootQueryRetrieveInformationModelMove)]
+        assoc.release()
+    finally:
+        server.shutdown()
+        index.close()
+        scp.shutdown()
+    assert statuses[-1] == 0x0000
+    (body,) = received
+    with DcbStreamingReader(root / "rtdose.dcbs") as stream:
+        data = stream.get_dicom_for_instance(0, transfer_syntax=HTJ2K)
+    assert data.endswith(body) and len(data) - len(body) < 400
 
 
 def test_a_colour_multiframe_instance_serves_its_htj2k_frames(tmp_path):
