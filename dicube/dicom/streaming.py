@@ -380,7 +380,7 @@ class DcbStreamingReader:
         try:
             ts = self._syntax(False, transfer_syntax)
             mode = self._mode(ts)
-            frames = self.frames_of_instance(k)
+            frames = (k,) if self._per == 1 else range(k * self._per, (k + 1) * self._per)
             if pixel_data is None:
                 datas = [self._pixel_data(f, ts, mode) for f in frames]
             elif isinstance(pixel_data, (bytes, bytearray, memoryview)):
@@ -399,8 +399,8 @@ class DcbStreamingReader:
                     info = read_header(datas[0])
                 prefix = self._prefix(k, ts, info)
             bits = first_value(prefix.image_pixel, "00280101") if mode == _REENCODE else None
-            for f, data in zip(frames, datas):
-                if bits is not None and read_header(data).bits_stored != bits:  # never by our encoder
+            for f, data in zip(frames, datas) if bits is not None else ():
+                if read_header(data).bits_stored != bits:  # never by our encoder
                     raise CodecError(f"frame {f}: HTJ2K precision {read_header(data).bits_stored} "
                                      f"differs from Bits Stored {bits}", self.path)
             if len(datas) > 1:
