@@ -6,10 +6,13 @@ the problem, within bounded memory and time.
 """
 from __future__ import annotations
 
+import gzip
 import shutil
 import struct
 import zlib
 
+import nibabel as nib
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -19,7 +22,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicube.dicom.dicom_io import load_from_dicom_folder
 from dicube.dicom.file_parser import parse_file
-from dicube.exceptions import DamagedDicomError, UnreadableFilesError
+from dicube.core.nifti_io import load_from_nifti
+from dicube.exceptions import DamagedDicomError, DicomCubeError, UnreadableFilesError
 from dicube.storage import limits
 
 
@@ -65,3 +69,51 @@ def test_deflated_files_within_the_limit_still_read(tmp_path, monkeypatch):
     small.write_bytes(_deflated(1 << 16))  # inflates to ~100 KB: under DECODE_FREE_BYTES
     pf, arr = parse_file(small)
     assert arr.shape == (1, 128, 128)
+
+
+def _nifti(edit=None, data=None) -> bytes:
+    data = np.arange(720, dtype=np.int16).reshape(8, 9, 10) if data is None else data
+    b = bytearray(nib.Nifti1Image(data, np.diag([1.0, 1, 2, 1])).to_bytes())
+    if edit:
+        struct.pack_into(edit[1], b, edit[0], *edit[2:])
+    return bytes(b)
+
+
+NIFTI_CASES = {
+    "dims_huge": ((40, "<4h", 3, 32767, 32767, 32767), ".nii", "data bytes"),
+    "dims_huge_gz": ((40, "<4h", 3, 32767, 32767, 32767), ".nii.gz", "decompression bomb"),
+    "dims_negative": ((40, "<4h", 3, -5, 9, 10), ".nii", "not all positive"),
+    "dims_zero": ((40, "<4h", 3, 0, 9, 10), ".nii", "not all positive"),
+    "vox_offset_huge": ((108, "<f", 1e30), ".nii", "NIfTI"),
+    "sform_nan": ((280, "<4f", float("nan"), 0, 0, 0), ".nii", "not finite"),
+    "sform_inf": ((280, "<4f", float("inf"), 0, 0, 0), ".nii", "not finite"),
+    "complex": (None, ".nii", "sample type"),
+    "truncated": (None, ".nii", "truncated"),
+}
+
+
+@pytest.mark.parametrize("case", NIFTI_CASES)
+def test_hostile_nifti_headers_are_typed_errors_naming_the_file(case, tmp_path):
+    edit, ext, what = NIFTI_CASES[case]
+    data = np.zeros((4, 4, 4), np.complex64) if case == "complex" else None
+    raw = _nifti(edit, data)
+    if case.startswith("sform"):
+        raw = bytearray(raw)
+        struct.pack_into("<h", raw, 254, 1)
+    if case == "truncated":
+        raw = raw[:600]
+    path = tmp_path / f"x{ext}"
+    path.write_bytes(gzip.compress(bytes(raw), 1) if ext == ".nii.gz" else bytes(raw))
+    with pytest.raises(DicomCubeError, match=what) as err:
+        load_from_nifti(path)
+    assert str(path) in str(err.value)
+
+
+def test_nifti_gz_bomb_is_refused_before_allocating(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "DECODE_FREE_BYTES", 1 << 20)
+    path = tmp_path / "bomb.nii.gz"
+    path.write_bytes(gzip.compress(_nifti(data=np.zeros((64, 256, 256), np.int16)), 9))
+    with pytest.raises(DicomCubeError, match="decompression bomb"):
+        load_from_nifti(path)  # 8 MiB from ~8 KB: over 100:1
+    monkeypatch.setattr(limits, "DECODE_FREE_BYTES", 16 << 20)
+    assert load_from_nifti(path).raw_image.shape == (256, 256, 64)

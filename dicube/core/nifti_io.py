@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..exceptions import DataConsistencyError, DicomCubeError
+from ..storage import limits
 from ..storage.atomic import atomic_write
 from .image import DicomCubeImage
 from .pixel_header import PixelDataHeader
@@ -36,11 +37,13 @@ def space_from_ras_affine(affine: np.ndarray, shape_xyz: tuple):
     """spacetransformer Space (LPS) of a NIfTI affine and (x, y, z) shape."""
     from spacetransformer import Space
 
+    if not np.isfinite(np.asarray(affine, float)).all():
+        raise DataConsistencyError(f"NIfTI affine is not finite: {np.asarray(affine).tolist()}")
     lps = LPS_TO_RAS @ np.asarray(affine, float)
     rot = lps[:3, :3]
     spacing = np.linalg.norm(rot, axis=0)
-    if (spacing == 0).any():
-        raise DataConsistencyError("NIfTI affine has a zero-length axis")
+    if (spacing == 0).any() or not np.isfinite(spacing).all():
+        raise DataConsistencyError(f"NIfTI affine has a zero-length or overflowing axis: {spacing.tolist()}")
     axes = rot / spacing
     return Space(shape=tuple(int(s) for s in shape_xyz), origin=tuple(lps[:3, 3].tolist()),
                  spacing=tuple(spacing.tolist()), x_orientation=tuple(axes[:, 0].tolist()),
@@ -97,10 +100,13 @@ def load_from_nifti(path: "os.PathLike[str] | str") -> DicomCubeImage:
 
     try:
         nii = nib.load(os.fspath(path))
+        _check_declared_data(nii, path)
+        raw = np.asarray(nii.dataobj.get_unscaled()) if hasattr(nii.dataobj, "get_unscaled") \
+            else np.asarray(nii.dataobj)
+    except DicomCubeError:
+        raise
     except Exception as exc:  # nibabel raises many types for bad files
-        raise DicomCubeError(f"cannot read NIfTI: {exc}", path) from exc
-    raw = np.asarray(nii.dataobj.get_unscaled()) if hasattr(nii.dataobj, "get_unscaled") \
-        else np.asarray(nii.dataobj)
+        raise DicomCubeError(f"cannot read NIfTI: {type(exc).__name__}: {exc}", path) from exc
     while raw.ndim > 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]
     if raw.ndim == 2:
@@ -112,10 +118,39 @@ def load_from_nifti(path: "os.PathLike[str] | str") -> DicomCubeImage:
     inter = getattr(nii.dataobj, "inter", None)
     slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
-    affine = nii.affine
+    try:
+        space = space_from_ras_affine(nii.affine, raw.shape)
+    except DataConsistencyError as exc:
+        raise DataConsistencyError(str(exc), path) from None
     volume = np.ascontiguousarray(raw.transpose(2, 1, 0))
     dt = str(volume.dtype)
     ph = PixelDataHeader(RescaleSlope=slope, RescaleIntercept=inter, OriginalPixelDtype=dt,
                          PixelDtype=dt)
-    return DicomCubeImage(volume, ph, None, space_from_ras_affine(affine, raw.shape))
+    return DicomCubeImage(volume, ph, None, space)
+
+
+def _check_declared_data(nii, path) -> None:
+    """Refuse a header whose dimensions, sample type or data offset the file cannot hold
+    before nibabel allocates the array: an uncompressed file must contain all the declared
+    bytes; a compressed one may inflate to at most :func:`limits.inflate_cap` of its size."""
+    hdr = nii.header
+    shape = tuple(int(n) for n in hdr.get_data_shape())
+    if not shape or min(shape) < 1:
+        raise DataConsistencyError(f"NIfTI dimensions {shape} are not all positive", path)
+    limits.check_dtype(np.dtype(hdr.get_data_dtype()), path)
+    nbytes = int(np.prod(shape, dtype=object)) * hdr.get_data_dtype().itemsize
+    offset = hdr.get_data_offset()
+    size = os.path.getsize(path)
+    if os.fspath(path).lower().endswith((".gz", ".bz2", ".zst")):
+        cap = limits.inflate_cap(size)
+        if nbytes > cap:
+            raise DataConsistencyError(
+                f"NIfTI header declares {nbytes} data bytes {shape} for a compressed file of "
+                f"{size} bytes, above the limit of {int(cap)}: refused as a likely decompression "
+                "bomb (limits MAX_INFLATE_RATIO above DECODE_FREE_BYTES; env "
+                "DICUBE_MAX_INFLATE_RATIO=0 disables)", path)
+    elif not 0 <= offset <= size or nbytes > size - offset:
+        raise DataConsistencyError(
+            f"NIfTI header declares {nbytes} data bytes {shape} at offset {offset}, the file "
+            f"has {size} bytes (truncated or damaged header)", path)
 
