@@ -117,3 +117,77 @@ def test_nifti_gz_bomb_is_refused_before_allocating(tmp_path, monkeypatch):
         load_from_nifti(path)  # 8 MiB from ~8 KB: over 100:1
     monkeypatch.setattr(limits, "DECODE_FREE_BYTES", 16 << 20)
     assert load_from_nifti(path).raw_image.shape == (256, 256, 64)
+
+
+class _LyingServer:
+    """Serves 1 MiB; ``mode`` picks the lie told to every ranged GET (right Content-Range)."""
+
+    DATA = bytes(range(256)) * 4096
+
+    def __init__(self):
+        import http.server
+        import re
+        import threading
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                m = re.match(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                a, b = int(m[1]), min(int(m[2]), len(owner.DATA) - 1)
+                body = owner.DATA[a:b + 1]
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {a}-{b}/{len(owner.DATA)}")
+                if owner.mode == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    extra = body + bytes(1 << 20)
+                    try:
+                        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(extra), extra))
+                    except OSError:
+                        pass
+                    return
+                extra = (1 << 20) if owner.mode == "longer" else (1 << 40)
+                self.send_header("Content-Length", str(len(body) + extra))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                    for _ in range(extra >> 16 if owner.mode == "longer" else 1 << 12):
+                        self.wfile.write(bytes(1 << 16))  # 256 MiB at most, then hang up
+                except OSError:
+                    pass
+
+        self.mode = "longer"
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/f.bin"
+
+
+@pytest.fixture(scope="module")
+def lying_server():
+    srv = _LyingServer()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+@pytest.mark.parametrize("mode, client", [("longer", "obstore"), ("endless", "obstore"),
+                                          ("longer", "stdlib"), ("endless", "stdlib"),
+                                          ("chunked", "stdlib")])  # obstore refuses chunked itself
+def test_a_body_longer_than_the_range_is_refused(lying_server, mode, client, monkeypatch):
+    """obstore's bytes() buffered a whole body (an endless one aborted the process) and
+    the stdlib client kept the first bytes of it: both now stop past the range asked."""
+    from dicube.exceptions import SourceError
+    from dicube.storage import sources
+
+    monkeypatch.setattr(sources, "_forked_after_obstore", lambda: client == "stdlib")
+    lying_server.mode = mode
+    with pytest.raises(SourceError, match="more than the 4096 bytes asked for") as err:
+        sources.RemoteFile(lying_server.url, prefetch=4096)
+    assert lying_server.url in str(err.value)

@@ -101,5 +101,8 @@ class RangeClient:
         if len(data) != want:
             self._drop()
             raise http.client.IncompleteRead(data, want - len(data))
+        if resp.length or (resp.length is None and resp.read(1)):  # body runs past the range
+            self._drop()
+            raise SourceError(f"server sent more than the {want} bytes asked for", url)
         return data, size
 

@@ -348,6 +348,26 @@ def _io_pool() -> ThreadPoolExecutor:
         return _pool[1]
 
 
+def _ranged_body(res, want: int, url: str, timeouts_: Timeouts = None) -> bytes:
+    """The body of a ranged GET of ``want`` bytes, read as a stream and refused as soon as it
+    runs past them: a hostile server may send an endless body, which obstore's ``bytes()``
+    would buffer whole (a process abort when memory runs out)."""
+    chunks, got = [], 0
+    try:
+        for chunk in res.stream(min_chunk_size=max(1, want)):
+            got += len(chunk)
+            if got > want:
+                raise SourceError(f"server sent more than the {want} bytes asked for", url)
+            chunks.append(chunk)
+    except SourceError:
+        raise
+    except Exception as exc:  # obstore raises its own exception types
+        raise _remote_error(exc, url, timeouts_) from exc
+    if got != want:
+        raise SourceError(f"short read: {got} of {want} bytes", url)
+    return bytes(chunks[0]) if len(chunks) == 1 else b"".join(bytes(c) for c in chunks)
+
+
 class RemoteFile(ByteSource):
     """An object behind an http(s):// or s3:// URL, read with range requests.
 
@@ -380,8 +400,8 @@ class RemoteFile(ByteSource):
         try:
             if prefetch > 0:
                 res = obstore.get(self._store, self._path, options={"range": (0, prefetch)})
-                self._head = bytes(res.bytes())
                 self.size = int(res.meta["size"])
+                self._head = _ranged_body(res, min(prefetch, self.size), url)
                 self.stats.add(len(self._head))
             else:
                 self._head = b""
@@ -404,23 +424,23 @@ class RemoteFile(ByteSource):
             mv = bytearray(length)
             self._get_into(memoryview(mv), offset)
             return bytes(mv)
+        data = self._get_range(offset, length)
+        self.stats.add(len(data))
+        return data
+
+    def _get_range(self, offset: int, length: int) -> bytes:
         try:
-            data = self._obstore.get_range(self._store, self._path, start=offset, length=length)
+            res = self._obstore.get(self._store, self._path,
+                                    options={"range": (offset, offset + length)})
         except Exception as exc:
             raise _remote_error(exc, self.name, self._timeouts) from exc
-        self.stats.add(len(data))
-        if len(data) != length:
-            raise SourceError(f"short read: {len(data)} of {length} bytes", self.name)
-        return bytes(data)
+        return _ranged_body(res, length, self.name, self._timeouts)
 
     def _get_into(self, mv: memoryview, offset: int) -> None:
         if self._py is not None:
             data, _ = self._py.get(self.name, offset, len(mv))
         else:
-            try:
-                data = self._obstore.get_range(self._store, self._path, start=offset, length=len(mv))
-            except Exception as exc:
-                raise _remote_error(exc, self.name, self._timeouts) from exc
+            data = self._get_range(offset, len(mv))
         got = memoryview(data).cast("B")
         self.stats.add(len(got))
         if len(got) != len(mv):
