@@ -191,3 +191,42 @@ def test_a_body_longer_than_the_range_is_refused(lying_server, mode, client, mon
     with pytest.raises(SourceError, match="more than the 4096 bytes asked for") as err:
         sources.RemoteFile(lying_server.url, prefetch=4096)
     assert lying_server.url in str(err.value)
+
+
+def test_a_listing_redirected_to_ftp_is_refused_without_connecting(monkeypatch):
+    """urllib follows http -> ftp:// redirects; a folder listing must not leave http(s)."""
+    import http.server
+    import socket
+    import threading
+
+    from dicube.exceptions import SourceError
+    from dicube.storage import sources
+
+    ftp = socket.socket()
+    ftp.bind(("127.0.0.1", 0))
+    ftp.listen(1)
+    ftp.settimeout(0.5)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"ftp://127.0.0.1:{ftp.getsockname()[1]}/x/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/series/"
+        with pytest.raises(SourceError, match="redirect to ftp:// refused") as err:
+            sources.list_folder(url)
+        assert url in str(err.value)
+        with pytest.raises(socket.timeout):
+            ftp.accept()  # nobody connected to the "ftp server"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        ftp.close()

@@ -31,6 +31,7 @@ import re
 import stat
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -522,6 +523,21 @@ class Entry:
     size: int = -1
 
 
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow a listing's redirects to http(s) only (urllib also follows them to ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {scheme}:// refused, only "
+                                         "http(s) is followed", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _listing_opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_HttpRedirectsOnly)
+
+
 def _http_get(url: str, stats: Optional[TransferStats], timeouts_: Timeouts = None) -> tuple[bytes, str]:
     """The body of a directory index page: at most MAX_LISTING_BYTES, each read within the
     read timeout, the whole page within 10 read timeouts (a server dripping bytes fails)."""
@@ -530,7 +546,7 @@ def _http_get(url: str, stats: Optional[TransferStats], timeouts_: Timeouts = No
     try:
         # the socket timeout covers connecting and every read; the deadline a slow drip
         deadline = time.monotonic() + 10 * read
-        with urllib.request.urlopen(url, timeout=max(connect, read)) as resp:
+        with _listing_opener().open(url, timeout=max(connect, read)) as resp:
             ctype = resp.headers.get("Content-Type", "")
             body = bytearray()
             while True:
