@@ -349,10 +349,11 @@ def _io_pool() -> ThreadPoolExecutor:
         return _pool[1]
 
 
-def _ranged_body(res, want: int, url: str, timeouts_: Timeouts = None) -> bytes:
-    """The body of a ranged GET of ``want`` bytes, read as a stream and refused as soon as it
-    runs past them: a hostile server may send an endless body, which obstore's ``bytes()``
-    would buffer whole (a process abort when memory runs out)."""
+def _ranged_body(res, want: int, url: str, timeouts_: Timeouts = None):
+    """The body of a ranged GET of ``want`` bytes (a bytes-like object, not copied when it
+    came in one piece), read as a stream and refused as soon as it runs past them: a hostile
+    server may send an endless body, which obstore's ``bytes()`` would buffer whole (a
+    process abort when memory runs out)."""
     chunks, got = [], 0
     try:
         for chunk in res.stream(min_chunk_size=max(1, want)):
@@ -366,7 +367,7 @@ def _ranged_body(res, want: int, url: str, timeouts_: Timeouts = None) -> bytes:
         raise _remote_error(exc, url, timeouts_) from exc
     if got != want:
         raise SourceError(f"short read: {got} of {want} bytes", url)
-    return bytes(chunks[0]) if len(chunks) == 1 else b"".join(bytes(c) for c in chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class RemoteFile(ByteSource):
@@ -402,7 +403,7 @@ class RemoteFile(ByteSource):
             if prefetch > 0:
                 res = obstore.get(self._store, self._path, options={"range": (0, prefetch)})
                 self.size = int(res.meta["size"])
-                self._head = _ranged_body(res, min(prefetch, self.size), url)
+                self._head = bytes(_ranged_body(res, min(prefetch, self.size), url))
                 self.stats.add(len(self._head))
             else:
                 self._head = b""
@@ -425,11 +426,11 @@ class RemoteFile(ByteSource):
             mv = bytearray(length)
             self._get_into(memoryview(mv), offset)
             return bytes(mv)
-        data = self._get_range(offset, length)
+        data = bytes(self._get_range(offset, length))
         self.stats.add(len(data))
         return data
 
-    def _get_range(self, offset: int, length: int) -> bytes:
+    def _get_range(self, offset: int, length: int):
         try:
             res = self._obstore.get(self._store, self._path,
                                     options={"range": (offset, offset + length)})
