@@ -379,3 +379,22 @@ def test_fifo_is_refused_without_waiting(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(InvalidCubeFileError, match="not a regular file"):
         dicube.load(fifo)
+
+
+@pytest.mark.parametrize("encoding, raw_length, words", [
+    (0, 7, ["uncompressed section QCRP", "declares 7 decoded bytes"]),
+    (7, None, ["section QCRP", "unknown encoding 7"]),
+])
+def test_section_table_entries_that_lie(dcbs_samples, tmp_path, encoding, raw_length, words):
+    """An uncompressed section whose declared decoded length is not its stored length, or a
+    section of an encoding no writer uses: InvalidCubeFileError naming file and section."""
+    c = Crafted.read(dcbs_samples["sample_10"])
+    raw = c.section(b"QCRP").raw
+    c.set_section(b"QCRP", raw, encoding=encoding, raw_length=raw_length, stored=raw)
+    path = c.write(tmp_path / "lies.dcbs")
+    for call in (dicube.load, dicube.load_meta):
+        with pytest.raises(InvalidCubeFileError) as info:
+            call(path)
+        assert info.value.path == os.fspath(path)
+        for w in words:
+            assert w in str(info.value), str(info.value)

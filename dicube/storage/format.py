@@ -207,9 +207,15 @@ def parse_table(head: bytes, header: Header, crc32c, path=None) -> Dict[bytes, S
     out: Dict[bytes, Section] = {}
     for i in range(header.section_count):
         kind, enc, off, length, crc, raw = SECTION.unpack_from(table, i * SECTION_SIZE)
-        if off < end or off + length > header.head_length or enc not in (ENC_RAW, ENC_ZSTD):
-            raise InvalidCubeFileError(f"section {kind!r} lies outside the head", path)
+        name = kind.decode("latin-1")
+        if off < end or off + length > header.head_length:
+            raise InvalidCubeFileError(f"section {name} lies outside the head", path)
         if enc == ENC_ZSTD:
             limits.check_section(kind, raw, length, path)
+        elif enc != ENC_RAW:
+            raise InvalidCubeFileError(f"section {name} has unknown encoding {enc}", path)
+        elif raw != length:
+            raise InvalidCubeFileError(f"uncompressed section {name} stores {length} bytes but "
+                                       f"declares {raw} decoded bytes", path)
         out[kind] = Section(kind, enc, off, length, crc, raw)
     return out
