@@ -87,3 +87,22 @@ def test_non_axial_series_agree_with_dcm2niix(sample_10, tmp_path, name):
     dicube.save_to_nifti(back, tmp_path / "again.nii")
     assert np.allclose(nib.load(tmp_path / "again.nii").affine, nib.load(tmp_path / "ours.nii").affine,
                        atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, opened", [("Nifti1Pair", ".hdr"), ("Nifti1Pair", ".img"),
+                                          ("AnalyzeImage", ".hdr")])
+def test_header_and_image_pairs(tmp_path, kind, opened):
+    """A .hdr/.img pair reads from whichever file is named (the declared data is checked
+    against the .img, which holds it); a truncated .img is refused naming the file."""
+    import nibabel as nib
+
+    from dicube.exceptions import DataConsistencyError
+
+    a = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    nib.save(getattr(nib, kind)(a, np.diag([1.0, 2.0, 3.0, 1.0])), tmp_path / "v.hdr")
+    img = dicube.load_from_nifti(tmp_path / f"v{opened}")
+    np.testing.assert_array_equal(img.raw_image, a.transpose(2, 1, 0))
+    data = (tmp_path / "v.img").read_bytes()
+    (tmp_path / "v.img").write_bytes(data[:-2])
+    with pytest.raises(DataConsistencyError, match="v.img has"):
+        dicube.load_from_nifti(tmp_path / f"v{opened}")

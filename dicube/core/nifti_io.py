@@ -140,8 +140,9 @@ def _check_declared_data(nii, path) -> None:
     limits.check_dtype(np.dtype(hdr.get_data_dtype()), path)
     nbytes = int(np.prod(shape, dtype=object)) * hdr.get_data_dtype().itemsize
     offset = hdr.get_data_offset()
-    size = os.path.getsize(path)
-    if os.fspath(path).lower().endswith((".gz", ".bz2", ".zst")):
+    image = nii.file_map["image"].filename or os.fspath(path)  # a pair's .img holds the data
+    size = os.path.getsize(image)
+    if image.lower().endswith((".gz", ".bz2", ".zst")):
         cap = limits.inflate_cap(size)
         if nbytes > cap:
             raise DataConsistencyError(
@@ -151,6 +152,6 @@ def _check_declared_data(nii, path) -> None:
                 "DICUBE_MAX_INFLATE_RATIO=0 disables)", path)
     elif not 0 <= offset <= size or nbytes > size - offset:
         raise DataConsistencyError(
-            f"NIfTI header declares {nbytes} data bytes {shape} at offset {offset}, the file "
-            f"has {size} bytes (truncated or damaged header)", path)
+            f"NIfTI header declares {nbytes} data bytes {shape} at offset {offset}, the data "
+            f"file {image} has {size} bytes (truncated or damaged header)", path)
 
