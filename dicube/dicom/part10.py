@@ -60,17 +60,31 @@ def dicube_file_meta(sop_class: Optional[str], sop_instance: Optional[str],
             "00020013": {"vr": "SH", "Value": [IMPLEMENTATION_VERSION_NAME]}}
 
 
+def fragment_pieces(frames: list) -> tuple:
+    """(pieces, offsets): each frame as one fragment padded to even length, as pieces whose
+    join is the items (item header 0, frame 0, padding 0 + item header 1, frame 1, ...,
+    padding n; each frame a piece of its own, not copied), and each item's offset from the
+    first (what a Basic or Extended Offset Table holds)."""
+    pieces, offsets, pos, pad = [], [], 0, b""
+    for f in frames:
+        length = len(f) + len(f) % 2
+        offsets.append(pos)
+        pieces += [pad + struct.pack("<HHI", *ITEM, length), f]
+        pad = b"\0" * (len(f) % 2)
+        pos += 8 + length
+    return pieces + [pad], offsets
+
+
+def basic_offset_table(offsets: list) -> bytes:
+    """The Basic Offset Table item holding ``offsets`` (empty: none)."""
+    return struct.pack(f"<HHI{len(offsets)}I", *ITEM, 4 * len(offsets), *offsets)
+
+
 def encapsulate_frames(frames: list) -> bytes:
     """Encapsulated pixel data items without the sequence delimiter: a Basic Offset Table
     with one offset per frame, then each frame as one fragment padded to even length."""
-    offsets, items, pos = [], [], 0
-    for f in frames:
-        pad = len(f) % 2
-        offsets.append(pos)
-        items += [struct.pack("<HHI", *ITEM, len(f) + pad), f, b"\0" * pad]
-        pos += 8 + len(f) + pad
-    bot = struct.pack(f"<HHI{len(offsets)}I", *ITEM, 4 * len(offsets), *offsets)
-    return b"".join([bot, *items])
+    pieces, offsets = fragment_pieces(frames)
+    return b"".join([basic_offset_table(offsets), *pieces])
 
 
 def _header(tag: int, vr: str, length: int, implicit: bool, big: bool = False) -> bytes:

@@ -41,8 +41,10 @@ from .part10 import (
     IMPLICIT_LE,
     SEQ_DELIM,
     PixelElement,
+    basic_offset_table,
     dicube_file_meta,
     encode_part10_parts,
+    fragment_pieces,
     native_pixel_head,
     pixel_element_bytes,
 )
@@ -380,7 +382,7 @@ class DcbStreamingReader:
         try:
             ts = self._syntax(False, transfer_syntax)
             mode = self._mode(ts)
-            frames = (k,) if self._per == 1 else range(k * self._per, (k + 1) * self._per)
+            frames = range(k * self._per, (k + 1) * self._per)
             if pixel_data is None:
                 datas = [self._pixel_data(f, ts, mode) for f in frames]
             elif isinstance(pixel_data, (bytes, bytearray, memoryview)):
@@ -399,25 +401,21 @@ class DcbStreamingReader:
                     info = read_header(datas[0])
                 prefix = self._prefix(k, ts, info)
             bits = first_value(prefix.image_pixel, "00280101") if mode == _REENCODE else None
-            for f, data in zip(frames, datas) if bits is not None else ():
-                if read_header(data).bits_stored != bits:  # never by our encoder
-                    raise CodecError(f"frame {f}: HTJ2K precision {read_header(data).bits_stored} "
-                                     f"differs from Bits Stored {bits}", self.path)
+            if bits is not None:
+                for f, data in zip(frames, datas):
+                    got = read_header(data).bits_stored
+                    if got != bits:  # never by our encoder
+                        raise CodecError(f"frame {f}: HTJ2K precision {got} differs from Bits "
+                                         f"Stored {bits}", self.path)
             if len(datas) > 1:
                 self._check_frames(frames, datas, mode, prefix)
         finally:
             self._leave()
-        if len(datas) > 1:
-            return self._multiframe_pieces(prefix, ts, mode, datas)
-        data = datas[0]
         if mode == _NATIVE:
-            head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr, len(data), ts)
-            return [prefix.before + head, data, prefix.after]
-        pad = len(data) % 2
-        opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
-        items = struct.pack("<HHIIHHI", 0xFFFE, 0xE000, 4, 0, 0xFFFE, 0xE000, len(data) + pad)
-        return [b"".join([prefix.before, opening[:-len(SEQ_DELIM)], items]), data,
-                b"".join([b"\0" * pad, SEQ_DELIM, prefix.after])]
+            head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr,
+                                     sum(len(d) for d in datas), ts)
+            return [prefix.before + head, *datas, prefix.after]
+        return self._encapsulated_pieces(prefix, ts, datas)
 
     def _check_frames(self, frames, datas, mode: str, prefix: "_Prefix") -> None:
         """Every frame of a multi-frame instance fits the one pixel module of its header:
@@ -443,33 +441,24 @@ class DcbStreamingReader:
                 raise CodecError(f"frame {f}: its codestream differs from the first frame of "
                                  f"its instance: {what}", self.path)
 
-    def _multiframe_pieces(self, prefix: "_Prefix", ts: str, mode: str, datas: list) -> list:
-        if mode == _NATIVE:
-            head = native_pixel_head(prefix.pixel_tag, prefix.pixel_vr,
-                                     sum(len(d) for d in datas), ts)
-            return [prefix.before + head, *datas, prefix.after]
-        offsets, pos = [], 0
-        for d in datas:
-            offsets.append(pos)
-            pos += 8 + len(d) + len(d) % 2
-        opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
+    @staticmethod
+    def _encapsulated_pieces(prefix: "_Prefix", ts: str, datas: list) -> list:
+        """The instance with ``datas`` one fragment each, behind a Basic Offset Table (past
+        4 GiB, PS3.5 A.4: an empty one and an Extended Offset Table)."""
+        pieces, offsets = fragment_pieces(datas)
         before = prefix.before
-        if pos <= _BOT_LIMIT:
-            bot = struct.pack(f"<HHI{len(offsets)}I", 0xFFFE, 0xE000, 4 * len(offsets), *offsets)
-        else:  # PS3.5 A.4: offsets past 4 GiB go in the Extended Offset Table, BOT empty
-            bot = struct.pack("<HHI", 0xFFFE, 0xE000, 0)
+        if sum(map(len, pieces)) <= _BOT_LIMIT:
+            bot = basic_offset_table(offsets)
+        else:
+            bot = basic_offset_table([])
             lengths = [len(d) + len(d) % 2 for d in datas]
             eot = [struct.pack("<HH2s2xI", 0x7FE0, tag, b"OV", 8 * len(values))
                    + struct.pack(f"<{len(values)}Q", *values)
                    for tag, values in ((0x0001, offsets), (0x0002, lengths))]
             before = b"".join([before, *eot])
-        out = [b"".join([before, opening[:-len(SEQ_DELIM)], bot])]
-        tail = b""
-        for d in datas:
-            out += [tail + struct.pack("<HHI", 0xFFFE, 0xE000, len(d) + len(d) % 2), d]
-            tail = b"\0" * (len(d) % 2)
-        out.append(b"".join([tail, SEQ_DELIM, prefix.after]))
-        return out
+        opening = pixel_element_bytes(PixelElement(prefix.pixel_tag, "OB", b"", True), ts)
+        return [b"".join([before, opening[:-len(SEQ_DELIM)], bot, pieces[0]]), *pieces[1:-1],
+                b"".join([pieces[-1], SEQ_DELIM, prefix.after])]
 
     def get_pixel_data(self, i: int, transfer_syntax: "str | None" = None) -> bytes:
         """The Pixel Data value of frame ``i`` of the file in ``transfer_syntax``, as the

@@ -315,14 +315,16 @@ class Wado:
         (ref,) = self._refs(request, "instance")
         return self._pixels(request, ref, self._file_frames(ref, numbers, loop), loop)
 
-    def _file_frames(self, ref, numbers: list, loop: bool = False) -> list:
-        """The file's frame numbers of frames ``numbers`` (1-based) of instance ``ref``;
-        404 for a frame the instance does not have."""
+    def _file_frames(self, ref, numbers: "list | None", loop: bool = False) -> list:
+        """The file's frame numbers of frames ``numbers`` (1-based; None: all) of instance
+        ``ref``; 404 for a frame the instance does not have."""
         reader = self._reader(ref.path, loop)
         try:
             frames = reader.frames_of_instance(ref.frame)
         except (DicomCubeError, OSError) as exc:
             raise _file_error(ref.path, exc) from exc
+        if numbers is None:
+            return list(frames)
         for n in numbers:
             if n > len(frames):
                 raise _HttpError(404, f"frame {n} not found: instance {ref.sop_uid} has "
@@ -335,11 +337,7 @@ class Wado:
             raise _HttpError(400, f"bulk data tag {tag!r} is not 8 hexadecimal digits")
         (ref,) = self._refs(request, "instance")
         if tag == _PIXEL_DATA:  # a multi-frame instance's frames, one part each
-            try:
-                frames = list(self._reader(ref.path, loop).frames_of_instance(ref.frame))
-            except (DicomCubeError, OSError) as exc:
-                raise _file_error(ref.path, exc) from exc
-            return self._pixels(request, ref, frames, loop)
+            return self._pixels(request, ref, self._file_frames(ref, None, loop), loop)
         if loop:
             raise _NeedThread
         reader = self._reader(ref.path)
